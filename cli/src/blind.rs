@@ -1,0 +1,144 @@
+//! The distribution-shift control: a "blind" classifier that sees only the raw inputs, never
+//! the audited model, trying to tell the member set from the non-member set.
+//!
+//! If it can, the two sets differ in distribution (another dataset, another camera, another
+//! preprocessing), and any head may be detecting that difference instead of membership. It is
+//! an L2-regularised logistic regression on coarse image statistics (a pooled thumbnail, an
+//! intensity histogram, mean and spread), scored out-of-fold by stratified k-fold
+//! cross-validation, so every score comes from a model that never saw that sample.
+
+use crate::data::Images;
+use crate::roc::SplitMix;
+
+const FOLDS: usize = 5;
+const HISTOGRAM_BINS: usize = 16;
+/// The thumbnail is at most this many cells a side.
+const GRID: usize = 7;
+
+/// Out-of-fold blind scores for members and non-members.
+pub fn scores(members: &Images, non_members: &Images, seed: u64) -> (Vec<f64>, Vec<f64>) {
+    let mut x: Vec<Vec<f64>> = Vec::with_capacity(members.len() + non_members.len());
+    for set in [members, non_members] {
+        for i in 0..set.len() {
+            x.push(features(set.sample(i), set.shape));
+        }
+    }
+    let y: Vec<f64> = (0..x.len()).map(|i| if i < members.len() { 1.0 } else { 0.0 }).collect();
+    standardize(&mut x);
+
+    // Stratified folds: each class shuffled, then dealt round-robin.
+    let mut rng = SplitMix::new(seed);
+    let mut fold = vec![0usize; x.len()];
+    for range in [0..members.len(), members.len()..x.len()] {
+        let mut idx: Vec<usize> = range.collect();
+        rng.shuffle(&mut idx);
+        for (k, i) in idx.into_iter().enumerate() {
+            fold[i] = k % FOLDS;
+        }
+    }
+    let mut out = vec![0.0; x.len()];
+    for f in 0..FOLDS {
+        let train: Vec<usize> = (0..x.len()).filter(|&i| fold[i] != f).collect();
+        let w = fit(&x, &y, &train);
+        for i in (0..x.len()).filter(|&i| fold[i] == f) {
+            out[i] = dot(&w, &x[i]);
+        }
+    }
+    let non = out.split_off(members.len());
+    (out, non)
+}
+
+/// Coarse statistics of one image `[C, H, W]` in [0, 1].
+fn features(img: &[f32], [c, h, w]: [usize; 3]) -> Vec<f64> {
+    let (gh, gw) = (h.min(GRID), w.min(GRID));
+    let mut f = Vec::with_capacity(c * (gh * gw + HISTOGRAM_BINS + 2) + 1);
+    for ch in 0..c {
+        let plane = &img[ch * h * w..(ch + 1) * h * w];
+        // Thumbnail: mean of each grid cell.
+        for gy in 0..gh {
+            for gx in 0..gw {
+                let (y0, y1) = (gy * h / gh, (gy + 1) * h / gh);
+                let (x0, x1) = (gx * w / gw, (gx + 1) * w / gw);
+                let mut s = 0.0;
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        s += plane[y * w + x] as f64;
+                    }
+                }
+                f.push(s / ((y1 - y0) * (x1 - x0)) as f64);
+            }
+        }
+        let mut hist = [0.0; HISTOGRAM_BINS];
+        for &v in plane {
+            hist[((v.clamp(0.0, 1.0) * HISTOGRAM_BINS as f32) as usize).min(HISTOGRAM_BINS - 1)] += 1.0;
+        }
+        f.extend(hist.iter().map(|n| n / plane.len() as f64));
+        let mean = plane.iter().map(|&v| v as f64).sum::<f64>() / plane.len() as f64;
+        let var = plane.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / plane.len() as f64;
+        f.push(mean);
+        f.push(var.sqrt());
+    }
+    f.push(1.0); // bias (kept at 1 by `standardize`)
+    f
+}
+
+fn standardize(x: &mut [Vec<f64>]) {
+    let d = x[0].len();
+    for j in 0..d - 1 {
+        let mean = x.iter().map(|r| r[j]).sum::<f64>() / x.len() as f64;
+        let sd = (x.iter().map(|r| (r[j] - mean).powi(2)).sum::<f64>() / x.len() as f64).sqrt().max(1e-9);
+        for r in x.iter_mut() {
+            r[j] = (r[j] - mean) / sd;
+        }
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Logistic regression by full-batch gradient descent (the loss is convex and the data
+/// standardised, so a fixed step converges), L2 penalty 1e-2 on all but the bias.
+fn fit(x: &[Vec<f64>], y: &[f64], rows: &[usize]) -> Vec<f64> {
+    let d = x[0].len();
+    let mut w = vec![0.0; d];
+    let (lr, l2, iters) = (0.5, 1e-2, 300);
+    let mut grad = vec![0.0; d];
+    for _ in 0..iters {
+        grad.iter_mut().for_each(|g| *g = 0.0);
+        for &i in rows {
+            let p = 1.0 / (1.0 + (-dot(&w, &x[i])).exp());
+            let e = p - y[i];
+            for (g, xi) in grad.iter_mut().zip(&x[i]) {
+                *g += e * xi;
+            }
+        }
+        for j in 0..d {
+            let reg = if j + 1 < d { l2 * w[j] } else { 0.0 };
+            w[j] -= lr * (grad[j] / rows.len() as f64 + reg);
+        }
+    }
+    w
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roc::auc;
+
+    fn images(n: usize, brightness: f32, seed: u64) -> Images {
+        let mut rng = SplitMix::new(seed);
+        let data = (0..n * 64).map(|_| (rng.below(1000) as f32 / 1000.0) * brightness).collect();
+        Images { data, shape: [1, 8, 8], labels: None }
+    }
+
+    #[test]
+    fn same_distribution_is_near_chance_and_shift_is_found() {
+        let (p, n) = scores(&images(200, 1.0, 1), &images(200, 1.0, 2), 0);
+        let same = auc(&p, &n);
+        assert!((0.35..0.65).contains(&same), "same distribution: {same}");
+        let (p, n) = scores(&images(200, 1.0, 1), &images(200, 0.8, 2), 0);
+        let shifted = auc(&p, &n);
+        assert!(shifted > 0.9, "brightness shift: {shifted}");
+    }
+}

@@ -1,0 +1,295 @@
+//! Data sets the toolkit reads: IDX files (as Debian's dataset packages install them, gzip'd
+//! or not), NPY arrays, and folders of images; and split files naming subsets of them.
+//!
+//! Everything becomes f32 images `[C, H, W]` scaled to [0, 1]:
+//! - IDX / NPY of unsigned bytes: value / 255.
+//! - NPY of float32: taken as they are (already preprocessed).
+//! - Image folders (PNG, JPEG; sorted by file name): converted to grey (C = 1) or RGB (C = 3)
+//!   as the model's input has it, resized to its H × W with a triangle filter, value / 255.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use serde::Deserialize;
+
+/// A set of images in f32, `[n, C, H, W]`, with optional class labels.
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub data: Vec<f32>,
+    pub shape: [usize; 3],
+    pub labels: Option<Vec<u8>>,
+}
+
+impl Images {
+    pub fn len(&self) -> usize {
+        let per: usize = self.shape.iter().product();
+        self.data.len().checked_div(per).unwrap_or(0)
+    }
+
+    pub fn per_sample(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn sample(&self, i: usize) -> &[f32] {
+        let per = self.per_sample();
+        &self.data[i * per..(i + 1) * per]
+    }
+
+    /// The samples at `indices`, in that order.
+    pub fn subset(&self, indices: &[usize]) -> Result<Images> {
+        let n = self.len();
+        let mut data = Vec::with_capacity(indices.len() * self.per_sample());
+        for &i in indices {
+            ensure!(i < n, "index {i} is out of range for a set of {n} samples");
+            data.extend_from_slice(self.sample(i));
+        }
+        let labels = self.labels.as_ref().map(|l| indices.iter().map(|&i| l[i]).collect());
+        Ok(Images { data, shape: self.shape, labels })
+    }
+
+    /// The first `n` samples (all when `n` is larger).
+    pub fn truncated(mut self, n: usize) -> Images {
+        let keep = n.min(self.len());
+        self.data.truncate(keep * self.per_sample());
+        if let Some(l) = &mut self.labels {
+            l.truncate(keep);
+        }
+        self
+    }
+}
+
+/// Loads a data set for a model whose input sample shape is `input` (`[C, H, W]`).
+pub fn load(path: &Path, input: [usize; 3]) -> Result<Images> {
+    let name = path.to_string_lossy();
+    let images = if path.is_dir() {
+        load_image_dir(path, input)
+    } else if name.ends_with(".npy") {
+        load_npy(path)
+    } else if name.contains("idx") || name.ends_with(".gz") {
+        let (dims, bytes) = read_idx(path)?;
+        match dims.as_slice() {
+            [_, h, w] => Ok(Images { data: scale(&bytes), shape: [1, *h, *w], labels: None }),
+            [_, c, h, w] => Ok(Images { data: scale(&bytes), shape: [*c, *h, *w], labels: None }),
+            other => bail!("IDX images must be [n, H, W] or [n, C, H, W], this file is {other:?}"),
+        }
+    } else {
+        bail!("don't know how to read it: expected a .npy file, an IDX file (…idx…, optionally .gz) or a folder of images")
+    }
+    .with_context(|| format!("reading {}", path.display()))?;
+    ensure!(
+        images.shape == input,
+        "{}: samples are {:?} but the model takes {:?}",
+        path.display(),
+        images.shape,
+        input
+    );
+    Ok(images)
+}
+
+fn scale(bytes: &[u8]) -> Vec<f32> {
+    bytes.iter().map(|&b| b as f32 / 255.0).collect()
+}
+
+/// Reads an IDX file of unsigned bytes: its dimensions and data.
+pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).context("gunzip")?;
+        out
+    } else {
+        raw
+    };
+    ensure!(bytes.len() >= 4 && bytes[0] == 0 && bytes[1] == 0, "not an IDX file");
+    ensure!(bytes[2] == 0x08, "IDX element type 0x{:02x} is not unsigned byte", bytes[2]);
+    let rank = bytes[3] as usize;
+    let header = 4 + 4 * rank;
+    ensure!(bytes.len() >= header, "truncated IDX header");
+    let dims: Vec<usize> =
+        (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
+    let len: usize = dims.iter().product();
+    ensure!(bytes.len() == header + len, "IDX data is {} bytes, dimensions {dims:?} need {len}", bytes.len() - header);
+    Ok((dims, bytes[header..].to_vec()))
+}
+
+fn load_npy(path: &Path) -> Result<Images> {
+    let file = std::fs::File::open(path)?;
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))?;
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let chw = match shape.as_slice() {
+        [_, h, w] => [1, *h, *w],
+        [_, c, h, w] => [*c, *h, *w],
+        other => bail!("NPY images must be [n, H, W] or [n, C, H, W], this array is {other:?}"),
+    };
+    let data = match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 1 => {
+            scale(&npy.into_vec::<u8>()?)
+        }
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => npy.into_vec::<f32>()?,
+        other => bail!("NPY element type {other:?}: expected uint8 (pixels) or float32 (preprocessed)"),
+    };
+    Ok(Images { data, shape: chw, labels: None })
+}
+
+fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
+    ensure!(c == 1 || c == 3, "image folders feed models of 1 or 3 channels, not {c}");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            matches!(
+                p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+                Some("png" | "jpg" | "jpeg")
+            )
+        })
+        .collect();
+    files.sort();
+    ensure!(!files.is_empty(), "no .png, .jpg or .jpeg files");
+    let mut data = Vec::with_capacity(files.len() * c * h * w);
+    for file in &files {
+        let img = image::open(file).with_context(|| format!("decoding {}", file.display()))?;
+        let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+        if c == 1 {
+            data.extend(img.to_luma8().as_raw().iter().map(|&b| b as f32 / 255.0));
+        } else {
+            let rgb = img.to_rgb8();
+            for ch in 0..3 {
+                data.extend(rgb.pixels().map(|p| p.0[ch] as f32 / 255.0));
+            }
+        }
+    }
+    Ok(Images { data, shape: [c, h, w], labels: None })
+}
+
+/// A split file (written by `scripts/train_audited.py`): named data sources, the audited
+/// model's member set, and protocols with member / non-member index lists.
+#[derive(Debug, Deserialize)]
+pub struct Split {
+    pub sources: HashMap<String, Source>,
+    pub protocols: HashMap<String, Protocol>,
+    #[serde(skip)]
+    base: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Source {
+    pub images: String,
+    #[serde(default)]
+    pub labels: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Protocol {
+    pub description: String,
+    pub head_train: Phase,
+    pub eval: Phase,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Phase {
+    pub members: Subset,
+    pub non_members: Subset,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Subset {
+    pub source: String,
+    pub indices: Vec<usize>,
+}
+
+impl Split {
+    pub fn load(path: &Path) -> Result<Split> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut split: Split = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        split.base = path.parent().unwrap_or(Path::new(".")).to_owned();
+        Ok(split)
+    }
+
+    pub fn protocol(&self, name: &str) -> Result<&Protocol> {
+        self.protocols.get(name).with_context(|| {
+            let mut names: Vec<&String> = self.protocols.keys().collect();
+            names.sort();
+            format!("no protocol '{name}' in the split file (it has {names:?})")
+        })
+    }
+
+    /// A source's file path: `$VAR/...` expands environment variables with the defaults the
+    /// split file gives (`${MINT_FASHION_MNIST:-/usr/share/...}`); relative paths are relative
+    /// to the split file.
+    fn resolve(&self, spec: &str) -> PathBuf {
+        let expanded = expand_env(spec);
+        let p = PathBuf::from(expanded);
+        if p.is_relative() {
+            self.base.join(p)
+        } else {
+            p
+        }
+    }
+
+    /// Loads the samples of a subset, with labels when the source has them.
+    pub fn load_subset(&self, subset: &Subset, input: [usize; 3], cache: &mut SourceCache) -> Result<Images> {
+        let source = self.sources.get(&subset.source).with_context(|| format!("no source '{}'", subset.source))?;
+        let key = subset.source.clone();
+        if !cache.0.contains_key(&key) {
+            let mut images = load(&self.resolve(&source.images), input)?;
+            if let Some(labels) = &source.labels {
+                let path = self.resolve(labels);
+                let (dims, bytes) = read_idx(&path)?;
+                ensure!(dims == [images.len()], "{}: {dims:?} labels for {} images", path.display(), images.len());
+                images.labels = Some(bytes);
+            }
+            cache.0.insert(key.clone(), images);
+        }
+        cache.0[&key].subset(&subset.indices)
+    }
+}
+
+/// Sources already read, so that one file feeds several subsets.
+#[derive(Default)]
+pub struct SourceCache(HashMap<String, Images>);
+
+/// Expands `${NAME:-default}` and `${NAME}`.
+fn expand_env(spec: &str) -> String {
+    let mut out = String::new();
+    let mut rest = spec;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let Some(end) = rest[start..].find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let inner = &rest[start + 2..start + end];
+        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
+        out.push_str(&std::env::var(name).unwrap_or_else(|_| default.to_string()));
+        rest = &rest[start + end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_expansion_uses_defaults() {
+        std::env::remove_var("MINT_TEST_UNSET");
+        assert_eq!(expand_env("${MINT_TEST_UNSET:-/usr/share}/x.gz"), "/usr/share/x.gz");
+        assert_eq!(expand_env("plain/path"), "plain/path");
+    }
+
+    #[test]
+    fn idx_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-idx3-ubyte");
+        let mut bytes = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+        bytes.extend(0..12u8);
+        std::fs::write(&path, &bytes).unwrap();
+        let images = load(&path, [1, 2, 3]).unwrap();
+        assert_eq!(images.len(), 2);
+        assert_eq!(images.sample(1)[0], 6.0 / 255.0);
+        let err = load(&path, [1, 3, 2]).unwrap_err().to_string();
+        assert!(err.contains("model takes"), "{err}");
+    }
+}

@@ -1,0 +1,379 @@
+//! `mint eval`: compliance evaluation of a model + head on member and non-member sets.
+//!
+//! Samples go through the library's own runtime: the audited model runs in tract, its taps
+//! are submitted to an [`Auditor`] built from the very configuration a vendor deploys, and the
+//! scores come back through the auditor's result sink. Around the head's figures the report
+//! puts baselines that need no head (the outcome's confidence, the loss when labels exist)
+//! and the distribution-shift control (a blind classifier on the raw inputs).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use mint_audit::config::{HeadConfig, TapKind};
+use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
+use serde_json::json;
+
+use crate::data::{self, SourceCache, Split};
+use crate::descriptor::Descriptor;
+use crate::extract::for_each_batch;
+use crate::report::{self, Check, Curve};
+use crate::roc::{self, Figures};
+use crate::blind;
+
+#[derive(clap::Args)]
+/// Evaluate a model + MINT head on member / non-member sets, write reports, gate on thresholds.
+pub struct Args {
+    /// The auditor configuration (with `model.onnx`, `model.input_shape` and tap `tensor`s).
+    #[arg(long)]
+    config: PathBuf,
+    /// A split file; evaluates its --protocol's `eval` sets.
+    #[arg(long, requires = "protocol", conflicts_with_all = ["members", "non_members"])]
+    split: Option<PathBuf>,
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Member samples: IDX file, NPY array or folder of images.
+    #[arg(long, requires = "non_members")]
+    members: Option<PathBuf>,
+    /// Non-member samples, likewise.
+    #[arg(long)]
+    non_members: Option<PathBuf>,
+    /// Class labels of the members (IDX), for the loss baseline.
+    #[arg(long)]
+    members_labels: Option<PathBuf>,
+    /// Class labels of the non-members (IDX), for the loss baseline.
+    #[arg(long)]
+    non_members_labels: Option<PathBuf>,
+    /// Use at most this many samples of each set.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Folder for report.json, junit.xml, roc.svg, roc_loglog.svg and scores.csv.
+    #[arg(long)]
+    out_dir: PathBuf,
+    /// Bootstrap resamples for the 95% intervals.
+    #[arg(long, default_value_t = 1000)]
+    bootstrap: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Fail unless the head's ROC AUC is at least this.
+    #[arg(long)]
+    min_auc: Option<f64>,
+    /// Fail unless the head's ROC AUC is at most this (a privacy gate).
+    #[arg(long)]
+    max_auc: Option<f64>,
+    /// Fail unless the balanced accuracy at the configured threshold is at least this.
+    #[arg(long)]
+    min_balanced_accuracy: Option<f64>,
+    /// FPR:TPR — fail unless the TPR at that FPR is at least TPR (repeatable).
+    #[arg(long, value_parser = parse_pair)]
+    min_tpr_at_fpr: Vec<(f64, f64)>,
+    /// FPR:TPR — fail unless the TPR at that FPR is at most TPR (repeatable).
+    #[arg(long, value_parser = parse_pair)]
+    max_tpr_at_fpr: Vec<(f64, f64)>,
+    /// Blind-baseline AUC from which the sets are taken to differ in distribution.
+    #[arg(long, default_value_t = 0.6)]
+    shift_auc: f64,
+    /// Report a distribution shift as a warning instead of failing the run.
+    #[arg(long)]
+    allow_shift: bool,
+}
+
+fn parse_pair(s: &str) -> Result<(f64, f64), String> {
+    let (a, b) = s.split_once(':').ok_or("expected FPR:TPR, e.g. 0.01:0.05")?;
+    let a: f64 = a.parse().map_err(|e| format!("FPR: {e}"))?;
+    let b: f64 = b.parse().map_err(|e| format!("TPR: {e}"))?;
+    if !(0.0..=1.0).contains(&a) || !(0.0..=1.0).contains(&b) {
+        return Err("FPR and TPR are in [0, 1]".into());
+    }
+    Ok((a, b))
+}
+
+/// Scores of the audited samples, by id, as the auditor's sink receives them.
+#[derive(Default)]
+struct Collected {
+    scores: HashMap<u64, f32>,
+    lost: Vec<(u64, DropReason)>,
+}
+
+const NON_MEMBER_IDS: u64 = 1 << 32;
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let started = Instant::now();
+    let mut config = Config::from_path(&args.config)?;
+    let desc = Descriptor::from_config(&config)?;
+    let input = desc.input_shape();
+
+    let (mut members, mut non_members, data_note) = match (&args.split, &args.members, &args.non_members) {
+        (Some(split_path), None, None) => {
+            let split = Split::load(split_path)?;
+            let name = args.protocol.as_deref().expect("required by clap");
+            let protocol = split.protocol(name)?;
+            let mut cache = SourceCache::default();
+            let m = split.load_subset(&protocol.eval.members, input, &mut cache)?;
+            let n = split.load_subset(&protocol.eval.non_members, input, &mut cache)?;
+            let note = json!({"split": split_path, "protocol": name, "description": protocol.description,
+                              "members_source": protocol.eval.members.source, "non_members_source": protocol.eval.non_members.source});
+            (m, n, note)
+        }
+        (None, Some(m), Some(n)) => {
+            let mut mi = data::load(m, input)?;
+            let mut ni = data::load(n, input)?;
+            for (images, labels) in [(&mut mi, &args.members_labels), (&mut ni, &args.non_members_labels)] {
+                if let Some(path) = labels {
+                    let (dims, bytes) = data::read_idx(path)?;
+                    ensure!(dims == [images.len()], "{}: {dims:?} labels for {} samples", path.display(), images.len());
+                    images.labels = Some(bytes);
+                }
+            }
+            (mi, ni, json!({"members": m, "non_members": n}))
+        }
+        _ => bail!("give --split and --protocol, or --members and --non-members"),
+    };
+    if let Some(limit) = args.limit {
+        members = members.truncated(limit);
+        non_members = non_members.truncated(limit);
+    }
+    ensure!(members.len() > 0 && non_members.len() > 0, "both sets need samples");
+
+    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
+    let total = members.len() + non_members.len();
+    config.sampling.one_in = 1;
+    config.metrics.http = None;
+    config.queue.capacity = config.queue.capacity.max(total);
+    let threshold = config.threshold() as f64;
+    let head_taps: Vec<String> = config.head_taps().iter().map(|&i| config.taps[i].name.clone()).collect();
+    let head_kind = match &config.head {
+        HeadConfig::Vanilla { .. } => "vanilla",
+        HeadConfig::Cnn { .. } => "cnn",
+    };
+    let outcome_tap = config.taps.iter().position(|t| t.kind == TapKind::Outcome);
+    let outcome_width = outcome_tap.map(|i| config.taps[i].channels).unwrap_or(0);
+
+    let collected = Arc::new(Mutex::new(Collected::default()));
+    let sink = Arc::clone(&collected);
+    let auditor = Auditor::with_sink(
+        config.clone(),
+        Arc::new(move |results: &[AuditResult]| {
+            let mut c = sink.lock().unwrap();
+            for r in results {
+                match r.outcome {
+                    Outcome::Audited(_) => {
+                        c.scores.insert(r.sample_id, r.score);
+                    }
+                    Outcome::Dropped(reason) => c.lost.push((r.sample_id, reason)),
+                }
+            }
+        }),
+    )?;
+    let model = desc.compile()?;
+
+    // Run both sets through the model and the auditor; keep the outcome for the baselines.
+    let mut outcomes: [Vec<f32>; 2] = [vec![0.0; members.len() * outcome_width], vec![0.0; non_members.len() * outcome_width]];
+    for (set, (images, id_base)) in [(&members, 0u64), (&non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
+        let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
+        let what = if set == 0 { "members" } else { "non-members" };
+        for_each_batch(&model, images, args.batch, args.threads, what, |start, views| {
+            let n = views[0].batch();
+            let ids: Vec<u64> = (0..n as u64).map(|i| id_base + start as u64 + i).collect();
+            auditor.submit(&ids, views).with_context(|| format!("submitting {what} {start}..{}", start + n))?;
+            if let Some(o) = outcome_tap {
+                let mut kept = kept.lock().unwrap();
+                for i in 0..n {
+                    let row = (start + i) * outcome_width;
+                    mint_audit::reduce::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
+                }
+            }
+            Ok(())
+        })?;
+        outcomes[set] = kept.into_inner().unwrap();
+    }
+    let close = auditor.close(Duration::from_secs(600));
+    let collected = std::mem::take(&mut *collected.lock().unwrap());
+    if let Some(&(id, reason)) = collected.lost.first() {
+        bail!(
+            "{} samples were not scored (first: id {id}, {}); last worker error: {}",
+            collected.lost.len(),
+            reason.label(),
+            auditor.last_worker_error().unwrap_or_default()
+        );
+    }
+    ensure!(
+        close.stats.audited() == total as u64 && collected.scores.len() == total,
+        "{} of {total} samples were scored",
+        collected.scores.len()
+    );
+    let score = |id: u64| collected.scores[&id] as f64;
+    let pos: Vec<f64> = (0..members.len() as u64).map(score).collect();
+    let neg: Vec<f64> = (0..non_members.len() as u64).map(|i| score(NON_MEMBER_IDS + i)).collect();
+
+    let head = roc::figures(&pos, &neg, Some(threshold), args.bootstrap, args.seed);
+    let (blind_pos, blind_neg) = blind::scores(&members, &non_members, args.seed);
+    let blind = roc::figures(&blind_pos, &blind_neg, None, args.bootstrap, args.seed);
+    let mut baselines = serde_json::Map::new();
+    baselines.insert("blind".into(), json!(blind));
+    let mut curves_data: Vec<(String, Vec<(f64, f64)>)> = vec![
+        (format!("MINT head (AUC {:.3})", head.auc.value), roc::curve(&pos, &neg)),
+        (format!("blind baseline (AUC {:.3})", blind.auc.value), roc::curve(&blind_pos, &blind_neg)),
+    ];
+    if outcome_tap.is_some() {
+        let conf = |o: &[f32]| o.chunks(outcome_width).map(max_log_softmax).collect::<Vec<f64>>();
+        let (cp, cn) = (conf(&outcomes[0]), conf(&outcomes[1]));
+        let confidence = roc::figures(&cp, &cn, None, args.bootstrap, args.seed);
+        curves_data.push((format!("confidence baseline (AUC {:.3})", confidence.auc.value), roc::curve(&cp, &cn)));
+        baselines.insert("confidence".into(), json!(confidence));
+        if let (Some(lm), Some(ln)) = (&members.labels, &non_members.labels) {
+            let loss = |o: &[f32], labels: &[u8]| {
+                o.chunks(outcome_width).zip(labels).map(|(row, &y)| -cross_entropy(row, y as usize)).collect::<Vec<f64>>()
+            };
+            let (lp, lneg) = (loss(&outcomes[0], lm), loss(&outcomes[1], ln));
+            baselines.insert("loss".into(), json!(roc::figures(&lp, &lneg, None, args.bootstrap, args.seed)));
+        }
+    }
+
+    let shift = blind.auc.value >= args.shift_auc;
+    let shift_message = if shift {
+        format!(
+            "DISTRIBUTION SHIFT: a blind classifier that never sees the model separates the two sets \
+             (AUC {}). Members and non-members differ in distribution, so the head may be detecting \
+             that difference rather than membership: do not trust the membership figures of this run.",
+            blind.auc
+        )
+    } else {
+        format!(
+            "No distribution shift found: the blind baseline stays below AUC {} (AUC {}).",
+            args.shift_auc, blind.auc
+        )
+    };
+
+    let mut checks = Vec::new();
+    let mut gate = |name: String, passed: bool, value: f64| {
+        checks.push(Check { message: format!("{name}: measured {value:.4}"), name, passed });
+    };
+    if let Some(x) = args.min_auc {
+        gate(format!("auc >= {x}"), head.auc.value >= x, head.auc.value);
+    }
+    if let Some(x) = args.max_auc {
+        gate(format!("auc <= {x}"), head.auc.value <= x, head.auc.value);
+    }
+    if let Some(x) = args.min_balanced_accuracy {
+        let v = head.balanced_accuracy.map_or(f64::NAN, |e| e.value);
+        gate(format!("balanced_accuracy >= {x}"), v >= x, v);
+    }
+    for &(fpr, tpr) in &args.min_tpr_at_fpr {
+        let v = roc::tpr_at_fpr(&pos, &neg, fpr);
+        gate(format!("tpr_at_fpr({fpr}) >= {tpr}"), v >= tpr, v);
+    }
+    for &(fpr, tpr) in &args.max_tpr_at_fpr {
+        let v = roc::tpr_at_fpr(&pos, &neg, fpr);
+        gate(format!("tpr_at_fpr({fpr}) <= {tpr}"), v <= tpr, v);
+    }
+    checks.push(Check {
+        name: format!("distribution-shift control (blind AUC < {})", args.shift_auc),
+        passed: !shift || args.allow_shift,
+        message: shift_message.clone(),
+    });
+    let passed = checks.iter().all(|c| c.passed);
+
+    std::fs::create_dir_all(&args.out_dir)?;
+    let head_sha = auditor.head_sha256().to_string();
+    let report = json!({
+        "mint_version": mint_audit::VERSION,
+        "model": {"id": config.model.id, "version": config.model.version, "onnx": desc.onnx(),
+                  "sha256": mint_audit::head::file_sha256(desc.onnx())?},
+        "head": {"kind": head_kind, "sha256": head_sha, "threshold": threshold, "taps": head_taps},
+        "data": data_note,
+        "mint": head,
+        "baselines": baselines,
+        "distribution_shift": {"blind_auc": blind.auc, "threshold": args.shift_auc, "detected": shift, "message": shift_message},
+        "checks": checks,
+        "passed": passed,
+        "bootstrap": {"rounds": args.bootstrap, "seed": args.seed},
+        "run": {"seconds": started.elapsed().as_secs_f64(), "threads": args.threads, "reduce_isa": mint_audit::reduce::isa().name()},
+    });
+    std::fs::write(args.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    let summary = summary(&config, &head, &blind, &baselines, &shift_message);
+    std::fs::write(
+        args.out_dir.join("junit.xml"),
+        report::junit(&format!("{} / {}", config.model.id, head_kind), &checks, started.elapsed().as_secs_f64(), &summary),
+    )?;
+    let curves: Vec<Curve<'_>> = curves_data.iter().map(|(l, p)| Curve { label: l.clone(), points: p }).collect();
+    report::roc_plots(&curves, &format!("MINT ROC: {}", config.model.id), &args.out_dir.join("roc.svg"), &args.out_dir.join("roc_loglog.svg"))?;
+    let mut csv = String::from("set,index,score\n");
+    for (i, s) in pos.iter().enumerate() {
+        csv.push_str(&format!("member,{i},{s}\n"));
+    }
+    for (i, s) in neg.iter().enumerate() {
+        csv.push_str(&format!("non_member,{i},{s}\n"));
+    }
+    std::fs::write(args.out_dir.join("scores.csv"), csv)?;
+
+    println!("{summary}");
+    for c in &checks {
+        println!("  [{}] {}", if c.passed { "pass" } else { "FAIL" }, c.name);
+    }
+    println!("reports in {}", args.out_dir.display());
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn summary(config: &Config, head: &Figures, blind: &Figures, baselines: &serde_json::Map<String, serde_json::Value>, shift: &str) -> String {
+    let mut s = format!(
+        "{} ({} members, {} non-members)\n  MINT head   AUC {}  TPR@1%FPR {}  TPR@0.1%FPR {}  balanced accuracy {}\n  blind       AUC {}\n",
+        config.model.id,
+        head.members,
+        head.non_members,
+        head.auc,
+        head.tpr_at_1pct_fpr,
+        head.tpr_at_0_1pct_fpr,
+        head.balanced_accuracy.map(|e| e.to_string()).unwrap_or_default(),
+        blind.auc,
+    );
+    for name in ["confidence", "loss"] {
+        if let Some(b) = baselines.get(name) {
+            let auc = &b["auc"];
+            s.push_str(&format!(
+                "  {name:<11} AUC {:.3} [{:.3}, {:.3}]\n",
+                auc["value"].as_f64().unwrap_or(f64::NAN),
+                auc["low"].as_f64().unwrap_or(f64::NAN),
+                auc["high"].as_f64().unwrap_or(f64::NAN)
+            ));
+        }
+    }
+    s.push_str("  ");
+    s.push_str(shift);
+    s
+}
+
+/// Largest log-probability of a logit row (a label-free confidence score).
+fn max_log_softmax(logits: &[f32]) -> f64 {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + logits.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln();
+    m - lse
+}
+
+/// Cross-entropy of a logit row against class `y`.
+fn cross_entropy(logits: &[f32], y: usize) -> f64 {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + logits.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln();
+    lse - logits.get(y).copied().unwrap_or(f32::NAN) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_and_loss_are_consistent() {
+        let row = [2.0f32, 0.0, -1.0];
+        let conf = max_log_softmax(&row);
+        assert!((conf + cross_entropy(&row, 0)).abs() < 1e-12);
+        assert!(cross_entropy(&row, 2) > cross_entropy(&row, 0));
+        assert!(parse_pair("0.01:0.2").is_ok() && parse_pair("2:0.1").is_err() && parse_pair("x").is_err());
+    }
+}

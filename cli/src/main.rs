@@ -1,0 +1,56 @@
+//! `mint`: the auditor's toolkit around the mint-audit library.
+//!
+//! - `mint inspect`  lists the tensors of an audited ONNX model that can be tapped.
+//! - `mint extract`  runs the audited model over a data set and writes the MINT features (NPY).
+//! - `mint train`    trains a MINT head on extracted features (driving a shipped PyTorch recipe).
+//! - `mint eval`     scores member and non-member sets through the library's own runtime and
+//!                   writes accuracy, ROC AUC, TPR at low FPR (bootstrap intervals), a ROC plot,
+//!                   JSON and JUnit reports, with a distribution-shift control; exits non-zero
+//!                   when a threshold is missed.
+
+mod blind;
+mod data;
+mod descriptor;
+mod eval;
+mod extract;
+mod inspect;
+mod progress;
+mod report;
+mod roc;
+mod train;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "mint", version, about = "Membership Inference Test (MINT) toolkit for mint-audit")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Inspect(inspect::Args),
+    Extract(extract::Args),
+    Train(train::Args),
+    Eval(eval::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Inspect(args) => inspect::run(args),
+        Command::Extract(args) => extract::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+    };
+    match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mint: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

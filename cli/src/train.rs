@@ -1,0 +1,251 @@
+//! `mint train`: a Vanilla MINT head from extracted features.
+//!
+//! Training runs in PyTorch through the recipe shipped in `scripts/train_head.py` (embedded in
+//! this binary, run with `--python`, Debian's `/usr/bin/python3` with `python3-torch` and
+//! `python3-onnx` by default): auditors train heads in PyTorch anyway, and its ONNX exporter
+//! is the reference. What comes back is then checked here: the head must load in the
+//! library's runtime and give PyTorch's scores within 1e-5 on reference rows, or the command
+//! fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, ensure, Context, Result};
+use mint_audit::config::ScoreOutput;
+use mint_audit::head::HeadModel;
+use serde_json::{json, Value};
+
+use crate::descriptor::Descriptor;
+use crate::extract::{read_npy, write_npy};
+
+const RECIPE: &str = include_str!("../../scripts/train_head.py");
+
+#[derive(clap::Args)]
+/// Train a Vanilla MINT head on extracted features and export it to ONNX.
+pub struct Args {
+    /// A folder written by `mint extract --split` (uses head_train_members / head_train_non_members).
+    #[arg(long, conflicts_with_all = ["members", "non_members"])]
+    features: Option<PathBuf>,
+    /// Member features, float32 NPY [n, F] (with its .json sidecar from `mint extract`).
+    #[arg(long, requires = "non_members")]
+    members: Option<PathBuf>,
+    /// Non-member features, float32 NPY [n, F].
+    #[arg(long)]
+    non_members: Option<PathBuf>,
+    /// Taps to train on, among those extracted, comma-separated, or `all`.
+    #[arg(long, default_value = "all")]
+    taps: String,
+    /// `standardized` (the shipped default) or `paper` (the MINT paper's head, literally).
+    #[arg(long, default_value = "standardized")]
+    recipe: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Epochs (0: the recipe's default).
+    #[arg(long, default_value_t = 0)]
+    epochs: u32,
+    /// The ONNX head to write (and `<out>.json` with the training report).
+    #[arg(long)]
+    out: PathBuf,
+    /// Also write an auditor configuration using this head (needs --model-json).
+    #[arg(long, requires = "model_json")]
+    config_out: Option<PathBuf>,
+    /// The audited model's descriptor, for --config-out.
+    #[arg(long)]
+    model_json: Option<PathBuf>,
+    /// Decision threshold written into --config-out.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Python with PyTorch and onnx.
+    #[arg(long, env = "MINT_PYTHON", default_value = "/usr/bin/python3")]
+    python: PathBuf,
+}
+
+/// Columns of the extracted features that belong to the requested taps.
+struct Selection {
+    taps: Vec<String>,
+    ranges: Vec<(usize, usize)>,
+    outcome: Option<(usize, usize)>,
+}
+
+fn select(meta: &Value, taps: &str) -> Result<Selection> {
+    ensure!(meta["kind"] == "vanilla", "these are not Vanilla features (kind {})", meta["kind"]);
+    let columns = meta["columns"].as_array().context("features.json has no columns")?;
+    let wanted: Vec<String> = if taps == "all" {
+        columns.iter().map(|c| c["tap"].as_str().unwrap_or_default().to_string()).collect()
+    } else {
+        taps.split(',').map(|s| s.trim().to_string()).collect()
+    };
+    let mut sel = Selection { taps: Vec::new(), ranges: Vec::new(), outcome: None };
+    let mut width = 0;
+    for name in wanted {
+        let c = columns.iter().find(|c| c["tap"] == name.as_str()).with_context(|| {
+            format!("tap '{name}' was not extracted (have: {})", meta["taps"])
+        })?;
+        let (a, b) = (c["start"].as_u64().unwrap() as usize, c["stop"].as_u64().unwrap() as usize);
+        if c["kind"] == "outcome" {
+            sel.outcome = Some((width, width + b - a));
+        }
+        width += b - a;
+        sel.ranges.push((a, b));
+        sel.taps.push(name);
+    }
+    Ok(sel)
+}
+
+fn take_columns(path: &Path, sel: &Selection, out: &Path) -> Result<usize> {
+    let (shape, data) = read_npy(path)?;
+    ensure!(shape.len() == 2, "{}: features must be [n, F], not {shape:?}", path.display());
+    let (n, f) = (shape[0], shape[1]);
+    let width: usize = sel.ranges.iter().map(|(a, b)| b - a).sum();
+    let mut picked = Vec::with_capacity(n * width);
+    for row in data.chunks(f) {
+        for &(a, b) in &sel.ranges {
+            picked.extend_from_slice(&row[a..b]);
+        }
+    }
+    write_npy(out, &[n, width], &picked)?;
+    Ok(width)
+}
+
+fn sidecar(npy: &Path) -> PathBuf {
+    if npy.file_name().is_some_and(|n| n.to_string_lossy().starts_with("head_train_")) {
+        npy.with_file_name("features.json")
+    } else {
+        npy.with_extension("json")
+    }
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let (members, non_members) = match (&args.features, &args.members, &args.non_members) {
+        (Some(dir), None, None) => (dir.join("head_train_members.npy"), dir.join("head_train_non_members.npy")),
+        (None, Some(m), Some(n)) => (m.clone(), n.clone()),
+        _ => bail!("give --features DIR, or --members and --non-members"),
+    };
+    let meta_path = sidecar(&members);
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(&meta_path).with_context(|| format!("reading {} (written by mint extract)", meta_path.display()))?,
+    )?;
+    let sel = select(&meta, &args.taps)?;
+
+    let tmp = tempfile::tempdir()?;
+    let recipe = tmp.path().join("train_head.py");
+    std::fs::write(&recipe, RECIPE)?;
+    let m = tmp.path().join("members.npy");
+    let n = tmp.path().join("non_members.npy");
+    let width = take_columns(&members, &sel, &m)?;
+    take_columns(&non_members, &sel, &n)?;
+
+    let mut cmd = Command::new(&args.python);
+    cmd.arg(&recipe)
+        .arg("--members")
+        .arg(&m)
+        .arg("--non-members")
+        .arg(&n)
+        .arg("--out")
+        .arg(&args.out)
+        .args(["--recipe", &args.recipe, "--seed", &args.seed.to_string(), "--epochs", &args.epochs.to_string()]);
+    if let Some((a, b)) = sel.outcome {
+        cmd.arg("--outcome-columns").arg(format!("{a}:{b}"));
+    }
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    eprintln!("training a '{}' head on {} ({} features)...", args.recipe, sel.taps.join("+"), width);
+    let status = cmd.status().with_context(|| format!("running {}", args.python.display()))?;
+    ensure!(status.success(), "the training recipe failed ({status})");
+
+    // The exported head must score in our runtime as it did in PyTorch.
+    let head = HeadModel::load(&args.out, None, &[width], ScoreOutput::Probability)?;
+    let report_path = PathBuf::from(format!("{}.json", args.out.display()));
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    let max_diff = check_reference(&head, &report["reference"], width)?;
+    ensure!(max_diff <= 1e-5, "the exported head's scores differ from PyTorch's by {max_diff:e} (> 1e-5)");
+    report["taps"] = json!(sel.taps);
+    report["sha256"] = json!(head.sha256());
+    report["tract_max_abs_diff_vs_torch"] = json!(max_diff);
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
+    println!("{}  {}  (tract vs PyTorch: max |Δ| = {max_diff:.1e})", head.sha256(), args.out.display());
+
+    if let Some(config_out) = &args.config_out {
+        let desc = Descriptor::load(args.model_json.as_ref().expect("required by clap"))?;
+        let config = auditor_config(&desc, config_out, &args.out, head.sha256(), &sel.taps, args.threshold)?;
+        std::fs::write(config_out, serde_json::to_string_pretty(&config)?)?;
+        eprintln!("wrote {}", config_out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Largest |tract − PyTorch| over the reference rows the recipe saved.
+pub fn check_reference(head: &HeadModel, reference: &Value, width: usize) -> Result<f32> {
+    let inputs: Vec<f32> = reference["inputs"]
+        .as_array()
+        .context("no reference rows")?
+        .iter()
+        .flat_map(|row| row.as_array().into_iter().flatten().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32))
+        .collect();
+    let expected: Vec<f32> =
+        reference["scores"].as_array().context("no reference scores")?.iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    ensure!(inputs.len() == expected.len() * width, "reference rows are not {width} wide");
+    let mut scores = Vec::new();
+    head.runner()?.score(&inputs, expected.len(), &mut scores)?;
+    Ok(scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
+}
+
+/// An auditor configuration for the audited model and this head, with paths relative to it.
+fn auditor_config(desc: &Descriptor, config_out: &Path, head: &Path, sha256: &str, taps: &[String], threshold: f32) -> Result<Value> {
+    let base = config_out.parent().unwrap_or(Path::new("."));
+    let rel = |p: &Path| relative_to(p, base);
+    let mut model = serde_json::to_value(ModelOut::from(desc))?;
+    model["onnx"] = json!(rel(desc.onnx()));
+    Ok(json!({
+        "model": model,
+        "taps": desc.taps.iter().map(tap_json).collect::<Vec<_>>(),
+        "head": {"kind": "vanilla", "path": rel(head), "sha256": sha256, "threshold": threshold, "taps": taps},
+    }))
+}
+
+#[derive(serde::Serialize)]
+struct ModelOut {
+    id: String,
+    version: String,
+    input_shape: Vec<usize>,
+}
+
+impl From<&Descriptor> for ModelOut {
+    fn from(d: &Descriptor) -> Self {
+        ModelOut { id: d.model.id.clone(), version: d.model.version.clone(), input_shape: d.input_shape().to_vec() }
+    }
+}
+
+pub fn tap_json(t: &mint_audit::config::TapConfig) -> Value {
+    let kind = match t.kind {
+        mint_audit::config::TapKind::ActivationMap => "activation_map",
+        mint_audit::config::TapKind::Outcome => "outcome",
+    };
+    let mut v = json!({"name": t.name, "channels": t.channels, "kind": kind});
+    if let Some(s) = t.spatial {
+        v["spatial"] = json!(s);
+    }
+    if let Some(tensor) = &t.tensor {
+        v["tensor"] = json!(tensor);
+    }
+    v
+}
+
+/// `path` relative to `base` when both are in one tree, else absolute.
+pub fn relative_to(path: &Path, base: &Path) -> String {
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().unwrap().join(p));
+    let (p, b) = (abs(path), abs(base));
+    let common = p.components().zip(b.components()).take_while(|(x, y)| x == y).count();
+    if common == 0 {
+        return p.display().to_string();
+    }
+    let mut rel = PathBuf::new();
+    for _ in b.components().skip(common) {
+        rel.push("..");
+    }
+    for c in p.components().skip(common) {
+        rel.push(c);
+    }
+    rel.display().to_string()
+}

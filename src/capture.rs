@@ -1,0 +1,296 @@
+//! Turning one submit call's tensors into compact per-sample records, on the vendor's thread.
+//!
+//! Checks come first and read no data (ranks, shapes, channel counts); then only the samples
+//! chosen by sampling are read, once: each map is reduced in place to its per-channel max
+//! (Vanilla) or copied as NCHW f32 (CNN). Samples holding NaN or infinities are left out of
+//! the records and reported back, so the rest of the batch is not lost.
+
+use half::slice::HalfFloatSliceExt;
+
+use crate::config::{TapConfig, TapKind};
+use crate::error::{Error, Result};
+use crate::reduce;
+use crate::tensor::{Arrangement, Elements, Form, TensorView};
+
+/// How a record is built from a sample's taps.
+#[derive(Debug, Clone)]
+pub(crate) enum Assembly {
+    /// Vanilla head: per-channel maxima (maps) or vectors (outcomes) of some taps, concatenated.
+    Features { parts: Vec<Part>, width: usize },
+    /// CNN head: one tap's full map, as `[C, H, W]` f32.
+    Map { tap: usize, chw: [usize; 3] },
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Part {
+    pub tap: usize,
+    pub offset: usize,
+    pub channels: usize,
+}
+
+impl Assembly {
+    pub(crate) fn features(taps: &[TapConfig], used: &[usize]) -> Assembly {
+        let mut parts = Vec::with_capacity(used.len());
+        let mut offset = 0;
+        for &tap in used {
+            let channels = taps[tap].channels;
+            parts.push(Part { tap, offset, channels });
+            offset += channels;
+        }
+        Assembly::Features { parts, width: offset }
+    }
+
+    /// f32 values per record.
+    pub(crate) fn width(&self) -> usize {
+        match self {
+            Assembly::Features { width, .. } => *width,
+            Assembly::Map { chw, .. } => chw.iter().product(),
+        }
+    }
+}
+
+/// Builds MINT records from tapped tensors with exactly the code the auditor runs on submit:
+/// the same checks, the same reduction kernels, the same feature order.
+#[derive(Debug, Clone)]
+pub struct FeatureExtractor {
+    taps: Vec<TapConfig>,
+    assembly: Assembly,
+}
+
+impl FeatureExtractor {
+    /// Vanilla features: the per-channel maxima (or vectors) of taps `used`, concatenated.
+    pub fn vanilla(taps: Vec<TapConfig>, used: &[usize]) -> FeatureExtractor {
+        let assembly = Assembly::features(&taps, used);
+        FeatureExtractor { taps, assembly }
+    }
+
+    /// CNN input: the full map of tap `tap` as `[C, H, W]` f32.
+    pub fn full_map(taps: Vec<TapConfig>, tap: usize, chw: [usize; 3]) -> FeatureExtractor {
+        FeatureExtractor { taps, assembly: Assembly::Map { tap, chw } }
+    }
+
+    /// f32 values per record.
+    pub fn width(&self) -> usize {
+        self.assembly.width()
+    }
+
+    /// Appends one record per sample of `views` to `records`. Samples holding NaN or
+    /// infinities get no record; their indices in the batch are returned.
+    pub fn extract(&self, views: &[TensorView<'_>], records: &mut Vec<f32>) -> Result<Vec<usize>> {
+        let n = views.first().map_or(0, |v| v.batch());
+        check_views(&self.taps, views, n, &self.assembly)?;
+        let ids: Vec<u64> = (0..n as u64).collect();
+        let chosen: Vec<usize> = (0..n).collect();
+        let (mut batch, mut kept) = (Vec::new(), Vec::new());
+        assemble(&self.assembly, views, &ids, &chosen, &mut batch, &mut kept);
+        records.extend_from_slice(&batch);
+        let mut kept = kept.into_iter().peekable();
+        Ok((0..n)
+            .filter(|&i| {
+                if kept.peek() == Some(&(i as u64)) {
+                    kept.next();
+                    false
+                } else {
+                    true
+                }
+            })
+            .collect())
+    }
+}
+
+/// Samples left out of the records because they held NaN or infinities.
+#[derive(Debug, Clone)]
+pub(crate) struct Rejected {
+    pub count: usize,
+    pub first_id: u64,
+    pub tap: usize,
+}
+
+/// Checks the shape of every tensor of a submit call against the configured taps.
+pub(crate) fn check_views(taps: &[TapConfig], views: &[TensorView<'_>], samples: usize, assembly: &Assembly) -> Result<()> {
+    if views.len() != taps.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} tensors were given, but {} taps are configured ({}), in that order",
+            views.len(),
+            taps.len(),
+            taps.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+        )));
+    }
+    for (i, (tap, view)) in taps.iter().zip(views).enumerate() {
+        let bad = |what: String| Err(Error::InvalidInput(format!("tap '{}' (index {i}): {what}", tap.name)));
+        if view.batch() != samples {
+            return bad(format!("batch of {} samples, but {samples} sample ids were given", view.batch()));
+        }
+        match (tap.kind, view.form()) {
+            (TapKind::ActivationMap, Form::Vector) => {
+                return bad("an activation map needs a [N, C, H, W] tensor, or a [N, C] tensor of form channel-max".into())
+            }
+            (TapKind::Outcome, Form::Map | Form::ChannelMax) => {
+                return bad(format!("an outcome is a [N, {}] vector tensor", tap.channels))
+            }
+            _ => {}
+        }
+        if view.channels() != tap.channels {
+            return bad(format!("expected {} channels, got {} (shape {:?})", tap.channels, view.channels(), view.shape()));
+        }
+        if let Some([h, w]) = tap.spatial {
+            if view.form() == Form::Map && (view.shape()[2], view.shape()[3]) != (h, w) {
+                return bad(format!("expected maps of {h}×{w}, got {}×{}", view.shape()[2], view.shape()[3]));
+            }
+        }
+        if let Assembly::Map { tap: cnn_tap, .. } = assembly {
+            if *cnn_tap == i && view.form() != Form::Map {
+                return bad("the CNN head needs the full map [N, C, H, W], not its channel max".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Builds the records of samples `chosen` (indices into the call's batch) into `records`, and
+/// their ids into `ids`, leaving out samples with non-finite values.
+pub(crate) fn assemble(
+    assembly: &Assembly,
+    views: &[TensorView<'_>],
+    call_ids: &[u64],
+    chosen: &[usize],
+    records: &mut Vec<f32>,
+    ids: &mut Vec<u64>,
+) -> Option<Rejected> {
+    let width = assembly.width();
+    records.clear();
+    records.resize(chosen.len() * width, 0.0);
+    ids.clear();
+    let mut rejected: Option<Rejected> = None;
+    let mut row = 0;
+    for &s in chosen {
+        let out = &mut records[row * width..(row + 1) * width];
+        let bad_tap = match assembly {
+            Assembly::Features { parts, .. } => parts.iter().find_map(|p| {
+                let v = &views[p.tap];
+                let dst = &mut out[p.offset..p.offset + p.channels];
+                let finite = match v.form() {
+                    Form::Map => reduce::channel_max(v, s, dst),
+                    Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
+                };
+                (!finite).then_some(p.tap)
+            }),
+            Assembly::Map { tap, .. } => (!copy_map_chw(&views[*tap], s, out)).then_some(*tap),
+        };
+        match bad_tap {
+            None => {
+                ids.push(call_ids[s]);
+                row += 1;
+            }
+            Some(tap) => {
+                let r = rejected.get_or_insert(Rejected { count: 0, first_id: call_ids[s], tap });
+                r.count += 1;
+            }
+        }
+    }
+    records.truncate(row * width);
+    rejected
+}
+
+/// Copies sample `n`'s map as `[C, H, W]` f32 (the layout CNN heads take).
+/// Returns `false` when it holds NaN or infinities.
+pub(crate) fn copy_map_chw(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
+    let (c, hw) = (view.channels(), view.spatial());
+    debug_assert_eq!(out.len(), c * hw);
+    let base = view.sample_offset(n);
+    match (view.arrangement(), view.elements()) {
+        (Arrangement::Planar, Elements::F32(s)) => out.copy_from_slice(&s[base..base + c * hw]),
+        (Arrangement::Planar, Elements::F16(s)) => s[base..base + c * hw].convert_to_f32_slice(out),
+        (Arrangement::Planar, Elements::BF16(s)) => s[base..base + c * hw].convert_to_f32_slice(out),
+        _ => {
+            let (h, w) = (view.shape()[2], view.shape()[3]);
+            let st = view.strides();
+            let e = view.elements();
+            for ch in 0..c {
+                for y in 0..h {
+                    let src = base + ch * st[1] + y * st[2];
+                    let dst = &mut out[(ch * h + y) * w..(ch * h + y + 1) * w];
+                    for (x, d) in dst.iter_mut().enumerate() {
+                        let i = src + x * st[3];
+                        *d = match e {
+                            Elements::F32(s) => s[i],
+                            Elements::F16(s) => s[i].to_f32(),
+                            Elements::BF16(s) => s[i].to_f32(),
+                        };
+                    }
+                }
+            }
+        }
+    }
+    out.iter().all(|x| x.is_finite())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::Layout;
+
+    fn taps() -> Vec<TapConfig> {
+        vec![
+            TapConfig { name: "a".into(), channels: 3, kind: TapKind::ActivationMap, spatial: None, tensor: None },
+            TapConfig { name: "out".into(), channels: 2, kind: TapKind::Outcome, spatial: None, tensor: None },
+        ]
+    }
+
+    #[test]
+    fn shape_errors_name_the_tap() {
+        let taps = taps();
+        let asm = Assembly::features(&taps, &[0, 1]);
+        let map = vec![0f32; 2 * 3 * 4];
+        let out = vec![0f32; 4];
+        let m = TensorView::map(&map, Layout::Nchw, [2, 3, 2, 2]).unwrap();
+        let o = TensorView::vectors(&out, Form::Vector, 2, 2).unwrap();
+        assert!(check_views(&taps, &[m, o], 2, &asm).is_ok());
+        let e = check_views(&taps, &[m], 2, &asm).unwrap_err().to_string();
+        assert!(e.contains("1 tensors were given, but 2 taps"), "{e}");
+        let e = check_views(&taps, &[m, o], 3, &asm).unwrap_err().to_string();
+        assert!(e.contains("tap 'a'") && e.contains("3 sample ids"), "{e}");
+        let e = check_views(&taps, &[o, o], 2, &asm).unwrap_err().to_string();
+        assert!(e.contains("tap 'a'") && e.contains("[N, C, H, W]"), "{e}");
+        let wrong = TensorView::map(&map, Layout::Nchw, [2, 2, 3, 2]).unwrap();
+        let e = check_views(&taps, &[wrong, o], 2, &asm).unwrap_err().to_string();
+        assert!(e.contains("expected 3 channels, got 2"), "{e}");
+        let e = check_views(&taps, &[m, m], 2, &asm).unwrap_err().to_string();
+        assert!(e.contains("tap 'out'"), "{e}");
+    }
+
+    #[test]
+    fn records_are_compact_and_skip_non_finite_samples() {
+        let taps = taps();
+        let asm = Assembly::features(&taps, &[1, 0]);
+        let mut map: Vec<f32> = (0..3 * 3 * 4).map(|i| i as f32).collect();
+        map[12 + 5] = f32::NAN; // sample 1
+        let out: Vec<f32> = (0..6).map(|i| -(i as f32)).collect();
+        let views = [
+            TensorView::map(&map, Layout::Nchw, [3, 3, 2, 2]).unwrap(),
+            TensorView::vectors(&out, Form::Vector, 3, 2).unwrap(),
+        ];
+        let (mut rec, mut ids) = (Vec::new(), Vec::new());
+        let rej = assemble(&asm, &views, &[10, 11, 12], &[0, 1, 2], &mut rec, &mut ids).unwrap();
+        assert_eq!((rej.count, rej.first_id, rej.tap), (1, 11, 0));
+        assert_eq!(ids, vec![10, 12]);
+        // Outcome first (head order), then the map's channel maxima.
+        assert_eq!(rec, vec![0., -1., 3., 7., 11., -4., -5., 27., 31., 35.]);
+    }
+
+    #[test]
+    fn map_copies_are_nchw_whatever_the_layout() {
+        let (c, h, w) = (3, 2, 4);
+        let nchw: Vec<f32> = (0..c * h * w).map(|i| i as f32).collect();
+        let mut nhwc = vec![0f32; nchw.len()];
+        for ch in 0..c {
+            for p in 0..h * w {
+                nhwc[p * c + ch] = nchw[ch * h * w + p];
+            }
+        }
+        let v = TensorView::map(&nhwc, Layout::Nhwc, [1, h, w, c]).unwrap();
+        let mut out = vec![0f32; c * h * w];
+        assert!(copy_map_chw(&v, 0, &mut out));
+        assert_eq!(out, nchw);
+    }
+}

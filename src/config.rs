@@ -1,0 +1,471 @@
+//! Auditor configuration: JSON, strict (unknown keys are errors), validated field by field.
+//!
+//! Every error names the field it is about (`taps[2].channels: must be at least 1`), so a
+//! vendor fixing a deployment knows where to look.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// Complete configuration of one auditor.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The audited model, as named in metrics.
+    pub model: ModelInfo,
+    /// The tensors the vendor hands over on every submit, in this order.
+    pub taps: Vec<TapConfig>,
+    /// The MINT head that scores the taps.
+    pub head: HeadConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub batching: BatchingConfig,
+    #[serde(default)]
+    pub sampling: SamplingConfig,
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// Worker threads running the head (each owns one state of the shared compiled plan).
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelInfo {
+    pub id: String,
+    #[serde(default)]
+    pub version: String,
+    /// The audited model's ONNX file, when mint-audit runs the model itself (the `mint`
+    /// toolkit, the demo); vendors who capture their own activations leave it out.
+    #[serde(default)]
+    pub onnx: Option<PathBuf>,
+    /// One input sample's shape without the batch axis, e.g. `[1, 28, 28]`; needed with `onnx`.
+    #[serde(default)]
+    pub input_shape: Option<Vec<usize>>,
+}
+
+/// What a tap carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TapKind {
+    /// An activation map `[N, C, H, W]`, reduced to its per-channel max for Vanilla heads.
+    ActivationMap,
+    /// The model outcome, a vector `[N, L]` taken as it is.
+    Outcome,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TapConfig {
+    pub name: String,
+    /// Channel count of the map (or length of the outcome vector).
+    pub channels: usize,
+    pub kind: TapKind,
+    /// Expected `[H, W]` of the maps, checked on every submit when given; required for the
+    /// tap of a CNN head.
+    #[serde(default)]
+    pub spatial: Option<[usize; 2]>,
+    /// Name of the tensor (or node) in the audited ONNX model, when mint-audit runs the model.
+    #[serde(default)]
+    pub tensor: Option<String>,
+}
+
+/// How a head's output is to be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreOutput {
+    /// The head outputs a membership probability in [0, 1].
+    #[default]
+    Probability,
+    /// The head outputs a logit; the score is its sigmoid.
+    Logit,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HeadConfig {
+    /// A Vanilla MINT head: per-channel maxima of the listed taps, concatenated, into an ONNX model.
+    Vanilla {
+        path: PathBuf,
+        sha256: String,
+        #[serde(default = "default_threshold")]
+        threshold: f32,
+        #[serde(default)]
+        output: ScoreOutput,
+        /// Taps whose features feed the head, in order; all taps when absent.
+        #[serde(default)]
+        taps: Option<Vec<String>>,
+    },
+    /// A CNN MINT head on the full maps of one tap, run by a backend plugin.
+    Cnn {
+        tap: String,
+        #[serde(default = "default_threshold")]
+        threshold: f32,
+        backend: BackendConfig,
+        /// Bytes of full maps that may wait for the backend at once; past it, batches are dropped.
+        #[serde(default = "default_copy_budget")]
+        copy_budget_bytes: usize,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Path of the plugin shared library.
+    pub library: PathBuf,
+    /// Passed to the plugin as JSON, untouched.
+    #[serde(default)]
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Samples that may wait for the worker; past it, batches are dropped and counted.
+    pub capacity: usize,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig { capacity: 4096 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Largest batch the head runs.
+    pub max_batch: usize,
+    /// Longest a sample waits for a batch to fill, in milliseconds.
+    pub max_wait_ms: u64,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        BatchingConfig { max_batch: 64, max_wait_ms: 2 }
+    }
+}
+
+impl BatchingConfig {
+    pub fn max_wait(&self) -> Duration {
+        Duration::from_millis(self.max_wait_ms)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplingConfig {
+    /// Audit one sample in this many, chosen by a hash of the sample id (so the same id is
+    /// always chosen or always skipped, on every replica).
+    pub one_in: u64,
+    /// Mixed into the hash, to choose a different subset.
+    #[serde(default)]
+    pub salt: u64,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig { one_in: 1, salt: 0 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics` over HTTP; off unless given.
+    #[serde(default)]
+    pub http: Option<HttpConfig>,
+    /// Upper bounds of the membership score histogram's buckets.
+    #[serde(default)]
+    pub score_buckets: Option<Vec<f64>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address to bind; port 0 picks a free port.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+}
+
+fn default_workers() -> usize {
+    1
+}
+fn default_threshold() -> f32 {
+    0.5
+}
+fn default_copy_budget() -> usize {
+    256 << 20
+}
+fn default_listen() -> String {
+    "127.0.0.1:9464".into()
+}
+
+impl Config {
+    /// Parses and validates a JSON configuration. Relative paths are resolved against `base_dir`.
+    pub fn from_json(json: &str, base_dir: &Path) -> Result<Config> {
+        let de = &mut serde_json::Deserializer::from_str(json);
+        let mut config: Config = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "config".to_string() } else { path };
+            Error::config(field, e.into_inner().to_string())
+        })?;
+        config.resolve_paths(base_dir);
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads, parses and validates a configuration file; relative paths in it are resolved
+    /// against the file's directory.
+    pub fn from_path(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let json = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::from_json(&json, base)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let resolve = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        if let Some(onnx) = &mut self.model.onnx {
+            resolve(onnx);
+        }
+        match &mut self.head {
+            HeadConfig::Vanilla { path, .. } => resolve(path),
+            HeadConfig::Cnn { backend, .. } => resolve(&mut backend.library),
+        }
+    }
+
+    /// Checks every value; the error names the first bad field.
+    pub fn validate(&self) -> Result<()> {
+        if self.model.id.is_empty() {
+            return Err(Error::config("model.id", "must not be empty"));
+        }
+        if let Some(shape) = &self.model.input_shape {
+            if shape.is_empty() || shape.contains(&0) {
+                return Err(Error::config("model.input_shape", "must list non-zero dimensions"));
+            }
+        }
+        if self.model.onnx.is_some() && self.model.input_shape.is_none() {
+            return Err(Error::config("model.input_shape", "is needed with model.onnx"));
+        }
+        if self.taps.is_empty() {
+            return Err(Error::config("taps", "at least one tap is needed"));
+        }
+        let mut names = HashSet::new();
+        for (i, tap) in self.taps.iter().enumerate() {
+            if tap.name.is_empty() {
+                return Err(Error::config(format!("taps[{i}].name"), "must not be empty"));
+            }
+            if !names.insert(tap.name.as_str()) {
+                return Err(Error::config(format!("taps[{i}].name"), format!("'{}' is used twice", tap.name)));
+            }
+            if tap.channels == 0 {
+                return Err(Error::config(format!("taps[{i}].channels"), "must be at least 1"));
+            }
+            if let Some(spatial) = tap.spatial {
+                if tap.kind == TapKind::Outcome {
+                    return Err(Error::config(format!("taps[{i}].spatial"), "an outcome has no spatial size"));
+                }
+                if spatial.contains(&0) {
+                    return Err(Error::config(format!("taps[{i}].spatial"), "must be at least 1×1"));
+                }
+            }
+        }
+        match &self.head {
+            HeadConfig::Vanilla { sha256, threshold, output, taps, .. } => {
+                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(Error::config("head.sha256", "must be 64 hexadecimal digits"));
+                }
+                check_threshold(*threshold, *output)?;
+                if let Some(list) = taps {
+                    if list.is_empty() {
+                        return Err(Error::config("head.taps", "must list at least one tap when given"));
+                    }
+                    let mut seen = HashSet::new();
+                    for (i, name) in list.iter().enumerate() {
+                        if !names.contains(name.as_str()) {
+                            return Err(Error::config(format!("head.taps[{i}]"), format!("no tap is named '{name}'")));
+                        }
+                        if !seen.insert(name) {
+                            return Err(Error::config(format!("head.taps[{i}]"), format!("'{name}' is listed twice")));
+                        }
+                    }
+                }
+            }
+            HeadConfig::Cnn { tap, threshold, copy_budget_bytes, .. } => {
+                check_threshold(*threshold, ScoreOutput::Probability)?;
+                match self.taps.iter().find(|t| &t.name == tap) {
+                    None => return Err(Error::config("head.tap", format!("no tap is named '{tap}'"))),
+                    Some(t) if t.kind != TapKind::ActivationMap => {
+                        return Err(Error::config("head.tap", format!("tap '{tap}' is not an activation map")))
+                    }
+                    Some(t) if t.spatial.is_none() => {
+                        return Err(Error::config(
+                            "head.tap",
+                            format!("tap '{tap}' feeds a CNN head, so it needs \"spatial\": [H, W]"),
+                        ))
+                    }
+                    _ => {}
+                }
+                if *copy_budget_bytes == 0 {
+                    return Err(Error::config("head.copy_budget_bytes", "must be at least 1"));
+                }
+            }
+        }
+        if self.queue.capacity == 0 {
+            return Err(Error::config("queue.capacity", "must be at least 1"));
+        }
+        if self.batching.max_batch == 0 {
+            return Err(Error::config("batching.max_batch", "must be at least 1"));
+        }
+        if self.batching.max_wait_ms > 60_000 {
+            return Err(Error::config("batching.max_wait_ms", "must be at most 60000"));
+        }
+        if self.sampling.one_in == 0 {
+            return Err(Error::config("sampling.one_in", "must be at least 1"));
+        }
+        if self.workers == 0 || self.workers > 64 {
+            return Err(Error::config("workers", "must be between 1 and 64"));
+        }
+        if let Some(buckets) = &self.metrics.score_buckets {
+            if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) || buckets.iter().any(|b| !b.is_finite()) {
+                return Err(Error::config(
+                    "metrics.score_buckets",
+                    "must be finite and strictly increasing, with at least one bound",
+                ));
+            }
+        }
+        if let Some(http) = &self.metrics.http {
+            if http.listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(Error::config(
+                    "metrics.http.listen",
+                    format!("'{}' is not an IP address and port, such as 127.0.0.1:9464", http.listen),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Index of the tap named `name`.
+    pub fn tap_index(&self, name: &str) -> Option<usize> {
+        self.taps.iter().position(|t| t.name == name)
+    }
+
+    /// Indices of the taps feeding a Vanilla head, in feature order.
+    pub fn head_taps(&self) -> Vec<usize> {
+        match &self.head {
+            HeadConfig::Vanilla { taps: Some(list), .. } => {
+                list.iter().map(|n| self.tap_index(n).expect("validated")).collect()
+            }
+            HeadConfig::Vanilla { taps: None, .. } => (0..self.taps.len()).collect(),
+            HeadConfig::Cnn { tap, .. } => vec![self.tap_index(tap).expect("validated")],
+        }
+    }
+
+    /// Decision threshold on the membership score.
+    pub fn threshold(&self) -> f32 {
+        match &self.head {
+            HeadConfig::Vanilla { threshold, .. } | HeadConfig::Cnn { threshold, .. } => *threshold,
+        }
+    }
+}
+
+fn check_threshold(threshold: f32, output: ScoreOutput) -> Result<()> {
+    // Scores are always probabilities (logit heads go through a sigmoid), so is the threshold.
+    let _ = output;
+    if !(0.0..=1.0).contains(&threshold) {
+        return Err(Error::config("head.threshold", format!("{threshold} is outside [0, 1]")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{
+        "model": {"id": "m", "version": "3"},
+        "taps": [
+            {"name": "stage1", "channels": 16, "kind": "activation_map"},
+            {"name": "logits", "channels": 10, "kind": "outcome"}
+        ],
+        "head": {"kind": "vanilla", "path": "head.onnx",
+                 "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}
+    }"#;
+
+    fn err(json: &str) -> String {
+        Config::from_json(json, Path::new("/cfg")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults_and_relative_paths() {
+        let c = Config::from_json(GOOD, Path::new("/cfg")).unwrap();
+        assert_eq!(c.queue.capacity, 4096);
+        assert_eq!(c.batching.max_batch, 64);
+        assert_eq!(c.sampling.one_in, 1);
+        assert_eq!(c.threshold(), 0.5);
+        assert_eq!(c.head_taps(), vec![0, 1]);
+        match c.head {
+            HeadConfig::Vanilla { path, .. } => assert_eq!(path, Path::new("/cfg/head.onnx")),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn unknown_keys_name_their_place() {
+        let e = err(&GOOD.replace(r#""version": "3""#, r#""version": "3", "colour": 1"#));
+        assert!(e.contains("model") && e.contains("unknown field `colour`"), "{e}");
+        let e = err(&GOOD.replace(r#""kind": "outcome""#, r#""kind": "outcome", "x": 2"#));
+        assert!(e.contains("taps[1]") && e.contains("unknown field `x`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        assert!(err(&GOOD.replace(r#""channels": 16"#, r#""channels": 0"#)).contains("taps[0].channels"));
+        assert!(err(&GOOD.replace(r#""channels": 16"#, r#""channels": "x""#)).contains("taps[0].channels"));
+        assert!(err(&GOOD.replace("\"activation_map\"", "\"map\"")).contains("taps[0].kind"));
+        assert!(err(&GOOD.replace("0000000000", "zz")).contains("head.sha256"));
+        let with = |extra: &str| GOOD.replacen('{', &format!("{{{extra},"), 1);
+        assert!(err(&with(r#""queue": {"capacity": 0}"#)).contains("queue.capacity"));
+        assert!(err(&with(r#""sampling": {"one_in": 0}"#)).contains("sampling.one_in"));
+        assert!(err(&with(r#""workers": 0"#)).contains("workers"));
+        assert!(err(&with(r#""metrics": {"http": {"listen": "localhost"}}"#)).contains("metrics.http.listen"));
+        assert!(err(&with(r#""metrics": {"score_buckets": [0.5, 0.2]}"#)).contains("metrics.score_buckets"));
+        let e = err(&GOOD.replace(r#""kind": "vanilla""#, r#""kind": "vanilla", "threshold": 1.5"#));
+        assert!(e.contains("head.threshold"), "{e}");
+        let e = err(&GOOD.replace(r#""kind": "vanilla""#, r#""kind": "vanilla", "taps": ["nope"]"#));
+        assert!(e.contains("head.taps[0]") && e.contains("nope"), "{e}");
+        let e = err(&GOOD.replace(r#""name": "logits""#, r#""name": "stage1""#));
+        assert!(e.contains("taps[1].name"), "{e}");
+    }
+
+    #[test]
+    fn cnn_heads_need_a_map_tap() {
+        let cnn = GOOD.replace(
+            r#""head": {"kind": "vanilla", "path": "head.onnx","#,
+            r#""head": {"kind": "cnn", "tap": "logits", "backend": {"library": "libx.so"}, "unused": 1,"#,
+        );
+        let e = err(&cnn);
+        assert!(e.contains("head") && e.contains("unused"), "{e}");
+        let cnn = GOOD.replace(
+            r#""head": {"kind": "vanilla", "path": "head.onnx",
+                 "sha256": "0000000000000000000000000000000000000000000000000000000000000000"}"#,
+            r#""head": {"kind": "cnn", "tap": "logits", "backend": {"library": "libx.so"}}"#,
+        );
+        assert!(err(&cnn).contains("not an activation map"));
+        let e = err(&cnn.replace(r#""tap": "logits""#, r#""tap": "stage1""#));
+        assert!(e.contains("spatial"), "{e}");
+        let cnn = cnn.replace(r#""channels": 16,"#, r#""channels": 16, "spatial": [28, 28],"#);
+        let ok = Config::from_json(&cnn.replace(r#""tap": "logits""#, r#""tap": "stage1""#), Path::new("/c")).unwrap();
+        assert_eq!(ok.head_taps(), vec![0]);
+    }
+}

@@ -1,0 +1,179 @@
+//! MINT heads as ONNX models, compiled once with tract and run by any number of threads.
+//!
+//! A head takes a batch of samples (`[N, F]` features for a Vanilla head, `[N, C, H, W]` maps
+//! for a CNN head) and returns one membership score per sample (`[N]` or `[N, 1]`). The batch
+//! axis is a symbol, so one compiled plan serves every batch size; each thread runs it through
+//! its own cheap [`HeadRunner`] state. The file is hashed from the very bytes that are parsed,
+//! so what runs is what was checked.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::bail;
+
+use crate::config::ScoreOutput;
+use crate::error::{Error, Result};
+
+/// A compiled head, shared by every worker.
+#[derive(Clone)]
+pub struct HeadModel {
+    plan: Arc<TypedRunnableModel>,
+    sample_shape: Vec<usize>,
+    output: ScoreOutput,
+    path: PathBuf,
+    sha256: String,
+}
+
+impl std::fmt::Debug for HeadModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HeadModel")
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .field("sample_shape", &self.sample_shape)
+            .finish()
+    }
+}
+
+/// Hex sha256 of a byte string.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hex sha256 of a file.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(sha256_hex(&bytes))
+}
+
+impl HeadModel {
+    /// Loads the head at `path`, refusing it when its sha256 differs from `expected_sha256`.
+    /// `sample_shape` is one sample's input shape without the batch axis (`[F]` or `[C, H, W]`).
+    pub fn load(
+        path: &Path,
+        expected_sha256: Option<&str>,
+        sample_shape: &[usize],
+        output: ScoreOutput,
+    ) -> Result<HeadModel> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let sha256 = sha256_hex(&bytes);
+        if let Some(expected) = expected_sha256 {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                return Err(Error::HeadDigestMismatch {
+                    path: path.to_owned(),
+                    expected: expected.to_ascii_lowercase(),
+                    actual: sha256,
+                });
+            }
+        }
+        let fail = |message: String| Error::HeadLoad { path: path.to_owned(), message };
+        let plan = compile(&bytes, sample_shape).map_err(|e| fail(format!("{e:#}")))?;
+        check_output(&plan).map_err(fail)?;
+        Ok(HeadModel { plan, sample_shape: sample_shape.to_vec(), output, path: path.to_owned(), sha256 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Lower-case hex sha256 of the loaded file.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// One sample's input shape, without the batch axis.
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.sample_shape
+    }
+
+    /// Number of f32 values per sample.
+    pub fn sample_len(&self) -> usize {
+        self.sample_shape.iter().product()
+    }
+
+    /// A state to run the head from one thread.
+    pub fn runner(&self) -> Result<HeadRunner> {
+        let state = self.plan.spawn().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })?;
+        Ok(HeadRunner { state, sample_shape: self.sample_shape.clone(), output: self.output, path: self.path.clone() })
+    }
+}
+
+fn compile(bytes: &[u8], sample_shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    if model.inputs.len() != 1 {
+        bail!("a head must have exactly one input, this one has {}", model.inputs.len());
+    }
+    if model.outputs.is_empty() {
+        bail!("the model has no output");
+    }
+    // Only the first output is a score; others (if an exporter left any) are not computed.
+    let first = model.outputs[0];
+    model.select_output_outlets(&[first])?;
+    let batch = model.symbols.sym("N");
+    let shape: TVec<TDim> = std::iter::once(TDim::from(batch)).chain(sample_shape.iter().map(|&d| d.into())).collect();
+    model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
+    let typed = model
+        .into_typed()
+        .map_err(|e| e.context(format!("the head does not accept input [N, {}]", join(sample_shape))))?;
+    typed.into_optimized()?.into_runnable()
+}
+
+fn check_output(plan: &Arc<TypedRunnableModel>) -> Result<(), String> {
+    let fact = plan.model().output_fact(0).map_err(|e| format!("{e:#}"))?;
+    if fact.datum_type != f32::datum_type() {
+        return Err(format!("the head's output is {:?}, not f32", fact.datum_type));
+    }
+    let dims: Vec<String> = fact.shape.iter().map(|d| d.to_string()).collect();
+    let ok = match fact.shape.rank() {
+        1 => true,
+        2 => fact.shape[1] == 1.to_dim(),
+        _ => false,
+    };
+    if !ok {
+        return Err(format!("the head's output must be [N] or [N, 1], it is [{}]", dims.join(", ")));
+    }
+    Ok(())
+}
+
+fn join(dims: &[usize]) -> String {
+    dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// One thread's state for running a [`HeadModel`].
+pub struct HeadRunner {
+    state: TypedSimpleState,
+    sample_shape: Vec<usize>,
+    output: ScoreOutput,
+    path: PathBuf,
+}
+
+impl HeadRunner {
+    /// Scores `n` samples stored back to back in `input`, appending `n` scores in [0, 1] to `out`.
+    pub fn score(&mut self, input: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
+        let per_sample: usize = self.sample_shape.iter().product();
+        assert_eq!(input.len(), n * per_sample, "input length must be n × sample length");
+        if n == 0 {
+            return Ok(());
+        }
+        let mut shape = Vec::with_capacity(self.sample_shape.len() + 1);
+        shape.push(n);
+        shape.extend_from_slice(&self.sample_shape);
+        let mut run = || -> TractResult<()> {
+            let tensor = Tensor::from_shape(&shape, input)?;
+            let outputs = self.state.run(tvec!(tensor.into_tvalue()))?;
+            let scores = outputs[0].to_plain_array_view::<f32>()?;
+            if scores.len() != n {
+                bail!("the head returned {} scores for {n} samples", scores.len());
+            }
+            let output = self.output;
+            out.extend(scores.iter().map(|&s| match output {
+                ScoreOutput::Probability => s,
+                ScoreOutput::Logit => 1.0 / (1.0 + (-s).exp()),
+            }));
+            Ok(())
+        };
+        run().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {e:#}") })
+    }
+}

@@ -1,0 +1,280 @@
+//! Prometheus metrics of one auditor, in a registry of its own (never the global one).
+//!
+//! Every label takes values from a closed set known at start-up, and every labelled series is
+//! created at zero up front, so regulators' `rate()` and `increase()` see a series before its
+//! first event. The model id, version and head digest appear once, on the `_info` gauge.
+
+mod http;
+
+use prometheus::core::Collector;
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+pub use http::MetricsServer;
+
+use crate::error::{Error, Result};
+
+/// Why a sample that entered the pipeline was not audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// The queue to the head worker was full.
+    QueueFull,
+    /// The call's tensors were malformed (rank, shape, channels, strides).
+    InvalidInput,
+    /// The sample carried NaN or infinite values.
+    NonFinite,
+    /// The CNN path's copy budget was exhausted.
+    OverBudget,
+    /// The head failed on the batch, or gave a non-finite score.
+    HeadError,
+    /// The backend plugin failed on the batch.
+    BackendError,
+    /// The auditor closed before the sample could be scored.
+    Shutdown,
+    /// The sample was submitted after the auditor closed.
+    Closed,
+}
+
+impl DropReason {
+    pub const ALL: [DropReason; 8] = [
+        DropReason::QueueFull,
+        DropReason::InvalidInput,
+        DropReason::NonFinite,
+        DropReason::OverBudget,
+        DropReason::HeadError,
+        DropReason::BackendError,
+        DropReason::Shutdown,
+        DropReason::Closed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::InvalidInput => "invalid_input",
+            DropReason::NonFinite => "non_finite",
+            DropReason::OverBudget => "over_budget",
+            DropReason::HeadError => "head_error",
+            DropReason::BackendError => "backend_error",
+            DropReason::Shutdown => "shutdown",
+            DropReason::Closed => "closed",
+        }
+    }
+}
+
+/// The head's decision on one sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Member,
+    NonMember,
+}
+
+impl Verdict {
+    pub fn label(self) -> &'static str {
+        match self {
+            Verdict::Member => "member",
+            Verdict::NonMember => "non_member",
+        }
+    }
+}
+
+/// Values of the `mint_auditor_info` gauge.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub model_id: String,
+    pub model_version: String,
+    /// `vanilla` or `cnn`.
+    pub head_kind: &'static str,
+    /// Digest of the head file (Vanilla), or of the backend library (CNN).
+    pub head_sha256: String,
+}
+
+/// The metrics of one auditor.
+pub struct Metrics {
+    registry: Registry,
+    pub seen: IntCounter,
+    pub submitted: IntCounter,
+    audited: [IntCounter; 2],
+    dropped: [IntCounter; DropReason::ALL.len()],
+    pub score: Histogram,
+    pub capture_seconds: Histogram,
+    pub head_batch_seconds: Histogram,
+    pub head_batch_size: Histogram,
+    pub backend_errors: IntCounter,
+    pub backend_in_flight: IntGauge,
+}
+
+/// Default bounds of the membership score histogram: 0.05 steps over [0, 1].
+fn default_score_buckets() -> Vec<f64> {
+    (1..=20).map(|i| i as f64 / 20.0).collect()
+}
+
+impl Metrics {
+    /// `queue_depth` is read at every scrape, so the gauge is exact rather than last-written.
+    pub fn new(
+        identity: &Identity,
+        score_buckets: Option<Vec<f64>>,
+        queue_capacity: usize,
+        queue_depth: impl Fn() -> i64 + Send + Sync + 'static,
+    ) -> Result<Metrics> {
+        let registry = Registry::new();
+        let reg = |c: Box<dyn Collector>| registry.register(c).map_err(metrics_error);
+
+        let seen = IntCounter::new(
+            "mint_samples_seen_total",
+            "Samples handed to the auditor, before sampling chose which to audit.",
+        )
+        .map_err(metrics_error)?;
+        let submitted = IntCounter::new(
+            "mint_samples_submitted_total",
+            "Samples chosen for audit; each ends counted once as audited or dropped.",
+        )
+        .map_err(metrics_error)?;
+        let audited_vec = IntCounterVec::new(
+            Opts::new("mint_samples_audited_total", "Samples scored by the MINT head, by verdict."),
+            &["verdict"],
+        )
+        .map_err(metrics_error)?;
+        let dropped_vec = IntCounterVec::new(
+            Opts::new("mint_samples_dropped_total", "Samples chosen for audit that were not scored, by reason."),
+            &["reason"],
+        )
+        .map_err(metrics_error)?;
+        let score = Histogram::with_opts(
+            HistogramOpts::new("mint_membership_score", "Membership scores given by the MINT head (0 to 1).")
+                .buckets(score_buckets.unwrap_or_else(default_score_buckets)),
+        )
+        .map_err(metrics_error)?;
+        let capture_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "mint_capture_duration_seconds",
+                "Time one submit call spends on the vendor's thread (checks, reduction, hand-off).",
+            )
+            .buckets(prometheus::exponential_buckets(1e-6, 2.0, 20).map_err(metrics_error)?),
+        )
+        .map_err(metrics_error)?;
+        let head_batch_seconds = Histogram::with_opts(
+            HistogramOpts::new("mint_head_batch_duration_seconds", "Time the head takes to score one batch.")
+                .buckets(prometheus::exponential_buckets(1e-5, 2.0, 20).map_err(metrics_error)?),
+        )
+        .map_err(metrics_error)?;
+        let head_batch_size = Histogram::with_opts(
+            HistogramOpts::new("mint_head_batch_samples", "Samples per batch run by the head.")
+                .buckets(prometheus::exponential_buckets(1.0, 2.0, 12).map_err(metrics_error)?),
+        )
+        .map_err(metrics_error)?;
+        let queue_depth = ReadGauge {
+            gauge: IntGauge::new("mint_queue_depth_samples", "Samples queued for the head or being scored.")
+                .map_err(metrics_error)?,
+            read: Box::new(queue_depth),
+        };
+        let capacity_gauge = IntGauge::new("mint_queue_capacity_samples", "Samples the queue to the head may hold.")
+            .map_err(metrics_error)?;
+        capacity_gauge.set(i64::try_from(queue_capacity).unwrap_or(i64::MAX));
+        let backend_errors = IntCounter::new(
+            "mint_backend_errors_total",
+            "Calls to the backend plugin that failed (the vendor's calls never fail because of them).",
+        )
+        .map_err(metrics_error)?;
+        let backend_in_flight = IntGauge::new(
+            "mint_backend_in_flight_samples",
+            "Samples handed to the backend plugin and not yet answered.",
+        )
+        .map_err(metrics_error)?;
+        let info = IntGaugeVec::new(
+            Opts::new("mint_auditor_info", "Identity of the audited model and the MINT head; always 1."),
+            &["model_id", "model_version", "head_kind", "head_sha256", "version", "reduce_isa"],
+        )
+        .map_err(metrics_error)?;
+        info.with_label_values(&[
+            identity.model_id.as_str(),
+            identity.model_version.as_str(),
+            identity.head_kind,
+            identity.head_sha256.as_str(),
+            crate::VERSION,
+            crate::reduce::isa().name(),
+        ])
+        .set(1);
+
+        let audited = [
+            audited_vec.with_label_values(&[Verdict::Member.label()]),
+            audited_vec.with_label_values(&[Verdict::NonMember.label()]),
+        ];
+        let dropped = DropReason::ALL.map(|r| dropped_vec.with_label_values(&[r.label()]));
+
+        reg(Box::new(seen.clone()))?;
+        reg(Box::new(submitted.clone()))?;
+        reg(Box::new(audited_vec))?;
+        reg(Box::new(dropped_vec))?;
+        reg(Box::new(score.clone()))?;
+        reg(Box::new(capture_seconds.clone()))?;
+        reg(Box::new(head_batch_seconds.clone()))?;
+        reg(Box::new(head_batch_size.clone()))?;
+        reg(Box::new(queue_depth))?;
+        reg(Box::new(capacity_gauge))?;
+        reg(Box::new(backend_errors.clone()))?;
+        reg(Box::new(backend_in_flight.clone()))?;
+        reg(Box::new(info))?;
+
+        Ok(Metrics {
+            registry,
+            seen,
+            submitted,
+            audited,
+            dropped,
+            score,
+            capture_seconds,
+            head_batch_seconds,
+            head_batch_size,
+            backend_errors,
+            backend_in_flight,
+        })
+    }
+
+    pub fn audited(&self, verdict: Verdict) -> &IntCounter {
+        &self.audited[verdict as usize]
+    }
+
+    pub fn dropped(&self, reason: DropReason) -> &IntCounter {
+        &self.dropped[reason as usize]
+    }
+
+    /// The registry, for a caller that wants to serve or merge it.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The registry in Prometheus' text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        render_registry(&self.registry)
+    }
+}
+
+/// A gauge whose value is read from elsewhere when scraped.
+struct ReadGauge {
+    gauge: IntGauge,
+    read: Box<dyn Fn() -> i64 + Send + Sync>,
+}
+
+impl Collector for ReadGauge {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.gauge.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.gauge.set((self.read)());
+        self.gauge.collect()
+    }
+}
+
+pub(crate) fn render_registry(registry: &Registry) -> String {
+    let mut buf = Vec::with_capacity(8 << 10);
+    // Encoding into a Vec cannot fail on I/O; an error would be a malformed metric, which the
+    // constructors above rule out.
+    TextEncoder::new().encode(&registry.gather(), &mut buf).expect("text encoding of a valid registry");
+    String::from_utf8(buf).expect("the text format is UTF-8")
+}
+
+fn metrics_error(e: prometheus::Error) -> Error {
+    Error::config("metrics", e.to_string())
+}

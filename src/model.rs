@@ -1,0 +1,140 @@
+//! Running an audited ONNX model in-process with tract, tapping internal tensors.
+//!
+//! For vendors who let the library run the model, and for the auditor's toolkit (`mint
+//! extract`, `mint eval`). Taps are selected as extra outputs on the raw model *before* it is
+//! optimised, so decluttering cannot fuse them away; one compiled plan then serves every batch
+//! size and every thread, each thread through its own [`TappedRunner`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::internal::{bail, DimLike};
+
+use crate::error::{Error, Result};
+use crate::tensor::{Form, Layout, TensorView};
+
+/// An audited model compiled with some of its tensors exposed as outputs.
+#[derive(Clone)]
+pub struct TappedModel {
+    plan: Arc<TypedRunnableModel>,
+    sample_shape: Vec<usize>,
+    taps: Vec<String>,
+    path: PathBuf,
+}
+
+impl TappedModel {
+    /// Loads `path` and exposes `taps` (ONNX tensor names, or node names for a node's first
+    /// output) as outputs, in that order. `sample_shape` is one input sample's shape, without
+    /// the batch axis (e.g. `[1, 28, 28]`).
+    pub fn load(path: &Path, taps: &[&str], sample_shape: &[usize]) -> Result<TappedModel> {
+        let fail = |e: TractError| Error::HeadLoad { path: path.to_owned(), message: format!("{e:#}") };
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let plan = compile(&bytes, taps, sample_shape).map_err(fail)?;
+        Ok(TappedModel {
+            plan,
+            sample_shape: sample_shape.to_vec(),
+            taps: taps.iter().map(|s| s.to_string()).collect(),
+            path: path.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn taps(&self) -> &[String] {
+        &self.taps
+    }
+
+    /// Shape of tap `i` for one sample (without the batch axis), as far as it is known.
+    pub fn tap_shape(&self, i: usize) -> Result<Vec<usize>> {
+        let fact = self.plan.model().output_fact(i).map_err(|e| self.error(e))?;
+        fact.shape.iter().skip(1).map(|d| d.to_usize().map_err(|e| self.error(e.into()))).collect()
+    }
+
+    /// A state to run the model from one thread.
+    pub fn runner(&self) -> Result<TappedRunner> {
+        let state = self.plan.spawn().map_err(|e| self.error(e))?;
+        Ok(TappedRunner { state, sample_shape: self.sample_shape.clone(), path: self.path.clone(), outputs: tvec!() })
+    }
+
+    fn error(&self, e: TractError) -> Error {
+        Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") }
+    }
+}
+
+fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+    if model.inputs.len() != 1 {
+        bail!("the audited model must have one input, it has {}", model.inputs.len());
+    }
+    let mut outlets = Vec::with_capacity(taps.len());
+    for tap in taps {
+        let outlet = match model.find_outlet_label(tap) {
+            Some(outlet) => outlet,
+            None => match model.node_id_by_name(tap) {
+                Ok(node) => OutletId::new(node, 0),
+                Err(_) => bail!("no tensor or node is named '{tap}' (see `mint inspect`)"),
+            },
+        };
+        outlets.push(outlet);
+    }
+    model.select_output_outlets(&outlets)?;
+    let batch = model.symbols.sym("N");
+    let shape: TVec<TDim> = std::iter::once(TDim::from(batch)).chain(sample_shape.iter().map(|&d| d.into())).collect();
+    model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
+    model.into_optimized()?.into_runnable()
+}
+
+/// One thread's state for running a [`TappedModel`].
+pub struct TappedRunner {
+    state: TypedSimpleState,
+    sample_shape: Vec<usize>,
+    path: PathBuf,
+    outputs: TVec<TValue>,
+}
+
+impl TappedRunner {
+    /// Runs `n` input samples stored back to back in `input`; the tapped tensors are then
+    /// available through [`TappedRunner::views`].
+    pub fn run(&mut self, input: &[f32], n: usize) -> Result<()> {
+        let per_sample: usize = self.sample_shape.iter().product();
+        if input.len() != n * per_sample {
+            return Err(Error::InvalidInput(format!(
+                "{} input values for {n} samples of shape {:?}",
+                input.len(),
+                self.sample_shape
+            )));
+        }
+        let mut shape = vec![n];
+        shape.extend_from_slice(&self.sample_shape);
+        let outputs = Tensor::from_shape(&shape, input)
+            .and_then(|t| self.state.run(tvec!(t.into_tvalue())))
+            .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {e:#}") })?;
+        self.outputs = outputs;
+        Ok(())
+    }
+
+    /// The tapped tensors of the last run as views, in tap order: rank-4 outputs as NCHW maps,
+    /// rank-2 outputs as vectors.
+    pub fn views(&self) -> Result<Vec<TensorView<'_>>> {
+        self.outputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let slice = t
+                    .try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>())
+                    .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })?;
+                match *t.shape() {
+                    [n, c, h, w] => TensorView::map(slice, Layout::Nchw, [n, c, h, w]),
+                    [n, c] => TensorView::vectors(slice, Form::Vector, n, c),
+                    ref other => Err(Error::InvalidInput(format!(
+                        "tap {i} has shape {other:?}; only [N, C, H, W] maps and [N, C] vectors can be tapped"
+                    ))),
+                }
+            })
+            .collect()
+    }
+}

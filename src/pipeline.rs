@@ -1,0 +1,114 @@
+//! The hand-off between the vendor's threads and the workers: admission control in samples
+//! (and bytes, for full maps), jobs, and a pool of recycled buffers so that the steady state
+//! allocates nothing on the vendor's thread.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use crossbeam_queue::ArrayQueue;
+
+use crate::metrics::DropReason;
+
+/// Records of one submit call, on their way to a worker.
+pub(crate) struct Job {
+    pub ids: Vec<u64>,
+    /// `ids.len()` records of the assembly's width, back to back.
+    pub records: Vec<f32>,
+    pub enqueued: Instant,
+}
+
+impl Job {
+    pub(crate) fn bytes(&self) -> usize {
+        self.records.len() * std::mem::size_of::<f32>()
+    }
+}
+
+/// Bounds on what may wait for the workers: samples always, bytes for the CNN path.
+pub(crate) struct Admission {
+    samples: AtomicUsize,
+    sample_cap: usize,
+    bytes: AtomicUsize,
+    /// `None`: bytes are not bounded (Vanilla records are a few hundred floats).
+    byte_cap: Option<usize>,
+}
+
+impl Admission {
+    pub(crate) fn new(sample_cap: usize, byte_cap: Option<usize>) -> Admission {
+        Admission { samples: AtomicUsize::new(0), sample_cap, bytes: AtomicUsize::new(0), byte_cap }
+    }
+
+    /// Takes room for `samples` samples of `bytes` bytes, or says why there is none.
+    /// Never blocks: a full queue is the vendor's signal to move on.
+    pub(crate) fn reserve(&self, samples: usize, bytes: usize) -> Result<(), DropReason> {
+        let before = self.samples.fetch_add(samples, Ordering::AcqRel);
+        if before + samples > self.sample_cap {
+            self.samples.fetch_sub(samples, Ordering::AcqRel);
+            return Err(DropReason::QueueFull);
+        }
+        if let Some(cap) = self.byte_cap {
+            let before = self.bytes.fetch_add(bytes, Ordering::AcqRel);
+            if before + bytes > cap {
+                self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+                self.samples.fetch_sub(samples, Ordering::AcqRel);
+                return Err(DropReason::OverBudget);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn release(&self, samples: usize, bytes: usize) {
+        self.samples.fetch_sub(samples, Ordering::AcqRel);
+        if self.byte_cap.is_some() {
+            self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Samples waiting now.
+    pub(crate) fn depth(&self) -> usize {
+        self.samples.load(Ordering::Acquire)
+    }
+}
+
+/// Recycled id and record buffers.
+pub(crate) struct Pool {
+    free: ArrayQueue<(Vec<u64>, Vec<f32>)>,
+}
+
+impl Pool {
+    pub(crate) fn new(slots: usize) -> Pool {
+        Pool { free: ArrayQueue::new(slots.max(1)) }
+    }
+
+    pub(crate) fn take(&self) -> (Vec<u64>, Vec<f32>) {
+        self.free.pop().unwrap_or_default()
+    }
+
+    pub(crate) fn give(&self, mut ids: Vec<u64>, mut records: Vec<f32>) {
+        ids.clear();
+        records.clear();
+        // A full pool means more buffers exist than were ever in flight at once: let it go.
+        let _ = self.free.push((ids, records));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_counts_samples_and_bytes() {
+        let a = Admission::new(10, Some(100));
+        assert_eq!(a.reserve(6, 60), Ok(()));
+        assert_eq!(a.reserve(5, 10), Err(DropReason::QueueFull));
+        assert_eq!(a.reserve(2, 50), Err(DropReason::OverBudget));
+        assert_eq!(a.depth(), 6);
+        assert_eq!(a.reserve(4, 40), Ok(()));
+        a.release(10, 100);
+        assert_eq!(a.depth(), 0);
+        assert_eq!(a.reserve(10, 0), Ok(()));
+        let unbounded = Admission::new(4, None);
+        assert_eq!(unbounded.reserve(4, usize::MAX), Ok(()));
+        unbounded.release(4, usize::MAX);
+        assert_eq!(unbounded.depth(), 0);
+    }
+}
