@@ -15,6 +15,7 @@ use crate::config::{Config, HeadConfig};
 use crate::error::{Error, Result};
 use crate::head::HeadModel;
 use crate::metrics::{DropReason, Identity, Metrics, MetricsServer, Verdict};
+use crate::model::{TappedModel, TappedRunner};
 use crate::pipeline::{Admission, Job, Pool};
 use crate::results::ResultSink;
 use crate::sampling::Sampler;
@@ -89,6 +90,9 @@ pub struct Auditor {
     http: Mutex<Option<MetricsServer>>,
     http_addr: Option<SocketAddr>,
     head_sha256: String,
+    /// The audited model, compiled on the first [`Auditor::infer`].
+    model: OnceLock<std::result::Result<TappedModel, String>>,
+    runners: thread_local::ThreadLocal<RefCell<Option<TappedRunner>>>,
 }
 
 /// How long `Drop` lets the queue drain when the owner never called [`Auditor::close`].
@@ -189,6 +193,8 @@ impl Auditor {
             http: Mutex::new(http),
             http_addr,
             head_sha256,
+            model: OnceLock::new(),
+            runners: thread_local::ThreadLocal::new(),
         })
     }
 
@@ -298,6 +304,63 @@ impl Auditor {
                 None => Ok(report),
             }
         })
+    }
+
+    /// Runs the audited model (`model.onnx` of the configuration) on `n = ids.len()` input
+    /// samples stored back to back in `inputs`, writes the model's first output into `outputs`
+    /// (`n ×` its per-sample size), and submits the configured taps as [`Auditor::submit`]
+    /// does. For vendors who let mint-audit run their model. The model is compiled once, on
+    /// the first call; each calling thread keeps its own cheap state.
+    ///
+    /// The model's output is written even when the audit of the batch fails (the error then
+    /// says why): serving never depends on auditing.
+    pub fn infer(&self, ids: &[u64], inputs: &[f32], outputs: &mut [f32]) -> Result<SubmitReport> {
+        let model = self.audited_model()?;
+        let cell = self.runners.get_or(|| RefCell::new(None));
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(model.runner()?);
+        }
+        let runner = slot.as_mut().expect("just set");
+        runner.run(inputs, ids.len())?;
+        let produced = runner.model_output()?;
+        if produced.len() != outputs.len() {
+            return Err(Error::InvalidInput(format!(
+                "the model produced {} output values for {} samples, but the output buffer holds {}",
+                produced.len(),
+                ids.len(),
+                outputs.len()
+            )));
+        }
+        outputs.copy_from_slice(produced);
+        let views = runner.views()?;
+        self.submit(ids, &views)
+    }
+
+    /// The audited model run by [`Auditor::infer`], compiled on first use.
+    pub fn audited_model(&self) -> Result<&TappedModel> {
+        let compiled = self.model.get_or_init(|| {
+            let (Some(onnx), Some(shape)) = (&self.config.model.onnx, &self.config.model.input_shape) else {
+                return Err("model.onnx and model.input_shape are needed to run the audited model".into());
+            };
+            let tensors: Option<Vec<&str>> = self.config.taps.iter().map(|t| t.tensor.as_deref()).collect();
+            let Some(tensors) = tensors else {
+                return Err("every tap needs a `tensor` (its name in the ONNX model) to run the audited model".into());
+            };
+            TappedModel::load(onnx, &tensors, shape).map_err(|e| e.to_string())
+        });
+        compiled.as_ref().map_err(|message| Error::config("model.onnx", message.clone()))
+    }
+
+    /// Counts a batch that could not even be read (a malformed tensor descriptor, caught by a
+    /// binding before [`Auditor::submit`]): its samples chosen by sampling are submitted and
+    /// dropped as `invalid_input`, so the loss shows in the metrics like any other.
+    pub fn count_unreadable(&self, ids: &[u64]) {
+        let m = self.metrics();
+        let chosen = ids.iter().filter(|&&id| self.sampler.selects(id)).count() as u64;
+        m.seen.inc_by(ids.len() as u64);
+        m.submitted.inc_by(chosen);
+        m.dropped(DropReason::InvalidInput).inc_by(chosen);
     }
 
     /// The auditor's metrics.

@@ -20,6 +20,9 @@ pub struct TappedModel {
     plan: Arc<TypedRunnableModel>,
     sample_shape: Vec<usize>,
     taps: Vec<String>,
+    /// Plan output holding each tap; the model's own outputs come first, and taps that are
+    /// model outputs share them.
+    tap_slots: Vec<usize>,
     path: PathBuf,
 }
 
@@ -30,11 +33,12 @@ impl TappedModel {
     pub fn load(path: &Path, taps: &[&str], sample_shape: &[usize]) -> Result<TappedModel> {
         let fail = |e: TractError| Error::HeadLoad { path: path.to_owned(), message: format!("{e:#}") };
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let plan = compile(&bytes, taps, sample_shape).map_err(fail)?;
+        let (plan, tap_slots) = compile(&bytes, taps, sample_shape).map_err(fail)?;
         Ok(TappedModel {
             plan,
             sample_shape: sample_shape.to_vec(),
             taps: taps.iter().map(|s| s.to_string()).collect(),
+            tap_slots,
             path: path.to_owned(),
         })
     }
@@ -47,16 +51,36 @@ impl TappedModel {
         &self.taps
     }
 
-    /// Shape of tap `i` for one sample (without the batch axis), as far as it is known.
+    /// Shape of tap `i` for one sample (without the batch axis).
     pub fn tap_shape(&self, i: usize) -> Result<Vec<usize>> {
-        let fact = self.plan.model().output_fact(i).map_err(|e| self.error(e))?;
+        self.output_shape(self.tap_slots[i])
+    }
+
+    /// Shape of the model's own first output for one sample (without the batch axis).
+    pub fn model_output_shape(&self) -> Result<Vec<usize>> {
+        self.output_shape(0)
+    }
+
+    /// One input sample's shape, without the batch axis.
+    pub fn sample_shape(&self) -> &[usize] {
+        &self.sample_shape
+    }
+
+    fn output_shape(&self, slot: usize) -> Result<Vec<usize>> {
+        let fact = self.plan.model().output_fact(slot).map_err(|e| self.error(e))?;
         fact.shape.iter().skip(1).map(|d| d.to_usize().map_err(|e| self.error(e.into()))).collect()
     }
 
     /// A state to run the model from one thread.
     pub fn runner(&self) -> Result<TappedRunner> {
         let state = self.plan.spawn().map_err(|e| self.error(e))?;
-        Ok(TappedRunner { state, sample_shape: self.sample_shape.clone(), path: self.path.clone(), outputs: tvec!() })
+        Ok(TappedRunner {
+            state,
+            sample_shape: self.sample_shape.clone(),
+            path: self.path.clone(),
+            tap_slots: self.tap_slots.clone(),
+            outputs: tvec!(),
+        })
     }
 
     fn error(&self, e: TractError) -> Error {
@@ -64,12 +88,14 @@ impl TappedModel {
     }
 }
 
-fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
+/// The compiled plan and the plan output of each tap.
+fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
     if model.inputs.len() != 1 {
         bail!("the audited model must have one input, it has {}", model.inputs.len());
     }
-    let mut outlets = Vec::with_capacity(taps.len());
+    let mut outlets: Vec<OutletId> = model.outputs.clone();
+    let mut tap_slots = Vec::with_capacity(taps.len());
     for tap in taps {
         let outlet = match model.find_outlet_label(tap) {
             Some(outlet) => outlet,
@@ -78,13 +104,27 @@ fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<A
                 Err(_) => bail!("no tensor or node is named '{tap}' (see `mint inspect`)"),
             },
         };
-        outlets.push(outlet);
+        let slot = outlets.iter().position(|&o| o == outlet).unwrap_or_else(|| {
+            outlets.push(outlet);
+            outlets.len() - 1
+        });
+        tap_slots.push(slot);
     }
     model.select_output_outlets(&outlets)?;
     let batch = model.symbols.sym("N");
     let shape: TVec<TDim> = std::iter::once(TDim::from(batch)).chain(sample_shape.iter().map(|&d| d.into())).collect();
     model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
-    model.into_optimized()?.into_runnable()
+    Ok((model.into_optimized()?.into_runnable()?, tap_slots))
+}
+
+impl TappedRunner {
+    /// The model's own first output of the last run, row-major.
+    pub fn model_output(&self) -> Result<&[f32]> {
+        self.outputs[0]
+            .try_as_plain_ram()
+            .and_then(|v| v.as_slice::<f32>())
+            .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })
+    }
 }
 
 /// One thread's state for running a [`TappedModel`].
@@ -92,6 +132,7 @@ pub struct TappedRunner {
     state: TypedSimpleState,
     sample_shape: Vec<usize>,
     path: PathBuf,
+    tap_slots: Vec<usize>,
     outputs: TVec<TValue>,
 }
 
@@ -119,10 +160,11 @@ impl TappedRunner {
     /// The tapped tensors of the last run as views, in tap order: rank-4 outputs as NCHW maps,
     /// rank-2 outputs as vectors.
     pub fn views(&self) -> Result<Vec<TensorView<'_>>> {
-        self.outputs
+        self.tap_slots
             .iter()
             .enumerate()
-            .map(|(i, t)| {
+            .map(|(i, &slot)| {
+                let t = &self.outputs[slot];
                 let slice = t
                     .try_as_plain_ram()
                     .and_then(|v| v.as_slice::<f32>())

@@ -55,6 +55,9 @@ pub struct Args {
     /// Decision threshold written into --config-out.
     #[arg(long, default_value_t = 0.5)]
     threshold: f32,
+    /// Address of the `/metrics` endpoint written into --config-out (off when not given).
+    #[arg(long)]
+    metrics_listen: Option<String>,
     /// Python with PyTorch and onnx.
     #[arg(long, env = "MINT_PYTHON", default_value = "/usr/bin/python3")]
     python: PathBuf,
@@ -168,8 +171,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     if let Some(config_out) = &args.config_out {
         let desc = Descriptor::load(args.model_json.as_ref().expect("required by clap"))?;
-        let config = auditor_config(&desc, config_out, &args.out, head.sha256(), &sel.taps, args.threshold)?;
-        std::fs::write(config_out, serde_json::to_string_pretty(&config)?)?;
+        let mut config = auditor_config(&desc, config_out, &args.out, head.sha256(), &sel.taps, args.threshold)?;
+        if let Some(listen) = &args.metrics_listen {
+            config["metrics"] = json!({"http": {"listen": listen}});
+        }
+        // The library must accept what was written.
+        let text = serde_json::to_string_pretty(&config)?;
+        mint_audit::Config::from_json(&text, config_out.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(config_out, text + "\n")?;
         eprintln!("wrote {}", config_out.display());
     }
     Ok(ExitCode::SUCCESS)

@@ -1,0 +1,36 @@
+//! The C ABI of mint-audit (`libmint_audit`), a thin layer over the safe Rust library.
+//!
+//! Conventions (see `include/mint_audit.h`): opaque handles with `_new`/`_free` pairs
+//! (`_free(NULL)` is a no-op), out-parameters last, stable numeric result codes, a
+//! thread-local message for the last error, and a panic boundary on every exported function
+//! so that nothing unwinds into the host.
+
+#![allow(clippy::missing_safety_doc)] // each function's safety contract is its header comment
+
+mod auditor;
+mod status;
+mod tensor;
+
+use std::ffi::c_char;
+
+pub use auditor::*;
+pub use status::*;
+pub use tensor::*;
+
+/// Major version of the C ABI: changes when a change breaks existing callers.
+pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
+/// Minor version of the C ABI: changes when functions or constants are added.
+pub const MINT_ABI_VERSION_MINOR: u32 = 0;
+
+/// The ABI version of the loaded library, `(major << 16) | minor`. Compare the major with
+/// `MINT_ABI_VERSION_MAJOR` from the header you compiled against.
+#[no_mangle]
+pub extern "C" fn mint_abi_version() -> u32 {
+    (MINT_ABI_VERSION_MAJOR << 16) | MINT_ABI_VERSION_MINOR
+}
+
+/// The library's version ("0.1.0"). Static; never free it.
+#[no_mangle]
+pub extern "C" fn mint_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}

@@ -1,0 +1,491 @@
+//! The auditor handle and its functions.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mint_audit::{AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, SubmitReport, Verdict};
+
+use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT};
+use crate::tensor::{self, mint_tensor};
+
+/// An auditor: created by `mint_auditor_new*`, released by `mint_auditor_free`.
+///
+/// Thread safety: every function taking a `const mint_auditor *` may be called from any
+/// number of threads at once. `mint_auditor_free` must not overlap any other call on the
+/// same handle.
+#[allow(non_camel_case_types)]
+pub struct mint_auditor {
+    inner: Auditor,
+}
+
+/// The head judged the sample not a member (score below the threshold).
+pub const MINT_OUTCOME_NON_MEMBER: u32 = 0;
+/// The head judged the sample a member (score at or above the threshold).
+pub const MINT_OUTCOME_MEMBER: u32 = 1;
+/// Dropped: the head failed on its batch, or gave a non-finite score.
+pub const MINT_OUTCOME_DROPPED_HEAD_ERROR: u32 = 2;
+/// Dropped: the backend plugin failed on its batch.
+pub const MINT_OUTCOME_DROPPED_BACKEND_ERROR: u32 = 3;
+/// Dropped: still queued when `mint_auditor_close`'s deadline passed.
+pub const MINT_OUTCOME_DROPPED_SHUTDOWN: u32 = 4;
+
+/// The audit of one sample, as delivered to the result callback.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct mint_sample_result {
+    pub sample_id: u64,
+    /// Membership score in [0, 1]; NaN when dropped.
+    pub score: f32,
+    /// `MINT_OUTCOME_*`.
+    pub outcome: u32,
+}
+
+/// Receives a batch of results. Called on an auditor worker thread (never the caller's),
+/// one batch at a time per worker; `results` is valid during the call only. It must return
+/// quickly and must not call `mint_auditor_free` or `mint_auditor_close`.
+#[allow(non_camel_case_types)]
+pub type mint_results_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, results: *const mint_sample_result, count: usize)>;
+
+/// Releases `userdata`.
+#[allow(non_camel_case_types)]
+pub type mint_free_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
+
+/// Where results go. The auditor owns `userdata` from the `mint_auditor_new*` call on, and
+/// calls `free_userdata` (when not NULL) exactly once: when the auditor is freed, or before
+/// `mint_auditor_new*` returns an error. `userdata` is used from worker threads.
+#[repr(C)]
+#[allow(non_camel_case_types)]
+pub struct mint_result_sink {
+    pub on_results: mint_results_fn,
+    pub userdata: *mut c_void,
+    pub free_userdata: mint_free_fn,
+}
+
+/// What one submit call did. Filled on success and on failure.
+#[repr(C)]
+#[derive(Default)]
+#[allow(non_camel_case_types)]
+pub struct mint_submit_report {
+    /// Samples in the call.
+    pub seen: usize,
+    /// Samples chosen for audit by sampling.
+    pub chosen: usize,
+    /// Samples queued for the head.
+    pub accepted: usize,
+}
+
+/// Counters since the auditor was created. Once the auditor is closed,
+/// `submitted == audited_member + audited_non_member + (sum of dropped_*)`.
+#[repr(C)]
+#[derive(Default)]
+#[allow(non_camel_case_types)]
+pub struct mint_stats {
+    pub seen: u64,
+    pub submitted: u64,
+    pub audited_member: u64,
+    pub audited_non_member: u64,
+    pub dropped_queue_full: u64,
+    pub dropped_invalid_input: u64,
+    pub dropped_non_finite: u64,
+    pub dropped_over_budget: u64,
+    pub dropped_head_error: u64,
+    pub dropped_backend_error: u64,
+    pub dropped_shutdown: u64,
+    pub dropped_closed: u64,
+    /// Samples queued or being scored at the time of the call.
+    pub queue_depth: u64,
+}
+
+/// What closing did.
+#[repr(C)]
+#[derive(Default)]
+#[allow(non_camel_case_types)]
+pub struct mint_close_report {
+    /// Samples scored while closing.
+    pub drained: u64,
+    /// Samples still queued at the deadline: dropped as shutdown, and each delivered to the
+    /// result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN`.
+    pub abandoned: u64,
+    /// Final counters.
+    pub stats: mint_stats,
+}
+
+impl From<Stats> for mint_stats {
+    fn from(s: Stats) -> Self {
+        mint_stats {
+            seen: s.seen,
+            submitted: s.submitted,
+            audited_member: s.audited_member,
+            audited_non_member: s.audited_non_member,
+            dropped_queue_full: s.dropped(DropReason::QueueFull),
+            dropped_invalid_input: s.dropped(DropReason::InvalidInput),
+            dropped_non_finite: s.dropped(DropReason::NonFinite),
+            dropped_over_budget: s.dropped(DropReason::OverBudget),
+            dropped_head_error: s.dropped(DropReason::HeadError),
+            dropped_backend_error: s.dropped(DropReason::BackendError),
+            dropped_shutdown: s.dropped(DropReason::Shutdown),
+            dropped_closed: s.dropped(DropReason::Closed),
+            queue_depth: s.queue_depth,
+        }
+    }
+}
+
+impl From<CloseReport> for mint_close_report {
+    fn from(r: CloseReport) -> Self {
+        mint_close_report { drained: r.drained, abandoned: r.abandoned, stats: r.stats.into() }
+    }
+}
+
+/// The vendor's callback, carried to worker threads.
+struct CSink {
+    on_results: mint_results_fn,
+    userdata: *mut c_void,
+    free_userdata: mint_free_fn,
+}
+
+// SAFETY: the header tells the caller that `userdata` is used from worker threads; making it
+// safe to use there is the caller's part of the contract.
+unsafe impl Send for CSink {}
+unsafe impl Sync for CSink {}
+
+impl ResultSink for CSink {
+    fn deliver(&self, results: &[AuditResult]) {
+        let Some(f) = self.on_results else { return };
+        let out: Vec<mint_sample_result> = results
+            .iter()
+            .map(|r| mint_sample_result {
+                sample_id: r.sample_id,
+                score: r.score,
+                outcome: match r.outcome {
+                    Outcome::Audited(Verdict::Member) => MINT_OUTCOME_MEMBER,
+                    Outcome::Audited(Verdict::NonMember) => MINT_OUTCOME_NON_MEMBER,
+                    Outcome::Dropped(DropReason::BackendError) => MINT_OUTCOME_DROPPED_BACKEND_ERROR,
+                    Outcome::Dropped(DropReason::Shutdown) => MINT_OUTCOME_DROPPED_SHUTDOWN,
+                    Outcome::Dropped(_) => MINT_OUTCOME_DROPPED_HEAD_ERROR,
+                },
+            })
+            .collect();
+        // SAFETY: the caller registered `f` for exactly this signature.
+        unsafe { f(self.userdata, out.as_ptr(), out.len()) }
+    }
+}
+
+impl Drop for CSink {
+    fn drop(&mut self) {
+        if let Some(free) = self.free_userdata {
+            // SAFETY: called exactly once, as the header promises.
+            unsafe { free(self.userdata) }
+        }
+    }
+}
+
+unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
+    if p.is_null() {
+        return Err(Failure::null(name));
+    }
+    // SAFETY: the caller passes a NUL-terminated string.
+    unsafe { CStr::from_ptr(p) }
+        .to_str()
+        .map_err(|_| Failure::new(MINT_ERR_INVALID_ARGUMENT, format!("`{name}` is not UTF-8")))
+}
+
+unsafe fn sink_arg(sink: *const mint_result_sink) -> Option<Arc<dyn ResultSink>> {
+    // SAFETY: NULL or a valid struct, per the header.
+    let s = unsafe { sink.as_ref() }?;
+    // Taking ownership now means `free_userdata` runs when this is dropped: on failure
+    // below, or when the auditor goes.
+    Some(Arc::new(CSink { on_results: s.on_results, userdata: s.userdata, free_userdata: s.free_userdata }))
+}
+
+unsafe fn create(config: Result<Config, mint_audit::Error>, sink: Option<Arc<dyn ResultSink>>, out: *mut *mut mint_auditor) -> Result<(), Failure> {
+    let auditor = match sink {
+        Some(sink) => Auditor::with_sink(config?, sink)?,
+        None => Auditor::new(config?)?,
+    };
+    // SAFETY: checked non-null by the callers.
+    unsafe { *out = Box::into_raw(Box::new(mint_auditor { inner: auditor })) };
+    Ok(())
+}
+
+/// Creates an auditor from a JSON configuration (relative paths in it are resolved against
+/// the current directory). `sink` may be NULL (results then reach the metrics only); its
+/// contents are copied. On success `*out` owns a new handle: release it with
+/// `mint_auditor_free`. On failure `*out` is left untouched and `mint_last_error()` says why
+/// (a bad field is named; a head whose sha256 differs names the file).
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_new(
+    config_json: *const c_char,
+    sink: *const mint_result_sink,
+    out: *mut *mut mint_auditor,
+) -> mint_status {
+    // SAFETY (whole body): pointers as documented above.
+    let sink = unsafe { sink_arg(sink) };
+    boundary("mint_auditor_new", || {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let json = unsafe { str_arg(config_json, "config_json") }?;
+        let cwd = std::env::current_dir().unwrap_or_default();
+        unsafe { create(Config::from_json(json, &cwd), sink, out) }
+    })
+}
+
+/// Like `mint_auditor_new`, reading the configuration from a file; relative paths in it are
+/// resolved against the file's directory.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_new_from_file(
+    path: *const c_char,
+    sink: *const mint_result_sink,
+    out: *mut *mut mint_auditor,
+) -> mint_status {
+    // SAFETY (whole body): pointers as documented above.
+    let sink = unsafe { sink_arg(sink) };
+    boundary("mint_auditor_new_from_file", || {
+        if out.is_null() {
+            return Err(Failure::null("out"));
+        }
+        let path = unsafe { str_arg(path, "path") }?;
+        unsafe { create(Config::from_path(Path::new(path)), sink, out) }
+    })
+}
+
+/// Closes the auditor if it is still open (letting the queue drain for up to 5 s), stops its
+/// metrics endpoint, releases the result sink's userdata, and frees the handle.
+/// `mint_auditor_free(NULL)` does nothing.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_free(auditor: *mut mint_auditor) {
+    if auditor.is_null() {
+        return;
+    }
+    // SAFETY: a handle from `mint_auditor_new*`, freed once, with no call overlapping.
+    let boxed = unsafe { Box::from_raw(auditor) };
+    let _ = boundary("mint_auditor_free", move || {
+        drop(boxed);
+        Ok(())
+    });
+}
+
+unsafe fn auditor_ref<'a>(a: *const mint_auditor) -> Result<&'a Auditor, Failure> {
+    // SAFETY: NULL or a live handle, per the header.
+    unsafe { a.as_ref() }.map(|a| &a.inner).ok_or_else(|| Failure::null("auditor"))
+}
+
+unsafe fn ids_arg<'a>(ids: *const u64, n: usize) -> Result<&'a [u64], Failure> {
+    if n == 0 {
+        return Ok(&[]);
+    }
+    if ids.is_null() {
+        return Err(Failure::null("sample_ids"));
+    }
+    // SAFETY: `n` readable ids, per the header.
+    Ok(unsafe { std::slice::from_raw_parts(ids, n) })
+}
+
+fn write_report(out: *mut mint_submit_report, r: SubmitReport) {
+    // SAFETY: NULL or writable, per the header.
+    if let Some(o) = unsafe { out.as_mut() } {
+        *o = mint_submit_report { seen: r.seen, chosen: r.chosen, accepted: r.accepted };
+    }
+}
+
+/// Hands over one batch: `n` sample ids and one tensor per configured tap, in the
+/// configuration's order (`n_taps` must equal the number of taps). Reads the samples chosen
+/// by sampling once (reducing maps to per-channel maxima, or copying the CNN tap), queues
+/// them without blocking, and returns; nothing is retained after the call.
+///
+/// Errors: `MINT_ERR_INVALID_INPUT` (a descriptor or shape does not fit its tap: the batch is
+/// dropped and counted), `MINT_ERR_NON_FINITE` (those samples were dropped and counted, the
+/// others accepted), `MINT_ERR_QUEUE_FULL` / `MINT_ERR_OVER_BUDGET` (dropped and counted),
+/// `MINT_ERR_CLOSED`. `report` may be NULL; when given it is filled whatever the outcome.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_submit(
+    auditor: *const mint_auditor,
+    sample_ids: *const u64,
+    n: usize,
+    taps: *const mint_tensor,
+    n_taps: usize,
+    report: *mut mint_submit_report,
+) -> mint_status {
+    boundary("mint_auditor_submit", || {
+        write_report(report, SubmitReport { seen: n, ..Default::default() });
+        // SAFETY (whole body): pointers as documented above.
+        let a = unsafe { auditor_ref(auditor) }?;
+        let ids = unsafe { ids_arg(sample_ids, n) }?;
+        let descriptors = if n_taps == 0 {
+            &[][..]
+        } else if taps.is_null() {
+            a.count_unreadable(ids);
+            return Err(Failure::null("taps"));
+        } else {
+            unsafe { std::slice::from_raw_parts(taps, n_taps) }
+        };
+        let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
+        for (i, d) in descriptors.iter().enumerate() {
+            match unsafe { tensor::view(d, i) } {
+                Ok(v) => views.push(v),
+                Err(e) => {
+                    a.count_unreadable(ids);
+                    return Err(e);
+                }
+            }
+        }
+        match a.submit(ids, &views) {
+            Ok(r) => {
+                write_report(report, r);
+                Ok(())
+            }
+            Err(e) => {
+                if let mint_audit::Error::NonFinite { rejected, total, .. } = &e {
+                    write_report(report, SubmitReport { seen: n, chosen: *total, accepted: total - rejected });
+                }
+                Err(e.into())
+            }
+        }
+    })
+}
+
+/// For vendors who let mint-audit run their model: runs the audited model of the
+/// configuration (`model.onnx`, `model.input_shape`, and a `tensor` per tap) on `n` samples
+/// (`inputs`: `inputs_len` floats, `n ×` the input sample size, row-major), writes the
+/// model's first output into `outputs` (`outputs_len` floats, `n ×` its size), and audits
+/// the taps as `mint_auditor_submit` does, on this thread. The model is compiled on the first
+/// call; each calling thread keeps its own state. When only the audit fails, `outputs` is
+/// still written and the status says why.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_infer(
+    auditor: *const mint_auditor,
+    sample_ids: *const u64,
+    n: usize,
+    inputs: *const f32,
+    inputs_len: usize,
+    outputs: *mut f32,
+    outputs_len: usize,
+    report: *mut mint_submit_report,
+) -> mint_status {
+    boundary("mint_auditor_infer", || {
+        write_report(report, SubmitReport { seen: n, ..Default::default() });
+        // SAFETY (whole body): pointers as documented above.
+        let a = unsafe { auditor_ref(auditor) }?;
+        let ids = unsafe { ids_arg(sample_ids, n) }?;
+        if inputs.is_null() && inputs_len > 0 {
+            return Err(Failure::null("inputs"));
+        }
+        if outputs.is_null() && outputs_len > 0 {
+            return Err(Failure::null("outputs"));
+        }
+        let inputs = if inputs_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, inputs_len) } };
+        let outputs =
+            if outputs_len == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(outputs, outputs_len) } };
+        let r = a.infer(ids, inputs, outputs)?;
+        write_report(report, r);
+        Ok(())
+    })
+}
+
+/// Writes `text` and a NUL into `buf` (`capacity` bytes). `*out_len` receives the bytes
+/// needed including the NUL, on success and on `MINT_ERR_BUFFER_TOO_SMALL` alike, so a call
+/// with `capacity` 0 (and `buf` NULL) asks for the size.
+fn write_text(text: &str, buf: *mut c_char, capacity: usize, out_len: *mut usize) -> Result<(), Failure> {
+    if out_len.is_null() {
+        return Err(Failure::null("out_len"));
+    }
+    let needed = text.len() + 1;
+    // SAFETY: checked non-null.
+    unsafe { *out_len = needed };
+    if capacity < needed {
+        return Err(Failure::new(MINT_ERR_BUFFER_TOO_SMALL, format!("{needed} bytes needed, {capacity} given")));
+    }
+    if buf.is_null() {
+        return Err(Failure::null("buf"));
+    }
+    // SAFETY: `buf` holds `capacity >= needed` bytes.
+    unsafe {
+        std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
+        *buf.add(text.len()) = 0;
+    }
+    Ok(())
+}
+
+/// Renders the auditor's metrics in the Prometheus text format (0.0.4) into `buf`, NUL
+/// terminated. `*out_len` receives the size needed (with the NUL); when `capacity` is too
+/// small the call returns `MINT_ERR_BUFFER_TOO_SMALL` and writes nothing else.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_render_metrics(
+    auditor: *const mint_auditor,
+    buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> mint_status {
+    boundary("mint_auditor_render_metrics", || {
+        // SAFETY: as documented.
+        let a = unsafe { auditor_ref(auditor) }?;
+        write_text(&a.render_metrics(), buf, capacity, out_len)
+    })
+}
+
+/// Writes the built-in metrics endpoint's address ("127.0.0.1:9464") into `buf`, as
+/// `mint_auditor_render_metrics` writes text; an empty string when the endpoint is off.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_metrics_address(
+    auditor: *const mint_auditor,
+    buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> mint_status {
+    boundary("mint_auditor_metrics_address", || {
+        // SAFETY: as documented.
+        let a = unsafe { auditor_ref(auditor) }?;
+        let addr = a.metrics_addr().map(|a| a.to_string()).unwrap_or_default();
+        write_text(&addr, buf, capacity, out_len)
+    })
+}
+
+/// Writes the lower-case hex sha256 of the head in use (64 characters and a NUL).
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_head_sha256(
+    auditor: *const mint_auditor,
+    buf: *mut c_char,
+    capacity: usize,
+    out_len: *mut usize,
+) -> mint_status {
+    boundary("mint_auditor_head_sha256", || {
+        // SAFETY: as documented.
+        let a = unsafe { auditor_ref(auditor) }?;
+        write_text(a.head_sha256(), buf, capacity, out_len)
+    })
+}
+
+/// Reads the counters.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_stats(auditor: *const mint_auditor, out: *mut mint_stats) -> mint_status {
+    boundary("mint_auditor_stats", || {
+        // SAFETY: as documented.
+        let a = unsafe { auditor_ref(auditor) }?;
+        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        *out = a.stats().into();
+        Ok(())
+    })
+}
+
+/// Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued
+/// for up to `timeout_ms`, drops as shutdown (and delivers as such) whatever is left, and
+/// stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
+/// returns the first call's report. `out` may be NULL.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_close(
+    auditor: *const mint_auditor,
+    timeout_ms: u32,
+    out: *mut mint_close_report,
+) -> mint_status {
+    boundary("mint_auditor_close", || {
+        // SAFETY: as documented.
+        let a = unsafe { auditor_ref(auditor) }?;
+        let report = a.close(Duration::from_millis(timeout_ms as u64));
+        if let Some(o) = unsafe { out.as_mut() } {
+            *o = report.into();
+        }
+        Ok(())
+    })
+}

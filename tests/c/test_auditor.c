@@ -1,0 +1,540 @@
+/*
+ * The C API exercised from C: built with the system compiler against include/mint_audit.h
+ * and the installed library (pkg-config flags only), driven by tests/c_api.rs.
+ *
+ *   test_auditor FIXTURE_DIR METRICS_OUT      happy path, every error code, forms agree,
+ *                                             4 threads x 2,500 samples with exact accounting
+ *   test_auditor --panic FIXTURE_DIR          with MINT_FAULT_INJECT_PANIC=mint_auditor_stats:
+ *                                             a panic becomes MINT_ERR_PANIC, the handle lives on
+ *
+ * FIXTURE_DIR holds configurations written by the driver: good.json (the shipped model and
+ * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json.
+ */
+#include <mint_audit.h>
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CHECK(cond)                                                                             \
+  do {                                                                                          \
+    if (!(cond)) {                                                                              \
+      fprintf(stderr, "%s:%d: CHECK failed: %s\n  last error: %s\n", __FILE__, __LINE__, #cond, \
+              mint_last_error());                                                               \
+      exit(1);                                                                                  \
+    }                                                                                           \
+  } while (0)
+
+#define EXPECT(call, expected)                                                                 \
+  do {                                                                                         \
+    mint_status got_ = (call);                                                                 \
+    if (got_ != (expected)) {                                                                  \
+      fprintf(stderr, "%s:%d: %s returned %s, expected %s\n  last error: %s\n", __FILE__,      \
+              __LINE__, #call, mint_status_name(got_), mint_status_name(expected),              \
+              mint_last_error());                                                              \
+      exit(1);                                                                                 \
+    }                                                                                          \
+  } while (0)
+
+/* The shipped model's taps: four stage maps and the 10 logits. */
+enum { NTAPS = 5, NMAPS = 4 };
+static const int64_t CHANNELS[NTAPS] = {16, 32, 64, 128, 10};
+static const int64_t SIDE[NMAPS] = {28, 14, 7, 4};
+
+static const char *fixtures;
+
+static char *path_of(const char *name) {
+  static char buf[4096];
+  snprintf(buf, sizeof buf, "%s/%s", fixtures, name);
+  return buf;
+}
+
+/* ---- results, counted by the callback ---------------------------------------------------- */
+
+typedef struct {
+  atomic_ulong member, non_member, dropped, batches;
+  atomic_int freed;
+  float *scores; /* by sample id when not NULL */
+  size_t scores_len;
+} counts;
+
+static void on_results(void *userdata, const mint_sample_result *results, size_t n) {
+  counts *c = userdata;
+  atomic_fetch_add(&c->batches, 1);
+  for (size_t i = 0; i < n; i++) {
+    switch (results[i].outcome) {
+      case MINT_OUTCOME_MEMBER: atomic_fetch_add(&c->member, 1); break;
+      case MINT_OUTCOME_NON_MEMBER: atomic_fetch_add(&c->non_member, 1); break;
+      default: atomic_fetch_add(&c->dropped, 1); break;
+    }
+    if (c->scores && results[i].sample_id < c->scores_len) c->scores[results[i].sample_id] = results[i].score;
+  }
+}
+
+static void free_counts(void *userdata) { atomic_store(&((counts *)userdata)->freed, 1); }
+
+static mint_auditor *open_auditor(const char *config_file, counts *c) {
+  mint_result_sink sink = {on_results, c, free_counts};
+  mint_auditor *a = NULL;
+  EXPECT(mint_auditor_new_from_file(path_of(config_file), c ? &sink : NULL, &a), MINT_OK);
+  CHECK(a != NULL);
+  return a;
+}
+
+/* ---- synthetic batches ------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static float rng_float(uint64_t *s) { return (float)(rng_next(s) >> 40) / (float)(1u << 24) * 3.0f - 0.5f; }
+
+/* One batch of n samples in NCHW f32, plus its descriptors. */
+typedef struct {
+  size_t n;
+  float *maps[NMAPS];
+  float *logits;
+  int64_t shape[NTAPS][4];
+  mint_tensor taps[NTAPS];
+} batch;
+
+static void describe_nchw(batch *b) {
+  for (int t = 0; t < NMAPS; t++) {
+    int64_t *s = b->shape[t];
+    s[0] = (int64_t)b->n, s[1] = CHANNELS[t], s[2] = SIDE[t], s[3] = SIDE[t];
+    b->taps[t] = (mint_tensor){b->maps[t], MINT_DTYPE_F32, MINT_FORM_MAP, MINT_LAYOUT_NCHW, 4, s, NULL};
+  }
+  b->shape[4][0] = (int64_t)b->n, b->shape[4][1] = 10;
+  b->taps[4] = (mint_tensor){b->logits, MINT_DTYPE_F32, MINT_FORM_VECTOR, MINT_LAYOUT_NCHW, 2, b->shape[4], NULL};
+}
+
+/* Fills `b` in place: its descriptors point into it, so it must not be copied afterwards. */
+static void make_batch(batch *b, size_t n, uint64_t seed) {
+  *b = (batch){.n = n};
+  uint64_t s = seed * 2654435761u + 1;
+  for (int t = 0; t < NMAPS; t++) {
+    size_t len = n * (size_t)(CHANNELS[t] * SIDE[t] * SIDE[t]);
+    b->maps[t] = malloc(len * sizeof(float));
+    for (size_t i = 0; i < len; i++) b->maps[t][i] = rng_float(&s);
+  }
+  b->logits = malloc(n * 10 * sizeof(float));
+  for (size_t i = 0; i < n * 10; i++) b->logits[i] = rng_float(&s) * 4.0f;
+  describe_nchw(b);
+}
+
+static void free_batch(batch *b) {
+  for (int t = 0; t < NMAPS; t++) free(b->maps[t]);
+  free(b->logits);
+}
+
+/* The same values in another layout or dtype. */
+static float *to_nhwc(const float *src, size_t n, int64_t c, int64_t side) {
+  size_t hw = (size_t)(side * side);
+  float *dst = malloc(n * (size_t)c * hw * sizeof(float));
+  for (size_t s = 0; s < n; s++)
+    for (int64_t ch = 0; ch < c; ch++)
+      for (size_t p = 0; p < hw; p++) dst[(s * hw + p) * c + ch] = src[(s * c + ch) * hw + p];
+  return dst;
+}
+
+static float *channel_max(const float *src, size_t n, int64_t c, int64_t side) {
+  size_t hw = (size_t)(side * side);
+  float *dst = malloc(n * (size_t)c * sizeof(float));
+  for (size_t s = 0; s < n * (size_t)c; s++) {
+    float m = -INFINITY;
+    for (size_t p = 0; p < hw; p++) m = fmaxf(m, src[s * hw + p]);
+    dst[s] = m;
+  }
+  return dst;
+}
+
+static uint16_t to_bf16(float x) { /* truncation: exact for the max, which is all we compare */
+  uint32_t u;
+  memcpy(&u, &x, 4);
+  return (uint16_t)(u >> 16);
+}
+
+static size_t text_len(const mint_auditor *a) {
+  size_t need = 0;
+  EXPECT(mint_auditor_render_metrics(a, NULL, 0, &need), MINT_ERR_BUFFER_TOO_SMALL);
+  CHECK(need > 100);
+  return need;
+}
+
+/* ---- tests ------------------------------------------------------------------------------- */
+
+static void test_version(void) {
+  CHECK((mint_abi_version() >> 16) == MINT_ABI_VERSION_MAJOR);
+  CHECK((mint_abi_version() & 0xffff) == MINT_ABI_VERSION_MINOR);
+  CHECK(strlen(mint_version()) > 0);
+  CHECK(strcmp(mint_status_name(MINT_ERR_QUEUE_FULL), "MINT_ERR_QUEUE_FULL") == 0);
+  CHECK(strcmp(mint_status_name(12345), "MINT_UNKNOWN") == 0);
+  puts("ok version");
+}
+
+static void test_errors(void) {
+  mint_auditor *a = NULL;
+  counts c = {0};
+  mint_result_sink sink = {on_results, &c, free_counts};
+
+  /* NULL arguments; free(NULL) is a no-op. */
+  EXPECT(mint_auditor_new(NULL, NULL, &a), MINT_ERR_NULL_ARGUMENT);
+  CHECK(strstr(mint_last_error(), "config_json") != NULL);
+  EXPECT(mint_auditor_new("{}", NULL, NULL), MINT_ERR_NULL_ARGUMENT);
+  EXPECT(mint_auditor_stats(NULL, NULL), MINT_ERR_NULL_ARGUMENT);
+  mint_auditor_free(NULL);
+
+  /* Not UTF-8. */
+  EXPECT(mint_auditor_new("{\"model\": \"\xff\"}", NULL, &a), MINT_ERR_INVALID_ARGUMENT);
+
+  /* Bad configurations name the field; the sink's userdata is released on failure. */
+  EXPECT(mint_auditor_new("{\"model\": {\"id\": \"m\"}, \"taps\": [], \"colour\": 1}", &sink, &a),
+         MINT_ERR_INVALID_CONFIG);
+  CHECK(strstr(mint_last_error(), "colour") != NULL);
+  CHECK(atomic_load(&c.freed) == 1);
+  CHECK(a == NULL);
+
+  /* Missing file. */
+  EXPECT(mint_auditor_new_from_file(path_of("does-not-exist.json"), NULL, &a), MINT_ERR_IO);
+  CHECK(strstr(mint_last_error(), "does-not-exist.json") != NULL);
+
+  /* A head whose sha256 differs is refused, naming the file. */
+  EXPECT(mint_auditor_new_from_file(path_of("digest_mismatch.json"), NULL, &a), MINT_ERR_HEAD_DIGEST_MISMATCH);
+  CHECK(strstr(mint_last_error(), "head.onnx") != NULL);
+  CHECK(strstr(mint_last_error(), "refusing to start") != NULL);
+
+  /* A head that is not ONNX. */
+  EXPECT(mint_auditor_new_from_file(path_of("bad_head.json"), NULL, &a), MINT_ERR_HEAD_LOAD);
+
+  /* A CNN head whose backend library does not exist. */
+  EXPECT(mint_auditor_new_from_file(path_of("no_backend.json"), NULL, &a), MINT_ERR_BACKEND);
+  CHECK(strstr(mint_last_error(), "libmint_backend_nowhere.so") != NULL);
+
+  counts good = {0};
+  a = open_auditor("good.json", &good);
+  batch b;
+  make_batch(&b, 8, 1);
+  uint64_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+  mint_submit_report r;
+
+  EXPECT(mint_auditor_submit(a, NULL, 8, b.taps, NTAPS, &r), MINT_ERR_NULL_ARGUMENT);
+  EXPECT(mint_auditor_submit(a, ids, 8, NULL, NTAPS, &r), MINT_ERR_NULL_ARGUMENT);
+
+  /* Wrong rank, wrong channel count, too few taps, unknown dtype, NULL data: invalid input,
+     the batch dropped and counted. */
+  mint_tensor bad[NTAPS];
+  memcpy(bad, b.taps, sizeof bad);
+  bad[1].rank = 3;
+  EXPECT(mint_auditor_submit(a, ids, 8, bad, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "rank 3") != NULL);
+  memcpy(bad, b.taps, sizeof bad);
+  int64_t wrong_shape[4] = {8, 31, 14, 14};
+  bad[1].shape = wrong_shape;
+  EXPECT(mint_auditor_submit(a, ids, 8, bad, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "stage2") != NULL && strstr(mint_last_error(), "32 channels") != NULL);
+  EXPECT(mint_auditor_submit(a, ids, 8, b.taps, NTAPS - 1, &r), MINT_ERR_INVALID_INPUT);
+  memcpy(bad, b.taps, sizeof bad);
+  bad[0].dtype = 77;
+  EXPECT(mint_auditor_submit(a, ids, 8, bad, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  memcpy(bad, b.taps, sizeof bad);
+  bad[2].data = NULL;
+  EXPECT(mint_auditor_submit(a, ids, 8, bad, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  memcpy(bad, b.taps, sizeof bad);
+  bad[2].data = (const char *)b.maps[2] + 1;
+  EXPECT(mint_auditor_submit(a, ids, 8, bad, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "aligned") != NULL);
+
+  /* One sample with a NaN: it is dropped, the other 7 go on. */
+  b.maps[3][5 * 128 * 16 + 77] = NAN;
+  EXPECT(mint_auditor_submit(a, ids, 8, b.taps, NTAPS, &r), MINT_ERR_NON_FINITE);
+  CHECK(r.seen == 8 && r.chosen == 8 && r.accepted == 7);
+  CHECK(strstr(mint_last_error(), "sample id 5") != NULL);
+
+  /* Buffers too small report the size needed. */
+  char small[8];
+  size_t need = 0;
+  EXPECT(mint_auditor_head_sha256(a, small, sizeof small, &need), MINT_ERR_BUFFER_TOO_SMALL);
+  CHECK(need == 65);
+  char sha[65];
+  EXPECT(mint_auditor_head_sha256(a, sha, sizeof sha, &need), MINT_OK);
+  CHECK(strlen(sha) == 64);
+
+  mint_close_report closed;
+  EXPECT(mint_auditor_close(a, 5000, &closed), MINT_OK);
+  EXPECT(mint_auditor_submit(a, ids, 8, b.taps, NTAPS, &r), MINT_ERR_CLOSED);
+  mint_stats st;
+  EXPECT(mint_auditor_stats(a, &st), MINT_OK);
+  CHECK(st.dropped_invalid_input == 7 * 8); /* the NULL-taps call counts too; NULL ids cannot */
+  CHECK(st.dropped_non_finite == 1);
+  CHECK(st.dropped_closed == 8);
+  CHECK(st.audited_member + st.audited_non_member == 7);
+  CHECK(st.submitted == st.audited_member + st.audited_non_member + st.dropped_invalid_input +
+                            st.dropped_non_finite + st.dropped_closed + st.dropped_queue_full);
+  mint_auditor_free(a);
+  CHECK(atomic_load(&good.freed) == 1);
+  CHECK(atomic_load(&good.member) + atomic_load(&good.non_member) == 7);
+
+  /* A queue smaller than the batch: dropped and counted, never blocking. */
+  a = open_auditor("tiny_queue.json", NULL);
+  EXPECT(mint_auditor_submit(a, ids, 8, b.taps, NTAPS, &r), MINT_ERR_QUEUE_FULL);
+  CHECK(r.accepted == 0);
+  EXPECT(mint_auditor_stats(a, &st), MINT_OK);
+  CHECK(st.dropped_queue_full == 8);
+  mint_auditor_free(a);
+
+  free_batch(&b);
+  puts("ok errors");
+}
+
+/* Full maps in NCHW, NHWC, bf16, explicit strides, and the vendor's own channel max must give
+   the same scores. */
+static void test_forms_agree(void) {
+  enum { N = 16, VARIANTS = 5 };
+  float scores[VARIANTS * N];
+  for (int i = 0; i < VARIANTS * N; i++) scores[i] = NAN;
+  counts c = {.scores = scores, .scores_len = VARIANTS * N};
+  mint_auditor *a = open_auditor("good.json", &c);
+  batch b;
+  make_batch(&b, N, 7);
+  /* Round the maps to bf16 first so every variant sees the same values. */
+  for (int t = 0; t < NMAPS; t++) {
+    size_t len = N * (size_t)(CHANNELS[t] * SIDE[t] * SIDE[t]);
+    for (size_t i = 0; i < len; i++) {
+      uint32_t u = (uint32_t)to_bf16(b.maps[t][i]) << 16;
+      memcpy(&b.maps[t][i], &u, 4);
+    }
+  }
+  uint64_t ids[N];
+  mint_tensor taps[NTAPS];
+  int64_t shapes[NTAPS][4], strides[NMAPS][4];
+  float *owned[NMAPS * 3] = {0};
+  uint16_t *half[NMAPS];
+
+  for (int v = 0; v < VARIANTS; v++) {
+    for (int i = 0; i < N; i++) ids[i] = (uint64_t)(v * N + i);
+    memcpy(taps, b.taps, sizeof taps);
+    for (int t = 0; t < NMAPS; t++) {
+      int64_t ch = CHANNELS[t], sd = SIDE[t];
+      int64_t *s = shapes[t];
+      if (v == 1) { /* NHWC */
+        owned[t] = to_nhwc(b.maps[t], N, ch, sd);
+        s[0] = N, s[1] = sd, s[2] = sd, s[3] = ch;
+        taps[t] = (mint_tensor){owned[t], MINT_DTYPE_F32, MINT_FORM_MAP, MINT_LAYOUT_NHWC, 4, s, NULL};
+      } else if (v == 2) { /* bf16 NCHW */
+        size_t len = N * (size_t)(ch * sd * sd);
+        half[t] = malloc(len * 2);
+        for (size_t i = 0; i < len; i++) half[t][i] = to_bf16(b.maps[t][i]);
+        taps[t].data = half[t];
+        taps[t].dtype = MINT_DTYPE_BF16;
+      } else if (v == 3) { /* NCHW rows padded by 3 elements, described with explicit strides */
+        int64_t row = sd + 3;
+        owned[NMAPS + t] = malloc((size_t)(N * ch * sd * row) * sizeof(float));
+        for (int64_t i = 0; i < N * ch * sd; i++)
+          for (int64_t x = 0; x < row; x++)
+            owned[NMAPS + t][i * row + x] = x < sd ? b.maps[t][i * sd + x] : 1e30f; /* padding is never read */
+        s[0] = N, s[1] = ch, s[2] = sd, s[3] = sd;
+        int64_t *st = strides[t];
+        st[0] = ch * sd * row, st[1] = sd * row, st[2] = row, st[3] = 1;
+        taps[t] = (mint_tensor){owned[NMAPS + t], MINT_DTYPE_F32, MINT_FORM_MAP, MINT_LAYOUT_STRIDED, 4, s, st};
+      } else if (v == 4) { /* reduced by the vendor (e.g. amax on the GPU) */
+        owned[2 * NMAPS + t] = channel_max(b.maps[t], N, ch, sd);
+        s[0] = N, s[1] = ch;
+        taps[t] = (mint_tensor){owned[2 * NMAPS + t], MINT_DTYPE_F32, MINT_FORM_CHANNEL_MAX, MINT_LAYOUT_NCHW, 2, s, NULL};
+      }
+    }
+    EXPECT(mint_auditor_submit(a, ids, N, taps, NTAPS, NULL), MINT_OK);
+  }
+  EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
+  for (int v = 1; v < VARIANTS; v++)
+    for (int i = 0; i < N; i++) {
+      CHECK(!isnan(scores[i]));
+      if (scores[v * N + i] != scores[i]) {
+        fprintf(stderr, "variant %d sample %d: %.9g != %.9g\n", v, i, scores[v * N + i], scores[i]);
+        exit(1);
+      }
+    }
+  mint_auditor_free(a);
+  for (int t = 0; t < NMAPS * 3; t++) free(owned[t]);
+  for (int t = 0; t < NMAPS; t++) free(half[t]);
+  free_batch(&b);
+  puts("ok forms agree");
+}
+
+/* The library runs the shipped model itself and hands back its logits. */
+static void test_infer(void) {
+  counts c = {0};
+  mint_auditor *a = open_auditor("good.json", &c);
+  enum { N = 6 };
+  float inputs[N * 28 * 28], logits[N * 10];
+  uint64_t s = 99;
+  for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) inputs[i] = (float)(rng_next(&s) % 256) / 255.0f;
+  uint64_t ids[N] = {10, 11, 12, 13, 14, 15};
+  mint_submit_report r;
+  EXPECT(mint_auditor_infer(a, ids, N, inputs, N * 28 * 28, logits, N * 10, &r), MINT_OK);
+  CHECK(r.accepted == N);
+  for (int i = 0; i < N * 10; i++) CHECK(isfinite(logits[i]));
+  EXPECT(mint_auditor_infer(a, ids, N, inputs, N * 28 * 28 - 1, logits, N * 10, &r), MINT_ERR_INVALID_INPUT);
+  EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
+  CHECK(atomic_load(&c.member) + atomic_load(&c.non_member) == N);
+  mint_auditor_free(a);
+  puts("ok infer");
+}
+
+/* ---- 4 threads ------------------------------------------------------------------------- */
+
+enum { THREADS = 4, PER_THREAD = 2500, BATCH = 50, NAN_EVERY = 10 };
+
+typedef struct {
+  const mint_auditor *a;
+  int index;
+  unsigned long non_finite, queue_full, accepted, poison_lost;
+} worker_arg;
+
+static void *serve(void *p) {
+  worker_arg *w = p;
+  batch b;
+  make_batch(&b, BATCH, (uint64_t)w->index + 100);
+  float *nhwc[NMAPS];
+  int64_t nhwc_shape[NMAPS][4];
+  for (int t = 0; t < NMAPS; t++) {
+    nhwc[t] = to_nhwc(b.maps[t], BATCH, CHANNELS[t], SIDE[t]);
+    int64_t *s = nhwc_shape[t];
+    s[0] = BATCH, s[1] = SIDE[t], s[2] = SIDE[t], s[3] = CHANNELS[t];
+  }
+  uint64_t ids[BATCH];
+  for (int k = 0; k < PER_THREAD / BATCH; k++) {
+    mint_tensor taps[NTAPS];
+    memcpy(taps, b.taps, sizeof taps);
+    if (k % 2 == 1) /* every other batch arrives channels-last */
+      for (int t = 0; t < NMAPS; t++)
+        taps[t] = (mint_tensor){nhwc[t], MINT_DTYPE_F32, MINT_FORM_MAP, MINT_LAYOUT_NHWC, 4, nhwc_shape[t], NULL};
+    float saved = b.maps[0][3];
+    int poisoned = k % NAN_EVERY == 0; /* always an NCHW batch: NAN_EVERY is even */
+    if (poisoned) b.maps[0][3] = INFINITY; /* sample 0 of this batch */
+    for (int i = 0; i < BATCH; i++) ids[i] = (uint64_t)w->index * PER_THREAD + (uint64_t)k * BATCH + (uint64_t)i;
+    mint_submit_report r;
+    mint_status st = mint_auditor_submit(w->a, ids, BATCH, taps, NTAPS, &r);
+    b.maps[0][3] = saved;
+    if (st == MINT_ERR_NON_FINITE) {
+      w->non_finite += r.chosen - r.accepted;
+      w->accepted += r.accepted;
+    } else if (st == MINT_ERR_QUEUE_FULL) {
+      w->queue_full += BATCH;
+      w->poison_lost += poisoned; /* refused before its values were read */
+    } else {
+      CHECK(st == MINT_OK && !poisoned);
+      w->accepted += r.accepted;
+    }
+  }
+  for (int t = 0; t < NMAPS; t++) free(nhwc[t]);
+  free_batch(&b);
+  return NULL;
+}
+
+/* The value of a series, found at the start of a line (not in its # HELP text). */
+static unsigned long long metric_value(const char *text, const char *series) {
+  char needle[256];
+  snprintf(needle, sizeof needle, "\n%s", series);
+  const char *p = strstr(text, needle);
+  CHECK(p != NULL);
+  return strtoull(p + strlen(needle), NULL, 10);
+}
+
+static void test_concurrent(const char *metrics_out) {
+  counts c = {0};
+  mint_auditor *a = open_auditor("good.json", &c);
+  pthread_t threads[THREADS];
+  worker_arg args[THREADS];
+  for (int i = 0; i < THREADS; i++) {
+    args[i] = (worker_arg){.a = a, .index = i};
+    CHECK(pthread_create(&threads[i], NULL, serve, &args[i]) == 0);
+  }
+  /* Scrape while they run: rendering is safe alongside submits. */
+  size_t need = text_len(a) + 4096;
+  char *text = malloc(need);
+  size_t len;
+  EXPECT(mint_auditor_render_metrics(a, text, need, &len), MINT_OK);
+  unsigned long non_finite = 0, queue_full = 0, accepted = 0, poison_lost = 0;
+  for (int i = 0; i < THREADS; i++) {
+    CHECK(pthread_join(threads[i], NULL) == 0);
+    non_finite += args[i].non_finite;
+    poison_lost += args[i].poison_lost;
+    queue_full += args[i].queue_full;
+    accepted += args[i].accepted;
+  }
+  mint_close_report closed;
+  EXPECT(mint_auditor_close(a, 30000, &closed), MINT_OK);
+  mint_stats s = closed.stats;
+  unsigned long long dropped = s.dropped_queue_full + s.dropped_invalid_input + s.dropped_non_finite +
+                               s.dropped_over_budget + s.dropped_head_error + s.dropped_backend_error +
+                               s.dropped_shutdown + s.dropped_closed;
+  unsigned long long audited = s.audited_member + s.audited_non_member;
+  printf("submitted %llu = audited %llu + dropped %llu (non-finite %llu, queue full %llu)\n",
+         (unsigned long long)s.submitted, audited, dropped, (unsigned long long)s.dropped_non_finite,
+         (unsigned long long)s.dropped_queue_full);
+  CHECK(s.seen == THREADS * PER_THREAD && s.submitted == THREADS * PER_THREAD);
+  CHECK(s.submitted == audited + dropped);
+  CHECK(s.dropped_non_finite == non_finite);
+  CHECK(non_finite + poison_lost == THREADS * ((PER_THREAD / BATCH + NAN_EVERY - 1) / NAN_EVERY));
+  CHECK(s.dropped_queue_full == queue_full);
+  CHECK(audited + s.dropped_shutdown + s.dropped_head_error == accepted);
+  /* Every accepted sample reached the callback exactly once. */
+  CHECK(atomic_load(&c.member) + atomic_load(&c.non_member) == audited);
+  CHECK(atomic_load(&c.dropped) == s.dropped_shutdown + s.dropped_head_error);
+
+  /* The rendered metrics say the same. */
+  need = text_len(a);
+  text = realloc(text, need);
+  EXPECT(mint_auditor_render_metrics(a, text, need, &len), MINT_OK);
+  CHECK(len == need && strlen(text) + 1 == need);
+  CHECK(metric_value(text, "mint_samples_submitted_total ") == s.submitted);
+  CHECK(metric_value(text, "mint_samples_audited_total{verdict=\"member\"} ") == s.audited_member);
+  CHECK(metric_value(text, "mint_samples_dropped_total{reason=\"non_finite\"} ") == s.dropped_non_finite);
+  FILE *f = fopen(metrics_out, "w");
+  CHECK(f != NULL);
+  fputs(text, f);
+  fclose(f);
+  free(text);
+  mint_auditor_free(a);
+  CHECK(atomic_load(&c.freed) == 1);
+  puts("ok concurrent");
+}
+
+static void test_panic(void) {
+  mint_auditor *a = open_auditor("good.json", NULL);
+  mint_stats st;
+  EXPECT(mint_auditor_stats(a, &st), MINT_ERR_PANIC);
+  CHECK(strstr(mint_last_error(), "mint_auditor_stats") != NULL);
+  /* The handle is still usable. */
+  size_t need;
+  EXPECT(mint_auditor_render_metrics(a, NULL, 0, &need), MINT_ERR_BUFFER_TOO_SMALL);
+  EXPECT(mint_auditor_close(a, 1000, NULL), MINT_OK);
+  mint_auditor_free(a);
+  puts("ok panic");
+}
+
+int main(int argc, char **argv) {
+  if (argc == 3 && strcmp(argv[1], "--panic") == 0) {
+    fixtures = argv[2];
+    test_panic();
+    return 0;
+  }
+  if (argc != 3) {
+    fprintf(stderr, "usage: %s FIXTURE_DIR METRICS_OUT | --panic FIXTURE_DIR\n", argv[0]);
+    return 2;
+  }
+  fixtures = argv[1];
+  test_version();
+  test_errors();
+  test_forms_agree();
+  test_infer();
+  test_concurrent(argv[2]);
+  puts("all C API tests passed");
+  return 0;
+}
