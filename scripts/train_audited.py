@@ -9,7 +9,8 @@ Needs Debian's python3-torch, python3-onnx, python3-sklearn and dataset-fashion-
                batch axis dynamic; normalisation is inside the graph
   model.json   tap names (ONNX tensors of the last conv of each stage), shapes, training figures
   split.json   the member subset D and the MINT protocols' member / non-member index lists
-  reference.npz  a few inputs with PyTorch's logits and per-channel maxima, for cross-checks
+  reference/   a few inputs (inputs.npy) with PyTorch's logits and per-channel maxima of the
+               taps then the logits (logits.npy, features.npy), for cross-checks
 and, once, models/data/digits28-images-idx3-ubyte.gz (the cross-dataset non-members).
 
 Deterministic: same seed, same machine kind, same files (torch single process, fixed threads).
@@ -289,7 +290,9 @@ def main():
     for h in hooks:
         h.remove()
     ref_features = torch.cat([captured[k].amax(dim=(2, 3)) for k in range(4)] + [ref_logits], dim=1)
-    np.savez(os.path.join(args.out, "reference.npz"), inputs=ref_x.numpy(), logits=ref_logits.numpy(), features=ref_features.numpy())
+    os.makedirs(os.path.join(args.out, "reference"), exist_ok=True)
+    for name, array in (("inputs", ref_x), ("logits", ref_logits), ("features", ref_features)):
+        np.save(os.path.join(args.out, "reference", f"{name}.npy"), array.numpy())
 
     if not os.path.exists(args.digits_out):
         write_digits(args.digits_out)

@@ -83,3 +83,45 @@ pub fn shipped_config() -> serde_json::Value {
     config["head"]["path"] = dir.join("head.onnx").display().to_string().into();
     config
 }
+
+/// Channel counts of the shipped model's taps (four stages, then the logits).
+pub const SHIPPED_CHANNELS: [usize; 5] = [16, 32, 64, 128, 10];
+
+/// Per-sample features of the shipped taps, as the vendor would hand them over already
+/// reduced (`[n, C]` channel maxima, and the `[n, 10]` logits), from a fixed seed.
+pub fn synthetic_reduced(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 40) as f32 / (1u64 << 24) as f32
+    };
+    SHIPPED_CHANNELS.iter().map(|&c| (0..n * c).map(|_| next() * 3.0).collect()).collect()
+}
+
+/// Views over [`synthetic_reduced`] data.
+pub fn reduced_views(data: &[Vec<f32>], n: usize) -> Vec<mint_audit::TensorView<'_>> {
+    use mint_audit::{Form, TensorView};
+    data.iter()
+        .zip(SHIPPED_CHANNELS)
+        .enumerate()
+        .map(|(i, (d, c))| {
+            let form = if i == 4 { Form::Vector } else { Form::ChannelMax };
+            TensorView::vectors(d.as_slice(), form, n, c).unwrap()
+        })
+        .collect()
+}
+
+/// Reads a float32 NPY file: shape and values.
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(file)).unwrap();
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+/// Loads the shipped configuration as the library does.
+pub fn shipped_auditor_config() -> mint_audit::Config {
+    mint_audit::Config::from_json(&shipped_config().to_string(), &repo()).unwrap()
+}

@@ -1,0 +1,211 @@
+/*
+ * A serving loop audited by mint-audit, through the C API.
+ *
+ * Four "serving threads" answer classification requests with the shipped Fashion-MNIST
+ * model. They let mint-audit run the model (mint_auditor_infer): each call returns the
+ * model's logits for the request and, on the same thread, hands the taps of the audited
+ * layers to the auditor, which scores them with the MINT head on its own workers. Half the
+ * requests are known members of the model's training set, half are not; at the end the demo
+ * prints how many of each the head flagged, and the metrics a regulator would scrape.
+ *
+ *   serving_demo CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]
+ *
+ * --linger keeps the /metrics endpoint up that long after serving, for a scraper.
+ * Build: cc -O2 -std=c11 -pthread serving_demo.c $(pkg-config --cflags --libs mint_audit)
+ */
+#define _POSIX_C_SOURCE 200809L
+#include <mint_audit.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+enum { THREADS = 4, BATCH = 32, CLASSES = 10 };
+static const uint64_t NON_MEMBER_IDS = 1ull << 32;
+
+static void die(const char *what, mint_status s) {
+  fprintf(stderr, "serving_demo: %s: %s: %s\n", what, mint_status_name(s), mint_last_error());
+  exit(1);
+}
+
+/* Reads an uncompressed IDX file of unsigned bytes [n, 28, 28] as floats in [0, 1]. */
+static float *read_idx(const char *path, size_t *n, size_t *pixels) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    perror(path);
+    exit(1);
+  }
+  unsigned char h[16];
+  if (fread(h, 1, 16, f) != 16 || h[0] || h[1] || h[2] != 8 || h[3] != 3) {
+    fprintf(stderr, "%s: not an IDX file of [n, H, W] bytes\n", path);
+    exit(1);
+  }
+#define BE32(p) ((size_t)(p)[0] << 24 | (size_t)(p)[1] << 16 | (size_t)(p)[2] << 8 | (size_t)(p)[3])
+  *n = BE32(h + 4);
+  *pixels = BE32(h + 8) * BE32(h + 12);
+  size_t len = *n * *pixels;
+  unsigned char *raw = malloc(len);
+  float *out = malloc(len * sizeof(float));
+  if (fread(raw, 1, len, f) != len) {
+    fprintf(stderr, "%s: truncated\n", path);
+    exit(1);
+  }
+  for (size_t i = 0; i < len; i++) out[i] = raw[i] / 255.0f;
+  free(raw);
+  fclose(f);
+  return out;
+}
+
+/* ---- the audit's answers, from the auditor's workers ---------------------------------------- */
+
+typedef struct {
+  atomic_ulong flagged[2], scored[2], dropped;
+} tally;
+
+static void on_results(void *userdata, const mint_sample_result *r, size_t n) {
+  tally *t = userdata;
+  for (size_t i = 0; i < n; i++) {
+    int set = r[i].sample_id >= NON_MEMBER_IDS; /* 0: known member, 1: known non-member */
+    if (r[i].outcome == MINT_OUTCOME_MEMBER || r[i].outcome == MINT_OUTCOME_NON_MEMBER) {
+      atomic_fetch_add(&t->scored[set], 1);
+      if (r[i].outcome == MINT_OUTCOME_MEMBER) atomic_fetch_add(&t->flagged[set], 1);
+    } else {
+      atomic_fetch_add(&t->dropped, 1);
+    }
+  }
+}
+
+/* ---- the serving threads ---------------------------------------------------------------- */
+
+typedef struct {
+  const mint_auditor *auditor;
+  const float *images;
+  const uint64_t *ids;
+  size_t count, pixels;
+  atomic_size_t next;
+  atomic_ulong predictions[CLASSES], audit_errors;
+} work;
+
+static void *serve(void *p) {
+  work *w = p;
+  float logits[BATCH * CLASSES];
+  for (;;) {
+    size_t start = atomic_fetch_add(&w->next, BATCH);
+    if (start >= w->count) return NULL;
+    size_t n = w->count - start < BATCH ? w->count - start : BATCH;
+    mint_status s = mint_auditor_infer(w->auditor, w->ids + start, n, w->images + start * w->pixels, n * w->pixels,
+                                       logits, n * CLASSES, NULL);
+    if (s != MINT_OK && s != MINT_ERR_QUEUE_FULL && s != MINT_ERR_NON_FINITE) die("mint_auditor_infer", s);
+    if (s != MINT_OK) atomic_fetch_add(&w->audit_errors, 1); /* counted by the auditor too */
+    for (size_t i = 0; i < n; i++) { /* answer the request: the predicted class */
+      int best = 0;
+      for (int c = 1; c < CLASSES; c++)
+        if (logits[i * CLASSES + c] > logits[i * CLASSES + best]) best = c;
+      atomic_fetch_add(&w->predictions[best], 1);
+    }
+  }
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4 && !(argc == 6 && strcmp(argv[4], "--linger") == 0)) {
+    fprintf(stderr, "usage: %s CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]\n", argv[0]);
+    return 2;
+  }
+  if ((mint_abi_version() >> 16) != MINT_ABI_VERSION_MAJOR) {
+    fprintf(stderr, "libmint_audit ABI %u does not match the header's %d\n", mint_abi_version() >> 16,
+            MINT_ABI_VERSION_MAJOR);
+    return 1;
+  }
+
+  /* Requests: known members and known non-members, interleaved. */
+  size_t nm, nn, pm, pn;
+  float *members = read_idx(argv[2], &nm, &pm);
+  float *non_members = read_idx(argv[3], &nn, &pn);
+  if (pm != pn) {
+    fprintf(stderr, "the two sets have different image sizes\n");
+    return 1;
+  }
+  size_t count = nm + nn;
+  float *images = malloc(count * pm * sizeof(float));
+  uint64_t *ids = malloc(count * sizeof(uint64_t));
+  for (size_t i = 0, a = 0, b = 0; i < count; i++) {
+    int take_member = (i % 2 == 0 && a < nm) || b >= nn;
+    const float *src = take_member ? members + a * pm : non_members + b * pm;
+    memcpy(images + i * pm, src, pm * sizeof(float));
+    ids[i] = take_member ? a++ : NON_MEMBER_IDS + b++;
+  }
+
+  tally t = {0};
+  mint_result_sink sink = {on_results, &t, NULL};
+  mint_auditor *auditor = NULL;
+  mint_status s = mint_auditor_new_from_file(argv[1], &sink, &auditor);
+  if (s != MINT_OK) die("mint_auditor_new_from_file", s);
+  char addr[64] = "", sha[65] = "";
+  size_t len;
+  if ((s = mint_auditor_metrics_address(auditor, addr, sizeof addr, &len)) != MINT_OK) die("metrics address", s);
+  if ((s = mint_auditor_head_sha256(auditor, sha, sizeof sha, &len)) != MINT_OK) die("head sha256", s);
+  printf("mint-audit %s: auditing with head %.12s..., metrics at http://%s/metrics\n", mint_version(), sha,
+         addr[0] ? addr : "(endpoint off)");
+  fflush(stdout);
+
+  work w = {.auditor = auditor, .images = images, .ids = ids, .count = count, .pixels = pm};
+  double t0 = now();
+  pthread_t threads[THREADS];
+  for (int i = 0; i < THREADS; i++) pthread_create(&threads[i], NULL, serve, &w);
+  for (int i = 0; i < THREADS; i++) pthread_join(threads[i], NULL);
+  double served = now() - t0;
+  printf("served %zu requests on %d threads in %.2f s (%.0f requests/s); predicted classes:", count, THREADS,
+         served, count / served);
+  for (int c = 0; c < CLASSES; c++) printf(" %lu", atomic_load(&w.predictions[c]));
+  printf("\n");
+
+  if (argc == 6) {
+    double linger = atof(argv[5]);
+    printf("metrics endpoint up for %.0f s more\n", linger);
+    fflush(stdout);
+    struct timespec pause = {(time_t)linger, (long)((linger - (time_t)linger) * 1e9)};
+    nanosleep(&pause, NULL);
+  }
+
+  mint_close_report closed;
+  if ((s = mint_auditor_close(auditor, 30000, &closed)) != MINT_OK) die("close", s);
+  mint_stats st = closed.stats;
+  unsigned long fm = atomic_load(&t.flagged[0]), fn = atomic_load(&t.flagged[1]);
+  unsigned long sm = atomic_load(&t.scored[0]), sn = atomic_load(&t.scored[1]);
+  printf("\nMINT audit (threshold from the configuration):\n");
+  printf("  known members      %5zu requests, %5lu scored, flagged as members: %5lu (%.1f%%)\n", nm, sm, fm,
+         sm ? 100.0 * fm / sm : 0.0);
+  printf("  known non-members  %5zu requests, %5lu scored, flagged as members: %5lu (%.1f%%)\n", nn, sn, fn,
+         sn ? 100.0 * fn / sn : 0.0);
+  unsigned long long dropped = st.dropped_queue_full + st.dropped_invalid_input + st.dropped_non_finite +
+                               st.dropped_over_budget + st.dropped_head_error + st.dropped_backend_error +
+                               st.dropped_shutdown + st.dropped_closed;
+  printf("  accounting: submitted %llu = audited %llu + dropped %llu\n", (unsigned long long)st.submitted,
+         (unsigned long long)(st.audited_member + st.audited_non_member), dropped);
+
+  /* What a regulator's Prometheus sees (histogram buckets left out). */
+  size_t need = 0;
+  mint_auditor_render_metrics(auditor, NULL, 0, &need);
+  char *text = malloc(need);
+  if ((s = mint_auditor_render_metrics(auditor, text, need, &len)) != MINT_OK) die("render metrics", s);
+  printf("\nmetrics:\n");
+  for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+    if (line[0] != '#' && !strstr(line, "_bucket{")) printf("  %s\n", line);
+  free(text);
+
+  mint_auditor_free(auditor);
+  free(images);
+  free(ids);
+  free(members);
+  free(non_members);
+  return st.submitted == st.audited_member + st.audited_non_member + dropped ? 0 : 1;
+}

@@ -1,0 +1,104 @@
+//! The regulator's side for real: Debian's Prometheus server scrapes the auditor's built-in
+//! endpoint on loopback, and the audited series are read back through Prometheus' own HTTP
+//! query API; promtool checks the exposition.
+
+mod common;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mint_audit::{Auditor, DropReason};
+
+/// Kills the server however the test ends.
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// One instant query; the numeric value of its first series, if any.
+fn query(base: &str, promql: &str) -> Option<(serde_json::Value, f64)> {
+    let body = ureq::get(&format!("{base}/api/v1/query")).query("query", promql).call().ok()?.into_body().read_to_string().ok()?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let first = v["data"]["result"].as_array()?.first()?.clone();
+    let value = first["value"][1].as_str()?.parse().ok()?;
+    Some((first["metric"].clone(), value))
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_audited_series() {
+    let prometheus = require("prometheus", "prometheus");
+    let promtool = require("promtool", "prometheus");
+
+    let mut config = shipped_auditor_config();
+    config.metrics.http = Some(mint_audit::config::HttpConfig { listen: "127.0.0.1:0".into() });
+    let auditor = Auditor::new(config).unwrap();
+    let addr = auditor.metrics_addr().unwrap();
+    let mut data = synthetic_reduced(100, 9);
+    auditor.submit(&(0..100).collect::<Vec<_>>(), &reduced_views(&data, 100)).unwrap();
+    data[0][0] = f32::NAN;
+    assert!(auditor.submit(&(100..200).collect::<Vec<_>>(), &reduced_views(&data, 100)).is_err());
+    // Closing scores everything; the endpoint stays up until the auditor is dropped.
+    let stats = auditor.close(Duration::from_secs(30)).stats;
+    assert_eq!((stats.submitted, stats.audited(), stats.dropped(DropReason::NonFinite)), (200, 199, 1));
+
+    // promtool on what the endpoint serves.
+    let body = ureq::get(&format!("http://{addr}/metrics")).call().unwrap().into_body().read_to_string().unwrap();
+    let dir = scratch("prometheus");
+    std::fs::write(dir.join("exposition.txt"), &body).unwrap();
+    let checked = Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open(dir.join("exposition.txt")).unwrap())
+        .output()
+        .unwrap();
+    assert!(checked.status.success(), "promtool: {}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mint\n    static_configs:\n      - targets: ['{addr}']\n"),
+    )
+    .unwrap();
+    let _server = Server(
+        Command::new(&prometheus)
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--log.level=warn")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let audited = loop {
+        if let Some((_, v)) = query(&base, "sum(mint_samples_audited_total{job=\"mint\"})") {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "Prometheus never returned the series; log: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(audited, 199.0);
+    let (_, up) = query(&base, "up{job=\"mint\"}").unwrap();
+    assert_eq!(up, 1.0);
+    let (_, submitted) = query(&base, "mint_samples_submitted_total").unwrap();
+    let (_, dropped) = query(&base, "sum(mint_samples_dropped_total)").unwrap();
+    assert_eq!(submitted, audited + dropped);
+    let (_, non_finite) = query(&base, "mint_samples_dropped_total{reason=\"non_finite\"}").unwrap();
+    assert_eq!(non_finite, 1.0);
+    let (labels, _) = query(&base, "mint_auditor_info").unwrap();
+    assert_eq!(labels["model_id"], "fmnist-memorizing");
+    assert_eq!(labels["head_sha256"].as_str().unwrap(), auditor.head_sha256());
+    let (_, scored) = query(&base, "mint_membership_score_count").unwrap();
+    assert_eq!(scored, 199.0);
+}
