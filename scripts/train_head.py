@@ -15,9 +15,9 @@ Recipes
   paper         the MINT paper's Vanilla head, literally: Dense(128, ReLU, L1 0.1 on its
                 weights) -> BatchNorm -> Dropout(0.5) -> Dense(1, sigmoid); Adam 1e-3, 20 epochs,
                 balanced batches of 128, binary cross-entropy.
-  standardized  ours: features standardised (statistics of the training rows, baked into the
-                graph), plus label-free confidence features of the outcome (max log-probability,
-                entropy, top-1/top-2 logit gap) when --outcome-columns is given; Dense(64, ReLU)
+  standardized  ours: features standardised (statistics of the training rows, folded into the
+                first layer), plus label-free confidence features of the outcome (Shannon and
+                Renyi-2 entropy, log-sum-exp) when --outcome-columns is given; Dense(64, ReLU)
                 -> Dropout(0.2) -> Dense(1); Adam 1e-3 with weight decay 1e-4, up to 300 epochs,
                 early stopping on the ROC AUC of a held-out 20% validation split (patience 30).
 Needs Debian's python3-torch and python3-onnx.
@@ -49,7 +49,16 @@ def auc(pos, neg):
 
 
 class ConfidenceFeatures(nn.Module):
-    """Label-free features of the outcome logits: max log-probability, entropy, top-1/top-2 gap."""
+    """Label-free confidence features of the outcome logits: the largest log-probability, its gap
+    to the second, Shannon entropy, Renyi-2 entropy (-log sum p^2) and the log-sum-exp over the
+    mean logit.
+
+    Built from Slice, Max, Exp, ReduceSum, Log and broadcast Sub/Mul only: ops that tract runs
+    in a few microseconds, where Softmax and ReduceMax on small rows cost tens (measured in
+    docs/benchmarks.md); the top two are kept by pairwise Max/Min over the columns. Shifting by
+    the mean logit keeps exp() in range for any sane model."""
+
+    COUNT = 5
 
     def __init__(self, start, stop):
         super().__init__()
@@ -57,20 +66,27 @@ class ConfidenceFeatures(nn.Module):
 
     def forward(self, x):
         logits = x[:, self.start : self.stop]
-        logp = F.log_softmax(logits, dim=1)
-        top1 = logits.max(dim=1, keepdim=True).values
-        # The second largest logit without TopK: mask the largest (ties keep a zero gap).
-        masked = torch.where(logits >= top1, torch.full_like(logits, -1e9), logits)
-        top2 = torch.maximum(masked.max(dim=1, keepdim=True).values, top1 - 1e3)
-        entropy = -(logp.exp() * logp).sum(dim=1, keepdim=True)
-        return torch.cat([logp.max(dim=1, keepdim=True).values, entropy, top1 - top2], dim=1)
+        k = self.stop - self.start
+        shifted = logits - logits.sum(dim=1, keepdim=True) / k
+        lse = torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+        logp = shifted - lse
+        p = torch.exp(logp)
+        entropy = -(p * logp).sum(dim=1, keepdim=True)
+        renyi2 = -torch.log(torch.exp(2.0 * logp).sum(dim=1, keepdim=True))
+        # Running top-2 over the columns (pairwise Max/Min: no ReduceMax, no TopK).
+        top1, top2 = logp[:, 0:1], torch.full_like(logp[:, 0:1], -1e4)
+        for i in range(1, k):
+            column = logp[:, i : i + 1]
+            top2 = torch.maximum(top2, torch.minimum(top1, column))
+            top1 = torch.maximum(top1, column)
+        return torch.cat([top1, top1 - top2, entropy, renyi2, lse], dim=1)
 
 
 class StandardizedHead(nn.Module):
     def __init__(self, width, outcome, mean, std, hidden=64, dropout=0.2):
         super().__init__()
         self.confidence = ConfidenceFeatures(*outcome) if outcome else None
-        extra = 3 if outcome else 0
+        extra = ConfidenceFeatures.COUNT if outcome else 0
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("std", torch.as_tensor(std, dtype=torch.float32))
         self.mlp = nn.Sequential(nn.Linear(width + extra, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, 1))
@@ -93,6 +109,50 @@ class PaperHead(nn.Module):
 
     def forward(self, x):
         return torch.sigmoid(self.out(self.drop(self.bn(F.relu(self.dense(x))))))
+
+
+class Deployed(nn.Module):
+    """The trained head as exported: [confidence features] -> Linear -> ReLU -> Linear -> sigmoid,
+    with the standardisation (or BatchNorm) folded into the linear layers, so that the ONNX graph
+    has no broadcast elementwise ops on the batch (slow in tract, see docs/benchmarks.md)."""
+
+    def __init__(self, confidence, first, second):
+        super().__init__()
+        self.confidence = confidence
+        self.first, self.second = first, second
+
+    def forward(self, x):
+        if self.confidence is not None:
+            # [x, c] built as pad(x) + pad(c): tract splits a matmul fed by a Concat into one
+            # matmul per part (slow for the 3 one-column parts); an Add keeps a single matmul.
+            c = self.confidence(x)
+            x = F.pad(x, (0, c.shape[1])) + F.pad(c, (x.shape[1], 0))
+        return torch.sigmoid(self.second(F.relu(self.first(x))))
+
+
+def linear(weight, bias):
+    layer = nn.Linear(weight.shape[1], weight.shape[0])
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer
+
+
+def deployable(model):
+    """Folds standardisation (StandardizedHead) or eval-mode BatchNorm (PaperHead) away."""
+    with torch.no_grad():
+        if isinstance(model, StandardizedHead):
+            w0, b0 = model.mlp[0].weight, model.mlp[0].bias
+            w = w0 / model.std[None, :]
+            b = b0 - (w * model.mean[None, :]).sum(dim=1)
+            return Deployed(model.confidence, linear(w, b), linear(model.mlp[3].weight, model.mlp[3].bias))
+        # PaperHead: Dense -> ReLU -> BatchNorm -> (Dropout) -> Dense: BatchNorm folds into the second Dense.
+        bn = model.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+        w2 = model.out.weight * scale[None, :]
+        b2 = model.out.bias + (model.out.weight * shift[None, :]).sum(dim=1)
+        return Deployed(None, linear(model.dense.weight, model.dense.bias), linear(w2, b2))
 
 
 def balanced_batches(n_pos, n_neg, batch, gen):
@@ -201,6 +261,10 @@ def main():
     model.eval()
     s = scores_of(model, x)
     train_auc = auc(s[: len(pos)], s[len(pos) :])
+    deployed = deployable(model).eval()
+    folded_gap = float(np.abs(scores_of(deployed, x) - s).max())
+    assert folded_gap < 1e-5, f"folding changed the scores by {folded_gap}"
+    model = deployed
     torch.onnx.export(
         model, torch.zeros(2, x.shape[1]), args.out, input_names=["features"], output_names=["score"],
         dynamic_axes={"features": {0: "N"}, "score": {0: "N"}}, opset_version=13, do_constant_folding=True,
@@ -217,6 +281,7 @@ def main():
         "outcome_columns": list(outcome) if outcome else None,
         "rows": {"members": int(len(pos)), "non_members": int(len(neg))},
         "training_auc": round(train_auc, 4),
+        "folding_max_abs_diff": folded_gap,
         "seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
         "reference": {"inputs": ref.numpy().tolist(), "scores": scores_of(model, ref).tolist()},

@@ -113,7 +113,9 @@ impl Auditor {
         config.validate()?;
         let head_taps = config.head_taps();
         let (assembly, byte_cap) = match &config.head {
-            HeadConfig::Vanilla { .. } => (Assembly::features(&config.taps, &head_taps), None),
+            HeadConfig::Vanilla { .. } => {
+                (Assembly::features(&config.taps, &head_taps, config.capture.check_finite), None)
+            }
             HeadConfig::Cnn { copy_budget_bytes, .. } => {
                 let tap = &config.taps[head_taps[0]];
                 let [h, w] = tap.spatial.expect("validated: CNN taps have a spatial size");
@@ -126,7 +128,7 @@ impl Auditor {
         // Load what scores first: a bad head must fail before any thread starts.
         let (head_kind, head_sha256, mut scorers): (&'static str, String, Vec<Box<dyn Scorer>>) = match &config.head {
             HeadConfig::Vanilla { path, sha256, output, .. } => {
-                let head = HeadModel::load(path, Some(sha256), &[width], *output)?;
+                let head = HeadModel::load(path, Some(sha256), &[width], *output)?.with_batch_plans(&[1, max_batch])?;
                 let scorers = (0..config.workers)
                     .map(|_| Ok(Box::new(HeadScorer::new(head.runner()?, max_batch, width)) as Box<dyn Scorer>))
                     .collect::<Result<_>>()?;
@@ -146,9 +148,10 @@ impl Auditor {
             head_kind,
             head_sha256: head_sha256.clone(),
         };
-        let metrics = Metrics::new(&identity, config.metrics.score_buckets.clone(), config.queue.capacity, move || {
-            depth.depth() as i64
-        })?;
+        let metrics =
+            Metrics::new(&identity, config.metrics.score_buckets.clone(), config.queue.capacity, move || {
+                depth.depth() as i64
+            })?;
         let http = match &config.metrics.http {
             Some(http) => Some(MetricsServer::start(&http.listen, metrics.registry().clone())?),
             None => None,

@@ -9,14 +9,15 @@ use half::slice::HalfFloatSliceExt;
 
 use crate::config::{TapConfig, TapKind};
 use crate::error::{Error, Result};
-use crate::reduce;
+use crate::reduce::{self, all_finite};
 use crate::tensor::{Arrangement, Elements, Form, TensorView};
 
 /// How a record is built from a sample's taps.
 #[derive(Debug, Clone)]
 pub(crate) enum Assembly {
     /// Vanilla head: per-channel maxima (maps) or vectors (outcomes) of some taps, concatenated.
-    Features { parts: Vec<Part>, width: usize },
+    /// `check_finite`: whether full maps are scanned for NaN and infinities.
+    Features { parts: Vec<Part>, width: usize, check_finite: bool },
     /// CNN head: one tap's full map, as `[C, H, W]` f32.
     Map { tap: usize, chw: [usize; 3] },
 }
@@ -29,7 +30,7 @@ pub(crate) struct Part {
 }
 
 impl Assembly {
-    pub(crate) fn features(taps: &[TapConfig], used: &[usize]) -> Assembly {
+    pub(crate) fn features(taps: &[TapConfig], used: &[usize], check_finite: bool) -> Assembly {
         let mut parts = Vec::with_capacity(used.len());
         let mut offset = 0;
         for &tap in used {
@@ -37,7 +38,7 @@ impl Assembly {
             parts.push(Part { tap, offset, channels });
             offset += channels;
         }
-        Assembly::Features { parts, width: offset }
+        Assembly::Features { parts, width: offset, check_finite }
     }
 
     /// f32 values per record.
@@ -60,7 +61,7 @@ pub struct FeatureExtractor {
 impl FeatureExtractor {
     /// Vanilla features: the per-channel maxima (or vectors) of taps `used`, concatenated.
     pub fn vanilla(taps: Vec<TapConfig>, used: &[usize]) -> FeatureExtractor {
-        let assembly = Assembly::features(&taps, used);
+        let assembly = Assembly::features(&taps, used, true);
         FeatureExtractor { taps, assembly }
     }
 
@@ -107,7 +108,12 @@ pub(crate) struct Rejected {
 }
 
 /// Checks the shape of every tensor of a submit call against the configured taps.
-pub(crate) fn check_views(taps: &[TapConfig], views: &[TensorView<'_>], samples: usize, assembly: &Assembly) -> Result<()> {
+pub(crate) fn check_views(
+    taps: &[TapConfig],
+    views: &[TensorView<'_>],
+    samples: usize,
+    assembly: &Assembly,
+) -> Result<()> {
     if views.len() != taps.len() {
         return Err(Error::InvalidInput(format!(
             "{} tensors were given, but {} taps are configured ({}), in that order",
@@ -123,7 +129,9 @@ pub(crate) fn check_views(taps: &[TapConfig], views: &[TensorView<'_>], samples:
         }
         match (tap.kind, view.form()) {
             (TapKind::ActivationMap, Form::Vector) => {
-                return bad("an activation map needs a [N, C, H, W] tensor, or a [N, C] tensor of form channel-max".into())
+                return bad(
+                    "an activation map needs a [N, C, H, W] tensor, or a [N, C] tensor of form channel-max".into()
+                )
             }
             (TapKind::Outcome, Form::Map | Form::ChannelMax) => {
                 return bad(format!("an outcome is a [N, {}] vector tensor", tap.channels))
@@ -131,7 +139,12 @@ pub(crate) fn check_views(taps: &[TapConfig], views: &[TensorView<'_>], samples:
             _ => {}
         }
         if view.channels() != tap.channels {
-            return bad(format!("expected {} channels, got {} (shape {:?})", tap.channels, view.channels(), view.shape()));
+            return bad(format!(
+                "expected {} channels, got {} (shape {:?})",
+                tap.channels,
+                view.channels(),
+                view.shape()
+            ));
         }
         if let Some([h, w]) = tap.spatial {
             if view.form() == Form::Map && (view.shape()[2], view.shape()[3]) != (h, w) {
@@ -166,11 +179,15 @@ pub(crate) fn assemble(
     for &s in chosen {
         let out = &mut records[row * width..(row + 1) * width];
         let bad_tap = match assembly {
-            Assembly::Features { parts, .. } => parts.iter().find_map(|p| {
+            Assembly::Features { parts, check_finite, .. } => parts.iter().find_map(|p| {
                 let v = &views[p.tap];
                 let dst = &mut out[p.offset..p.offset + p.channels];
                 let finite = match v.form() {
-                    Form::Map => reduce::channel_max(v, s, dst),
+                    Form::Map if *check_finite => reduce::channel_max(v, s, dst),
+                    Form::Map => {
+                        reduce::channel_max_unchecked(v, s, dst);
+                        true
+                    }
                     Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
                 };
                 (!finite).then_some(p.tap)
@@ -222,7 +239,7 @@ pub(crate) fn copy_map_chw(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> 
             }
         }
     }
-    out.iter().all(|x| x.is_finite())
+    all_finite(out)
 }
 
 #[cfg(test)]
@@ -240,7 +257,7 @@ mod tests {
     #[test]
     fn shape_errors_name_the_tap() {
         let taps = taps();
-        let asm = Assembly::features(&taps, &[0, 1]);
+        let asm = Assembly::features(&taps, &[0, 1], true);
         let map = vec![0f32; 2 * 3 * 4];
         let out = vec![0f32; 4];
         let m = TensorView::map(&map, Layout::Nchw, [2, 3, 2, 2]).unwrap();
@@ -262,7 +279,7 @@ mod tests {
     #[test]
     fn records_are_compact_and_skip_non_finite_samples() {
         let taps = taps();
-        let asm = Assembly::features(&taps, &[1, 0]);
+        let asm = Assembly::features(&taps, &[1, 0], true);
         let mut map: Vec<f32> = (0..3 * 3 * 4).map(|i| i as f32).collect();
         map[12 + 5] = f32::NAN; // sample 1
         let out: Vec<f32> = (0..6).map(|i| -(i as f32)).collect();

@@ -3,8 +3,10 @@
 //! A head takes a batch of samples (`[N, F]` features for a Vanilla head, `[N, C, H, W]` maps
 //! for a CNN head) and returns one membership score per sample (`[N]` or `[N, 1]`). The batch
 //! axis is a symbol, so one compiled plan serves every batch size; each thread runs it through
-//! its own cheap [`HeadRunner`] state. The file is hashed from the very bytes that are parsed,
-//! so what runs is what was checked.
+//! its own cheap [`HeadRunner`] state. Beside it, plans compiled for a few exact batch sizes
+//! (the worker's full batch, and 1) let tract pick matrix kernels for a known N, which it
+//! cannot for a symbol (16×6 FMA tiles instead of 32×1 and 32×3 here). The file is hashed
+//! from the very bytes that are parsed, so what runs is what was checked.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct HeadModel {
     plan: Arc<TypedRunnableModel>,
+    /// Plans compiled for one exact batch size each.
+    fixed: Vec<(usize, Arc<TypedRunnableModel>)>,
     sample_shape: Vec<usize>,
     output: ScoreOutput,
     path: PathBuf,
@@ -69,9 +73,34 @@ impl HeadModel {
             }
         }
         let fail = |message: String| Error::HeadLoad { path: path.to_owned(), message };
-        let plan = compile(&bytes, sample_shape).map_err(|e| fail(format!("{e:#}")))?;
+        let plan = compile(&bytes, sample_shape, None).map_err(|e| fail(format!("{e:#}")))?;
         check_output(&plan).map_err(fail)?;
-        Ok(HeadModel { plan, sample_shape: sample_shape.to_vec(), output, path: path.to_owned(), sha256 })
+        Ok(HeadModel {
+            plan,
+            fixed: Vec::new(),
+            sample_shape: sample_shape.to_vec(),
+            output,
+            path: path.to_owned(),
+            sha256,
+        })
+    }
+
+    /// Also compiles plans for these exact batch sizes; batches of those sizes then run on
+    /// them, all others on the symbolic plan.
+    pub fn with_batch_plans(mut self, sizes: &[usize]) -> Result<HeadModel> {
+        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        if sha256_hex(&bytes) != self.sha256 {
+            return Err(Error::HeadLoad { path: self.path.clone(), message: "the file changed while loading".into() });
+        }
+        for &n in sizes {
+            if n == 0 || self.fixed.iter().any(|(m, _)| *m == n) {
+                continue;
+            }
+            let plan = compile(&bytes, &self.sample_shape, Some(n))
+                .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })?;
+            self.fixed.push((n, plan));
+        }
+        Ok(self)
     }
 
     pub fn path(&self) -> &Path {
@@ -95,12 +124,23 @@ impl HeadModel {
 
     /// A state to run the head from one thread.
     pub fn runner(&self) -> Result<HeadRunner> {
-        let state = self.plan.spawn().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })?;
-        Ok(HeadRunner { state, sample_shape: self.sample_shape.clone(), output: self.output, path: self.path.clone() })
+        let spawn = |plan: &Arc<TypedRunnableModel>| {
+            plan.spawn().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })
+        };
+        let state = spawn(&self.plan)?;
+        let fixed = self.fixed.iter().map(|(n, plan)| Ok((*n, spawn(plan)?))).collect::<Result<_>>()?;
+        Ok(HeadRunner {
+            state,
+            fixed,
+            sample_shape: self.sample_shape.clone(),
+            output: self.output,
+            path: self.path.clone(),
+        })
     }
 }
 
-fn compile(bytes: &[u8], sample_shape: &[usize]) -> TractResult<Arc<TypedRunnableModel>> {
+/// Compiles the head for a symbolic batch (`batch: None`) or an exact one.
+fn compile(bytes: &[u8], sample_shape: &[usize], batch: Option<usize>) -> TractResult<Arc<TypedRunnableModel>> {
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
     if model.inputs.len() != 1 {
         bail!("a head must have exactly one input, this one has {}", model.inputs.len());
@@ -111,8 +151,11 @@ fn compile(bytes: &[u8], sample_shape: &[usize]) -> TractResult<Arc<TypedRunnabl
     // Only the first output is a score; others (if an exporter left any) are not computed.
     let first = model.outputs[0];
     model.select_output_outlets(&[first])?;
-    let batch = model.symbols.sym("N");
-    let shape: TVec<TDim> = std::iter::once(TDim::from(batch)).chain(sample_shape.iter().map(|&d| d.into())).collect();
+    let n: TDim = match batch {
+        Some(n) => n.into(),
+        None => model.symbols.sym("N").into(),
+    };
+    let shape: TVec<TDim> = std::iter::once(n).chain(sample_shape.iter().map(|&d| d.into())).collect();
     model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
     let typed = model
         .into_typed()
@@ -144,6 +187,7 @@ fn join(dims: &[usize]) -> String {
 /// One thread's state for running a [`HeadModel`].
 pub struct HeadRunner {
     state: TypedSimpleState,
+    fixed: Vec<(usize, TypedSimpleState)>,
     sample_shape: Vec<usize>,
     output: ScoreOutput,
     path: PathBuf,
@@ -162,7 +206,11 @@ impl HeadRunner {
         shape.extend_from_slice(&self.sample_shape);
         let mut run = || -> TractResult<()> {
             let tensor = Tensor::from_shape(&shape, input)?;
-            let outputs = self.state.run(tvec!(tensor.into_tvalue()))?;
+            let state = match self.fixed.iter_mut().find(|(m, _)| *m == n) {
+                Some((_, state)) => state,
+                None => &mut self.state,
+            };
+            let outputs = state.run(tvec!(tensor.into_tvalue()))?;
             let scores = outputs[0].to_plain_array_view::<f32>()?;
             if scores.len() != n {
                 bail!("the head returned {} scores for {n} samples", scores.len());

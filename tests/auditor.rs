@@ -17,7 +17,9 @@ fn auditor_with(edit: impl FnOnce(&mut mint_audit::Config)) -> (Auditor, Collect
     edit(&mut config);
     let got: Collected = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&got);
-    let auditor = Auditor::with_sink(config, Arc::new(move |r: &[AuditResult]| sink.lock().unwrap().extend_from_slice(r))).unwrap();
+    let auditor =
+        Auditor::with_sink(config, Arc::new(move |r: &[AuditResult]| sink.lock().unwrap().extend_from_slice(r)))
+            .unwrap();
     (auditor, got)
 }
 
@@ -140,7 +142,10 @@ fn many_threads_submit_at_once_with_exact_accounting() {
                     let ids: Vec<u64> = (0..32).map(|i| t << 32 | k << 8 | i).collect();
                     let outcome = auditor.submit(&ids, &reduced_views(&data, 32));
                     if k % 7 == 0 {
-                        assert!(matches!(outcome, Err(Error::NonFinite { rejected: 1, .. }) | Err(Error::QueueFull { .. })));
+                        assert!(matches!(
+                            outcome,
+                            Err(Error::NonFinite { rejected: 1, .. }) | Err(Error::QueueFull { .. })
+                        ));
                     }
                     data[2][5] = 1.0;
                 }
@@ -172,10 +177,13 @@ fn the_endpoint_serves_the_registry() {
     let body = response.into_body().read_to_string().unwrap();
     assert!(body.contains("mint_samples_submitted_total 10"), "{body}");
     assert!(body.contains("model_id=\"fmnist-memorizing\""));
-    assert_eq!(ureq::get(&format!("http://{addr}/nope")).call().map(|r| r.status().as_u16()).unwrap_or_else(|e| match e {
-        ureq::Error::StatusCode(c) => c,
-        other => panic!("{other}"),
-    }), 404);
+    assert_eq!(
+        ureq::get(&format!("http://{addr}/nope")).call().map(|r| r.status().as_u16()).unwrap_or_else(|e| match e {
+            ureq::Error::StatusCode(c) => c,
+            other => panic!("{other}"),
+        }),
+        404
+    );
 }
 
 #[test]

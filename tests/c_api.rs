@@ -33,7 +33,8 @@ fn write_fixtures(dir: &Path) {
     write("bad_head.json", &c);
 
     let mut c = good.clone();
-    c["head"] = json!({"kind": "cnn", "tap": "stage1", "backend": {"library": "/nonexistent/libmint_backend_nowhere.so"}});
+    c["head"] =
+        json!({"kind": "cnn", "tap": "stage1", "backend": {"library": "/nonexistent/libmint_backend_nowhere.so"}});
     write("no_backend.json", &c);
 }
 

@@ -27,7 +27,13 @@ fn free_port() -> u16 {
 
 /// One instant query; the numeric value of its first series, if any.
 fn query(base: &str, promql: &str) -> Option<(serde_json::Value, f64)> {
-    let body = ureq::get(&format!("{base}/api/v1/query")).query("query", promql).call().ok()?.into_body().read_to_string().ok()?;
+    let body = ureq::get(&format!("{base}/api/v1/query"))
+        .query("query", promql)
+        .call()
+        .ok()?
+        .into_body()
+        .read_to_string()
+        .ok()?;
     let v: serde_json::Value = serde_json::from_str(&body).ok()?;
     let first = v["data"]["result"].as_array()?.first()?.clone();
     let value = first["value"][1].as_str()?.parse().ok()?;
@@ -60,7 +66,12 @@ fn a_real_prometheus_scrapes_the_audited_series() {
         .stdin(std::fs::File::open(dir.join("exposition.txt")).unwrap())
         .output()
         .unwrap();
-    assert!(checked.status.success(), "promtool: {}{}", String::from_utf8_lossy(&checked.stdout), String::from_utf8_lossy(&checked.stderr));
+    assert!(
+        checked.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
 
     let port = free_port();
     std::fs::write(
@@ -85,7 +96,11 @@ fn a_real_prometheus_scrapes_the_audited_series() {
         if let Some((_, v)) = query(&base, "sum(mint_samples_audited_total{job=\"mint\"})") {
             break v;
         }
-        assert!(Instant::now() < deadline, "Prometheus never returned the series; log: {}", std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default());
+        assert!(
+            Instant::now() < deadline,
+            "Prometheus never returned the series; log: {}",
+            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(500));
     };
     assert_eq!(audited, 199.0);

@@ -127,7 +127,9 @@ fn load_npy(path: &Path) -> Result<Images> {
         npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 1 => {
             scale(&npy.into_vec::<u8>()?)
         }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => npy.into_vec::<f32>()?,
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {
+            npy.into_vec::<f32>()?
+        }
         other => bail!("NPY element type {other:?}: expected uint8 (pixels) or float32 (preprocessed)"),
     };
     Ok(Images { data, shape: chw, labels: None })

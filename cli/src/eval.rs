@@ -17,12 +17,12 @@ use mint_audit::config::{HeadConfig, TapKind};
 use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
 use serde_json::json;
 
+use crate::blind;
 use crate::data::{self, SourceCache, Split};
 use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
 use crate::report::{self, Check, Curve};
 use crate::roc::{self, Figures};
-use crate::blind;
 
 #[derive(clap::Args)]
 /// Evaluate a model + MINT head on member / non-member sets, write reports, gate on thresholds.
@@ -175,7 +175,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let model = desc.compile()?;
 
     // Run both sets through the model and the auditor; keep the outcome for the baselines.
-    let mut outcomes: [Vec<f32>; 2] = [vec![0.0; members.len() * outcome_width], vec![0.0; non_members.len() * outcome_width]];
+    let mut outcomes: [Vec<f32>; 2] =
+        [vec![0.0; members.len() * outcome_width], vec![0.0; non_members.len() * outcome_width]];
     for (set, (images, id_base)) in [(&members, 0u64), (&non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
         let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
         let what = if set == 0 { "members" } else { "non-members" };
@@ -230,7 +231,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         baselines.insert("confidence".into(), json!(confidence));
         if let (Some(lm), Some(ln)) = (&members.labels, &non_members.labels) {
             let loss = |o: &[f32], labels: &[u8]| {
-                o.chunks(outcome_width).zip(labels).map(|(row, &y)| -cross_entropy(row, y as usize)).collect::<Vec<f64>>()
+                o.chunks(outcome_width)
+                    .zip(labels)
+                    .map(|(row, &y)| -cross_entropy(row, y as usize))
+                    .collect::<Vec<f64>>()
             };
             let (lp, lneg) = (loss(&outcomes[0], lm), loss(&outcomes[1], ln));
             baselines.insert("loss".into(), json!(roc::figures(&lp, &lneg, None, args.bootstrap, args.seed)));
@@ -301,10 +305,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let summary = summary(&config, &head, &blind, &baselines, &shift_message);
     std::fs::write(
         args.out_dir.join("junit.xml"),
-        report::junit(&format!("{} / {}", config.model.id, head_kind), &checks, started.elapsed().as_secs_f64(), &summary),
+        report::junit(
+            &format!("{} / {}", config.model.id, head_kind),
+            &checks,
+            started.elapsed().as_secs_f64(),
+            &summary,
+        ),
     )?;
     let curves: Vec<Curve<'_>> = curves_data.iter().map(|(l, p)| Curve { label: l.clone(), points: p }).collect();
-    report::roc_plots(&curves, &format!("MINT ROC: {}", config.model.id), &args.out_dir.join("roc.svg"), &args.out_dir.join("roc_loglog.svg"))?;
+    report::roc_plots(
+        &curves,
+        &format!("MINT ROC: {}", config.model.id),
+        &args.out_dir.join("roc.svg"),
+        &args.out_dir.join("roc_loglog.svg"),
+    )?;
     let mut csv = String::from("set,index,score\n");
     for (i, s) in pos.iter().enumerate() {
         csv.push_str(&format!("member,{i},{s}\n"));
@@ -322,7 +336,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn summary(config: &Config, head: &Figures, blind: &Figures, baselines: &serde_json::Map<String, serde_json::Value>, shift: &str) -> String {
+fn summary(
+    config: &Config,
+    head: &Figures,
+    blind: &Figures,
+    baselines: &serde_json::Map<String, serde_json::Value>,
+    shift: &str,
+) -> String {
     let mut s = format!(
         "{} ({} members, {} non-members)\n  MINT head   AUC {}  TPR@1%FPR {}  TPR@0.1%FPR {}  balanced accuracy {}\n  blind       AUC {}\n",
         config.model.id,

@@ -114,11 +114,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "counts": counts,
         "reduce_isa": mint_audit::reduce::isa().name(),
     });
-    let meta_path = if args.split.is_some() {
-        args.out.join("features.json")
-    } else {
-        args.out.with_extension("json")
-    };
+    let meta_path = if args.split.is_some() { args.out.join("features.json") } else { args.out.with_extension("json") };
     std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -208,7 +204,8 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let file = std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
+    let file =
+        std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?);
     let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut writer = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd()?;
     writer.extend(data.iter().copied())?;
@@ -218,7 +215,8 @@ pub fn write_npy(path: &Path, shape: &[usize], data: &[f32]) -> Result<()> {
 
 /// Reads a float32 NPY array: its shape and data.
 pub fn read_npy(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let file = std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let file =
+        std::io::BufReader::new(std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?);
     let npy = npyz::NpyFile::new(file)?;
     let shape = npy.shape().iter().map(|&d| d as usize).collect();
     Ok((shape, npy.into_vec::<f32>().with_context(|| format!("{}: expected float32", path.display()))?))

@@ -74,7 +74,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 .or_else(|| node.input.get(1).and_then(|w| weights.get(w.as_str())).map(|w| w.dims[2..].to_vec()))
                 .unwrap_or_default()
         });
-        rows.push(Row { node: node.name.clone(), op: node.op_type.clone(), tensor: tensor.clone(), shape: shape[1..].to_vec(), kernel });
+        rows.push(Row {
+            node: node.name.clone(),
+            op: node.op_type.clone(),
+            tensor: tensor.clone(),
+            shape: shape[1..].to_vec(),
+            kernel,
+        });
     }
 
     println!("{:<48} {:<20} {:<16} tensor", "node", "op", "shape");
@@ -96,7 +102,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let output = graph.output.first().map(|o| o.name.clone());
     let outcome = output.as_deref().and_then(|o| rows.iter().find(|r| r.tensor == o && r.shape.len() == 1));
-    println!("\nsuggested taps (last convolution of each stage{}):", if outcome.is_some() { ", and the outcome" } else { "" });
+    println!(
+        "\nsuggested taps (last convolution of each stage{}):",
+        if outcome.is_some() { ", and the outcome" } else { "" }
+    );
     let mut taps = Vec::new();
     for (i, (_, r)) in stages.iter().enumerate() {
         println!("  stage{}  {:<44} {:?}", i + 1, r.tensor, r.shape);
@@ -108,7 +117,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         taps.push(json!({"name": "outcome", "channels": r.shape[0], "kind": "outcome", "tensor": r.tensor}));
     }
     if let Some(path) = &args.write_descriptor {
-        let onnx_path = crate::train::relative_to(&args.model, path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")));
+        let onnx_path = crate::train::relative_to(
+            &args.model,
+            path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")),
+        );
         let descriptor = json!({
             "model": {"id": args.id, "version": "1", "onnx": onnx_path, "input_shape": input_shape},
             "taps": taps,

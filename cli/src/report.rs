@@ -21,7 +21,8 @@ pub struct Curve<'a> {
     pub points: &'a [(f64, f64)],
 }
 
-const COLOURS: [RGBColor; 4] = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
+const COLOURS: [RGBColor; 4] =
+    [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44), RGBColor(148, 103, 189)];
 
 /// Writes the ROC curves on linear axes and on log-log axes (where low-FPR behaviour shows).
 pub fn roc_plots(curves: &[Curve<'_>], title: &str, linear: &Path, loglog: &Path) -> Result<()> {
@@ -35,16 +36,22 @@ pub fn roc_plots(curves: &[Curve<'_>], title: &str, linear: &Path, loglog: &Path
             .y_label_area_size(50)
             .build_cartesian_2d(0f64..1f64, 0f64..1f64)?;
         chart.configure_mesh().x_desc("false positive rate").y_desc("true positive rate").draw()?;
-        chart.draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))?.label("chance").legend(|(x, y)| {
-            PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.3))
-        });
+        chart
+            .draw_series(LineSeries::new([(0.0, 0.0), (1.0, 1.0)], BLACK.mix(0.3)))?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.3)));
         for (c, colour) in curves.iter().zip(COLOURS.iter().cycle()) {
             chart
                 .draw_series(LineSeries::new(c.points.iter().copied(), colour.stroke_width(2)))?
                 .label(c.label.as_str())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
     }
     {
@@ -58,10 +65,12 @@ pub fn roc_plots(curves: &[Curve<'_>], title: &str, linear: &Path, loglog: &Path
             .y_label_area_size(50)
             .build_cartesian_2d((floor..1f64).log_scale(), (floor..1f64).log_scale())?;
         chart.configure_mesh().x_desc("false positive rate").y_desc("true positive rate").draw()?;
-        let diag: Vec<(f64, f64)> = (0..=30).map(|i| 10f64.powf(-3.0 + 3.0 * i as f64 / 30.0)).map(|v| (v, v)).collect();
-        chart.draw_series(LineSeries::new(diag, BLACK.mix(0.3)))?.label("chance").legend(|(x, y)| {
-            PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.3))
-        });
+        let diag: Vec<(f64, f64)> =
+            (0..=30).map(|i| 10f64.powf(-3.0 + 3.0 * i as f64 / 30.0)).map(|v| (v, v)).collect();
+        chart
+            .draw_series(LineSeries::new(diag, BLACK.mix(0.3)))?
+            .label("chance")
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK.mix(0.3)));
         for (c, colour) in curves.iter().zip(COLOURS.iter().cycle()) {
             let pts = c.points.iter().map(|&(f, t)| (f.max(floor), t.max(floor)));
             chart
@@ -69,7 +78,12 @@ pub fn roc_plots(curves: &[Curve<'_>], title: &str, linear: &Path, loglog: &Path
                 .label(c.label.as_str())
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], colour.stroke_width(2)));
         }
-        chart.configure_series_labels().position(SeriesLabelPosition::LowerRight).background_style(WHITE.mix(0.85)).border_style(BLACK).draw()?;
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()?;
         root.present()?;
     }
     Ok(())

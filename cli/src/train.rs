@@ -81,9 +81,10 @@ fn select(meta: &Value, taps: &str) -> Result<Selection> {
     let mut sel = Selection { taps: Vec::new(), ranges: Vec::new(), outcome: None };
     let mut width = 0;
     for name in wanted {
-        let c = columns.iter().find(|c| c["tap"] == name.as_str()).with_context(|| {
-            format!("tap '{name}' was not extracted (have: {})", meta["taps"])
-        })?;
+        let c = columns
+            .iter()
+            .find(|c| c["tap"] == name.as_str())
+            .with_context(|| format!("tap '{name}' was not extracted (have: {})", meta["taps"]))?;
         let (a, b) = (c["start"].as_u64().unwrap() as usize, c["stop"].as_u64().unwrap() as usize);
         if c["kind"] == "outcome" {
             sel.outcome = Some((width, width + b - a));
@@ -126,7 +127,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     let meta_path = sidecar(&members);
     let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(&meta_path).with_context(|| format!("reading {} (written by mint extract)", meta_path.display()))?,
+        &std::fs::read_to_string(&meta_path)
+            .with_context(|| format!("reading {} (written by mint extract)", meta_path.display()))?,
     )?;
     let sel = select(&meta, &args.taps)?;
 
@@ -139,14 +141,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     take_columns(&non_members, &sel, &n)?;
 
     let mut cmd = Command::new(&args.python);
-    cmd.arg(&recipe)
-        .arg("--members")
-        .arg(&m)
-        .arg("--non-members")
-        .arg(&n)
-        .arg("--out")
-        .arg(&args.out)
-        .args(["--recipe", &args.recipe, "--seed", &args.seed.to_string(), "--epochs", &args.epochs.to_string()]);
+    cmd.arg(&recipe).arg("--members").arg(&m).arg("--non-members").arg(&n).arg("--out").arg(&args.out).args([
+        "--recipe",
+        &args.recipe,
+        "--seed",
+        &args.seed.to_string(),
+        "--epochs",
+        &args.epochs.to_string(),
+    ]);
     if let Some((a, b)) = sel.outcome {
         cmd.arg("--outcome-columns").arg(format!("{a}:{b}"));
     }
@@ -192,8 +194,12 @@ pub fn check_reference(head: &HeadModel, reference: &Value, width: usize) -> Res
         .iter()
         .flat_map(|row| row.as_array().into_iter().flatten().map(|v| v.as_f64().unwrap_or(f64::NAN) as f32))
         .collect();
-    let expected: Vec<f32> =
-        reference["scores"].as_array().context("no reference scores")?.iter().map(|v| v.as_f64().unwrap() as f32).collect();
+    let expected: Vec<f32> = reference["scores"]
+        .as_array()
+        .context("no reference scores")?
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
     ensure!(inputs.len() == expected.len() * width, "reference rows are not {width} wide");
     let mut scores = Vec::new();
     head.runner()?.score(&inputs, expected.len(), &mut scores)?;
@@ -201,7 +207,14 @@ pub fn check_reference(head: &HeadModel, reference: &Value, width: usize) -> Res
 }
 
 /// An auditor configuration for the audited model and this head, with paths relative to it.
-fn auditor_config(desc: &Descriptor, config_out: &Path, head: &Path, sha256: &str, taps: &[String], threshold: f32) -> Result<Value> {
+fn auditor_config(
+    desc: &Descriptor,
+    config_out: &Path,
+    head: &Path,
+    sha256: &str,
+    taps: &[String],
+    threshold: f32,
+) -> Result<Value> {
     let base = config_out.parent().unwrap_or(Path::new("."));
     let rel = |p: &Path| relative_to(p, base);
     let mut model = serde_json::to_value(ModelOut::from(desc))?;

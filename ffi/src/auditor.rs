@@ -5,7 +5,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mint_audit::{AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, SubmitReport, Verdict};
+use mint_audit::{
+    AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, SubmitReport, Verdict,
+};
 
 use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT};
 use crate::tensor::{self, mint_tensor};
@@ -46,7 +48,8 @@ pub struct mint_sample_result {
 /// one batch at a time per worker; `results` is valid during the call only. It must return
 /// quickly and must not call `mint_auditor_free` or `mint_auditor_close`.
 #[allow(non_camel_case_types)]
-pub type mint_results_fn = Option<unsafe extern "C" fn(userdata: *mut c_void, results: *const mint_sample_result, count: usize)>;
+pub type mint_results_fn =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, results: *const mint_sample_result, count: usize)>;
 
 /// Releases `userdata`.
 #[allow(non_camel_case_types)]
@@ -199,7 +202,11 @@ unsafe fn sink_arg(sink: *const mint_result_sink) -> Option<Arc<dyn ResultSink>>
     Some(Arc::new(CSink { on_results: s.on_results, userdata: s.userdata, free_userdata: s.free_userdata }))
 }
 
-unsafe fn create(config: Result<Config, mint_audit::Error>, sink: Option<Arc<dyn ResultSink>>, out: *mut *mut mint_auditor) -> Result<(), Failure> {
+unsafe fn create(
+    config: Result<Config, mint_audit::Error>,
+    sink: Option<Arc<dyn ResultSink>>,
+    out: *mut *mut mint_auditor,
+) -> Result<(), Failure> {
     let auditor = match sink {
         Some(sink) => Auditor::with_sink(config?, sink)?,
         None => Auditor::new(config?)?,
@@ -376,8 +383,11 @@ pub unsafe extern "C" fn mint_auditor_infer(
             return Err(Failure::null("outputs"));
         }
         let inputs = if inputs_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, inputs_len) } };
-        let outputs =
-            if outputs_len == 0 { &mut [][..] } else { unsafe { std::slice::from_raw_parts_mut(outputs, outputs_len) } };
+        let outputs = if outputs_len == 0 {
+            &mut [][..]
+        } else {
+            unsafe { std::slice::from_raw_parts_mut(outputs, outputs_len) }
+        };
         let r = a.infer(ids, inputs, outputs)?;
         write_report(report, r);
         Ok(())

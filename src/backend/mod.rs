@@ -5,6 +5,10 @@ use crate::config::{BackendConfig, Config};
 use crate::error::{Error, Result};
 use crate::worker::Scorer;
 
-pub(crate) fn scorers(backend: &BackendConfig, _config: &Config, _assembly: &Assembly) -> Result<(String, Vec<Box<dyn Scorer>>)> {
+pub(crate) fn scorers(
+    backend: &BackendConfig,
+    _config: &Config,
+    _assembly: &Assembly,
+) -> Result<(String, Vec<Box<dyn Scorer>>)> {
     Err(Error::Backend { library: backend.library.clone(), message: "backend plugins are not built yet".into() })
 }

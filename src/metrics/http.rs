@@ -22,10 +22,8 @@ impl MetricsServer {
     pub fn start(listen: &str, registry: Registry) -> Result<MetricsServer> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| Error::config("metrics.http.listen", format!("cannot listen on {listen}: {e}")))?;
-        let addr = server
-            .server_addr()
-            .to_ip()
-            .ok_or_else(|| Error::config("metrics.http.listen", "not an IP socket"))?;
+        let addr =
+            server.server_addr().to_ip().ok_or_else(|| Error::config("metrics.http.listen", "not an IP socket"))?;
         let server = Arc::new(server);
         let serving = Arc::clone(&server);
         let thread = std::thread::Builder::new()

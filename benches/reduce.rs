@@ -1,0 +1,220 @@
+//! Reduction cost per sample at IResNet-100 tap sizes (112×112 input), as a ratio to the best
+//! bare single-pass max over the same bytes, measured in the same run.
+//!
+//!     cargo bench --bench reduce
+//!
+//! The bare scans know nothing of channels: one flat max over each tap's buffer, in the
+//! portable form and hand-written with AVX2 / AVX-512 intrinsics; the fastest is the baseline.
+//! The library's reduction must find per-channel maxima in NCHW and NHWC (and check for
+//! non-finite values) in about that time, with the ISA picked at run time.
+
+#[path = "support/timing.rs"]
+mod timing;
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use half::{bf16, f16};
+use mint_audit::reduce::{self, Isa};
+use mint_audit::{Layout, TensorView};
+
+/// (channels, side) of the four IResNet-100 taps.
+const TAPS: [(usize, usize); 4] = [(64, 56), (128, 28), (256, 14), (512, 7)];
+
+fn bare_portable(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 32];
+    let mut chunks = x.chunks_exact(32);
+    for c in &mut chunks {
+        for i in 0..32 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    acc.iter().copied().fold(tail, f32::max)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bare_avx2(x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut a = [_mm256_set1_ps(f32::NEG_INFINITY); 8];
+    let blocks = x.len() / 64;
+    let p = x.as_ptr();
+    for b in 0..blocks {
+        for (k, acc) in a.iter_mut().enumerate() {
+            *acc = _mm256_max_ps(*acc, unsafe { _mm256_loadu_ps(p.add(b * 64 + k * 8)) });
+        }
+    }
+    let mut m = a[0];
+    for acc in &a[1..] {
+        m = _mm256_max_ps(m, *acc);
+    }
+    let mut lanes = [0f32; 8];
+    unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
+    x[blocks * 64..].iter().copied().chain(lanes).fold(f32::NEG_INFINITY, f32::max)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn bare_avx512(x: &[f32]) -> f32 {
+    use std::arch::x86_64::*;
+    let mut a = [_mm512_set1_ps(f32::NEG_INFINITY); 8];
+    let blocks = x.len() / 128;
+    let p = x.as_ptr();
+    for b in 0..blocks {
+        for (k, acc) in a.iter_mut().enumerate() {
+            *acc = _mm512_max_ps(*acc, unsafe { _mm512_loadu_ps(p.add(b * 128 + k * 16)) });
+        }
+    }
+    let mut m = a[0];
+    for acc in &a[1..] {
+        m = _mm512_max_ps(m, *acc);
+    }
+    let tail = x[blocks * 128..].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    _mm512_reduce_max_ps(m).max(tail)
+}
+
+fn nhwc_of(nchw: &[f32], c: usize, hw: usize) -> Vec<f32> {
+    let mut out = vec![0f32; nchw.len()];
+    for ch in 0..c {
+        for p in 0..hw {
+            out[p * c + ch] = nchw[ch * hw + p];
+        }
+    }
+    out
+}
+
+fn main() {
+    let trial = Duration::from_millis(40);
+    let trials = 15;
+    let mut seed = 0x1234_5678u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 40) as f32 / (1u64 << 24) as f32 * 6.0 - 1.0
+    };
+    let nchw: Vec<Vec<f32>> = TAPS.iter().map(|&(c, s)| (0..c * s * s).map(|_| next()).collect()).collect();
+    let nhwc: Vec<Vec<f32>> = TAPS.iter().zip(&nchw).map(|(&(c, s), m)| nhwc_of(m, c, s * s)).collect();
+    let bytes: usize = nchw.iter().map(|m| m.len() * 4).sum();
+
+    // Baselines: a flat max over every tap's bytes; the fastest one is what the library is
+    // compared with, in alternating trials.
+    let portable = || nchw.iter().for_each(|m| _ = black_box(bare_portable(black_box(m))));
+    let mut bare: Vec<(&str, Box<dyn Fn()>)> = vec![("portable", Box::new(portable))];
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Isa::Avx2.is_available() {
+            bare.push((
+                "avx2 intrinsics",
+                Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx2(black_box(m)) }))),
+            ));
+        }
+        if Isa::Avx512.is_available() {
+            bare.push((
+                "avx512 intrinsics",
+                Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx512(black_box(m)) }))),
+            ));
+        }
+    }
+    let bare_times: Vec<(&str, f64)> =
+        bare.iter().map(|(n, f)| (*n, timing::ns_per_call(|| f(), trials, trial))).collect();
+    let best_index = bare_times.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap().0;
+    let (best_name, _) = bare_times[best_index];
+    let best_fn = &bare[best_index].1;
+
+    fn views(maps: &[Vec<f32>], layout: Layout) -> Vec<TensorView<'_>> {
+        TAPS.iter()
+            .zip(maps)
+            .map(|(&(c, s), m)| match layout {
+                Layout::Nchw => TensorView::map(m.as_slice(), layout, [1, c, s, s]).unwrap(),
+                Layout::Nhwc => TensorView::map(m.as_slice(), layout, [1, s, s, c]).unwrap(),
+            })
+            .collect()
+    }
+    let mut outs: Vec<Vec<f32>> = TAPS.iter().map(|&(c, _)| vec![0f32; c]).collect();
+    // (what, baseline ns, library ns, median ratio of alternating trials)
+    let mut rows: Vec<(String, f64, f64, f64)> = Vec::new();
+    for (layout, maps) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
+        let vs = views(maps, layout);
+        for isa in Isa::available() {
+            let (b, t, r) = timing::paired(
+                || best_fn(),
+                || {
+                    for (v, o) in vs.iter().zip(outs.iter_mut()) {
+                        black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
+                    }
+                },
+                41,
+                trial / 4,
+            );
+            let tag = if isa == reduce::isa() { " (run-time pick)" } else { "" };
+            rows.push((format!("{layout:?} f32, {}{tag}", isa.name()), b, t, r));
+        }
+        // The same without looking for NaN and infinities (capture.check_finite: false).
+        let (b, t, r) = timing::paired(
+            || best_fn(),
+            || {
+                for (v, o) in vs.iter().zip(outs.iter_mut()) {
+                    reduce::channel_max_unchecked(black_box(v), 0, o);
+                }
+            },
+            41,
+            trial / 4,
+        );
+        rows.push((format!("{layout:?} f32, {}, check_finite off", reduce::isa().name()), b, t, r));
+    }
+    // Half precision, as some vendors serve: the run-time pick only.
+    let half16: Vec<Vec<f16>> = nchw.iter().map(|m| m.iter().map(|&x| f16::from_f32(x)).collect()).collect();
+    let bhalf: Vec<Vec<bf16>> = nhwc.iter().map(|m| m.iter().map(|&x| bf16::from_f32(x)).collect()).collect();
+    let v16: Vec<TensorView<'_>> = TAPS
+        .iter()
+        .zip(&half16)
+        .map(|(&(c, s), m)| TensorView::map(m.as_slice(), Layout::Nchw, [1, c, s, s]).unwrap())
+        .collect();
+    let vb16: Vec<TensorView<'_>> = TAPS
+        .iter()
+        .zip(&bhalf)
+        .map(|(&(c, s), m)| TensorView::map(m.as_slice(), Layout::Nhwc, [1, s, s, c]).unwrap())
+        .collect();
+    for (name, vs) in [("Nchw f16", &v16), ("Nhwc bf16", &vb16)] {
+        let (b, t, r) = timing::paired(
+            || best_fn(),
+            || {
+                for (v, o) in vs.iter().zip(outs.iter_mut()) {
+                    black_box(reduce::channel_max(black_box(v), 0, o));
+                }
+            },
+            41,
+            trial / 4,
+        );
+        rows.push((format!("{name}, {} (run-time pick; half the bytes)", reduce::isa().name()), b, t, r));
+    }
+
+    let mut text = format!(
+        "### Reduce: per-channel max of one sample's four IResNet-100 taps ({:.2} MB f32)\n\n\
+         CPU: {} ({} logical CPUs); ISAs available: {}; run-time pick: {}.\n\n\
+         Library rows: median over 41 alternating trials against the best bare scan \
+         (the ratio is the median of the per-pair ratios).\n\n\
+         | what | µs / sample | f32-equivalent GB/s | × best bare scan |\n|---|---:|---:|---:|\n",
+        bytes as f64 / 1e6,
+        timing::cpu_name(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
+        reduce::isa().name()
+    );
+    let best = bare_times[best_index].1;
+    for (name, t) in &bare_times {
+        let mark = if *name == best_name { " (baseline)" } else { "" };
+        text.push_str(&format!(
+            "| bare flat max, {name}{mark} | {:.1} | {:.0} | {:.2} |\n",
+            t / 1e3,
+            bytes as f64 / t,
+            t / best
+        ));
+    }
+    for (name, _, t, ratio) in &rows {
+        text.push_str(&format!("| mint-audit {name} | {:.1} | {:.0} | {:.2} |\n", t / 1e3, bytes as f64 / t, ratio));
+    }
+    timing::write_result("reduce", &text);
+}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the tests need beyond a fresh machine's Rust toolchain, C compiler and Python:
+# Debian's Prometheus (server and promtool), PyTorch and onnx (reference training and export),
+# scikit-learn (the cross-dataset non-members), the Fashion-MNIST dataset package, and a
+# virtual environment (.venv) with onnxruntime and NVIDIA's pytriton wheel (tritonserver).
+# Idempotent: only what is missing is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(prometheus python3-torch python3-onnx python3-sklearn python3-numpy dataset-fashion-mnist librsvg2-bin)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Python packages that Debian does not ship, pinned; in a venv so that /usr/bin/python3 stays as Debian made it.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy" 2>/dev/null; then
+  echo "setup: creating .venv (onnxruntime)"
+  /usr/bin/python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
+fi
