@@ -14,7 +14,7 @@ use crate::capture::{self, Assembly};
 use crate::config::{Config, HeadConfig};
 use crate::error::{Error, Result};
 use crate::head::HeadModel;
-use crate::metrics::{DropReason, Identity, Metrics, MetricsServer, Verdict};
+use crate::metrics::{DropReason, Identity, Metrics, MetricsServer, Render, Verdict};
 use crate::model::{TappedModel, TappedRunner};
 use crate::pipeline::{Admission, Job, Pool};
 use crate::results::ResultSink;
@@ -90,6 +90,8 @@ pub struct Auditor {
     http: Mutex<Option<MetricsServer>>,
     http_addr: Option<SocketAddr>,
     head_sha256: String,
+    /// The registry, and a backend plugin's own metrics when there is one.
+    render: Render,
     /// The audited model, compiled on the first [`Auditor::infer`].
     model: OnceLock<std::result::Result<TappedModel, String>>,
     runners: thread_local::ThreadLocal<RefCell<Option<TappedRunner>>>,
@@ -125,18 +127,19 @@ impl Auditor {
         let width = assembly.width();
         let max_batch = config.batching.max_batch;
 
-        // Load what scores first: a bad head must fail before any thread starts.
-        let (head_kind, head_sha256, mut scorers): (&'static str, String, Vec<Box<dyn Scorer>>) = match &config.head {
+        // What scores, loaded first: a bad head or plugin must fail before any thread starts.
+        enum Scoring {
+            Head(HeadModel),
+            Plugin(Arc<crate::backend::Plugin>),
+        }
+        let (head_kind, head_sha256, scoring) = match &config.head {
             HeadConfig::Vanilla { path, sha256, output, .. } => {
                 let head = HeadModel::load(path, Some(sha256), &[width], *output)?.with_batch_plans(&[1, max_batch])?;
-                let scorers = (0..config.workers)
-                    .map(|_| Ok(Box::new(HeadScorer::new(head.runner()?, max_batch, width)) as Box<dyn Scorer>))
-                    .collect::<Result<_>>()?;
-                ("vanilla", head.sha256().to_string(), scorers)
+                ("vanilla", head.sha256().to_string(), Scoring::Head(head))
             }
             HeadConfig::Cnn { backend, .. } => {
-                let (sha, scorers) = crate::backend::scorers(backend, &config, &assembly)?;
-                ("cnn", sha, scorers)
+                let (plugin, digest) = crate::backend::load(backend)?;
+                ("cnn", digest, Scoring::Plugin(plugin))
             }
         };
 
@@ -152,12 +155,38 @@ impl Auditor {
             Metrics::new(&identity, config.metrics.score_buckets.clone(), config.queue.capacity, move || {
                 depth.depth() as i64
             })?;
+        let delivery = Arc::new(Delivery::new(metrics, sink, config.threshold()));
+
+        let (backend, mut scorers): (Option<Arc<crate::backend::Backend>>, Vec<Box<dyn Scorer>>) = match scoring {
+            Scoring::Head(head) => {
+                let scorers = (0..config.workers)
+                    .map(|_| Ok(Box::new(HeadScorer::new(head.runner()?, max_batch, width)) as Box<dyn Scorer>))
+                    .collect::<Result<_>>()?;
+                (None, scorers)
+            }
+            Scoring::Plugin(plugin) => {
+                let HeadConfig::Cnn { backend, .. } = &config.head else { unreachable!() };
+                let (instance, scorers) = crate::backend::scorers(
+                    plugin,
+                    backend,
+                    &config,
+                    &assembly,
+                    &config.base_dir,
+                    Arc::clone(&delivery),
+                )?;
+                (Some(instance), scorers)
+            }
+        };
+        let render: Render = {
+            let delivery = Arc::clone(&delivery);
+            let backend = backend.clone();
+            Arc::new(move || render_all(&delivery, backend.as_deref()))
+        };
         let http = match &config.metrics.http {
-            Some(http) => Some(MetricsServer::start(&http.listen, metrics.registry().clone())?),
+            Some(http) => Some(MetricsServer::start(&http.listen, Arc::clone(&render))?),
             None => None,
         };
         let http_addr = http.as_ref().map(MetricsServer::addr);
-        let delivery = Arc::new(Delivery::new(metrics, sink, config.threshold()));
         let pool = Arc::new(Pool::new(config.workers * 4 + 64));
         let drain_deadline = Arc::new(OnceLock::new());
         let (tx, rx) = crossbeam_channel::bounded(config.queue.capacity);
@@ -196,6 +225,7 @@ impl Auditor {
             http: Mutex::new(http),
             http_addr,
             head_sha256,
+            render,
             model: OnceLock::new(),
             runners: thread_local::ThreadLocal::new(),
         })
@@ -371,9 +401,9 @@ impl Auditor {
         &self.delivery.metrics
     }
 
-    /// The metrics in Prometheus' text format.
+    /// The metrics in Prometheus' text format (with a backend plugin's own, when it has some).
     pub fn render_metrics(&self) -> String {
-        self.metrics().render()
+        (self.render)()
     }
 
     /// Address of the built-in `/metrics` endpoint, when enabled.
@@ -425,6 +455,15 @@ impl Auditor {
         *report = Some(done);
         done
     }
+}
+
+/// The auditor's registry, then the backend plugin's own series.
+fn render_all(delivery: &Delivery, backend: Option<&crate::backend::Backend>) -> String {
+    let mut text = delivery.metrics.render();
+    if let Some(b) = backend {
+        text.push_str(&b.render_metrics());
+    }
+    text
 }
 
 impl Drop for Auditor {

@@ -34,6 +34,9 @@ pub struct Config {
     /// Worker threads running the head (each owns one state of the shared compiled plan).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Folder relative paths were resolved against (the configuration file's).
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -118,7 +121,8 @@ pub enum HeadConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
-    /// Path of the plugin shared library.
+    /// The plugin shared library: a path (relative to the configuration), or a bare file
+    /// name, looked for beside libmint_audit itself, then where the dynamic loader looks.
     pub library: PathBuf,
     /// Passed to the plugin as JSON, untouched.
     #[serde(default)]
@@ -238,6 +242,7 @@ impl Config {
             Error::config(field, e.into_inner().to_string())
         })?;
         config.resolve_paths(base_dir);
+        config.base_dir = base_dir.to_owned();
         config.validate()?;
         Ok(config)
     }
@@ -262,7 +267,11 @@ impl Config {
         }
         match &mut self.head {
             HeadConfig::Vanilla { path, .. } => resolve(path),
-            HeadConfig::Cnn { backend, .. } => resolve(&mut backend.library),
+            // A bare file name ("libmint_backend_cpu.so") is looked up by the loader instead.
+            HeadConfig::Cnn { backend, .. } if backend.library.components().count() > 1 => {
+                resolve(&mut backend.library)
+            }
+            HeadConfig::Cnn { .. } => {}
         }
     }
 

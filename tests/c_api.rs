@@ -36,6 +36,16 @@ fn write_fixtures(dir: &Path) {
     c["head"] =
         json!({"kind": "cnn", "tap": "stage1", "backend": {"library": "/nonexistent/libmint_backend_nowhere.so"}});
     write("no_backend.json", &c);
+
+    // The CNN path through the installed CPU plugin, with room for one full map only.
+    let cnn_head = repo().join("models/fmnist-memorizing/cnn_head_stage1.onnx");
+    let mut c = good.clone();
+    c["head"] = json!({
+        "kind": "cnn", "tap": "stage1", "copy_budget_bytes": 60_000,
+        "backend": {"library": installed_prefix().join("lib/libmint_backend_cpu.so"),
+                    "config": {"head": cnn_head, "sha256": mint_audit::head::file_sha256(&cnn_head).unwrap()}},
+    });
+    write("cnn_small_budget.json", &c);
 }
 
 fn build_test_program(name: &str, extra: &[&str]) -> (std::path::PathBuf, std::path::PathBuf) {

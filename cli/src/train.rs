@@ -19,9 +19,11 @@ use crate::descriptor::Descriptor;
 use crate::extract::{read_npy, write_npy};
 
 const RECIPE: &str = include_str!("../../scripts/train_head.py");
+const CNN_RECIPE: &str = include_str!("../../scripts/train_cnn_head.py");
 
 #[derive(clap::Args)]
-/// Train a Vanilla MINT head on extracted features and export it to ONNX.
+/// Train a MINT head on extracted features and export it to ONNX: a Vanilla head on per-channel
+/// maxima, or a CNN head when the features are full maps (`mint extract --full-map`).
 pub struct Args {
     /// A folder written by `mint extract --split` (uses head_train_members / head_train_non_members).
     #[arg(long, conflicts_with_all = ["members", "non_members"])]
@@ -61,6 +63,10 @@ pub struct Args {
     /// Python with PyTorch and onnx.
     #[arg(long, env = "MINT_PYTHON", default_value = "/usr/bin/python3")]
     python: PathBuf,
+    /// Backend plugin written into --config-out for a CNN head (default: the CPU backend
+    /// built beside this `mint`).
+    #[arg(long)]
+    backend_library: Option<PathBuf>,
 }
 
 /// Columns of the extracted features that belong to the requested taps.
@@ -130,6 +136,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &std::fs::read_to_string(&meta_path)
             .with_context(|| format!("reading {} (written by mint extract)", meta_path.display()))?,
     )?;
+    if meta["kind"] == "full_map" {
+        return run_cnn(&args, &members, &non_members, &meta);
+    }
     let sel = select(&meta, &args.taps)?;
 
     let tmp = tempfile::tempdir()?;
@@ -180,6 +189,83 @@ pub fn run(args: Args) -> Result<ExitCode> {
         // The library must accept what was written.
         let text = serde_json::to_string_pretty(&config)?;
         mint_audit::Config::from_json(&text, config_out.parent().unwrap_or(Path::new(".")))?;
+        std::fs::write(config_out, text + "\n")?;
+        eprintln!("wrote {}", config_out.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A CNN head on full maps, checked in tract like a Vanilla one.
+fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Result<ExitCode> {
+    let shape: Vec<usize> = serde_json::from_value(meta["record_shape"].clone())?;
+    ensure!(shape.len() == 3, "full maps must be [C, H, W], not {shape:?}");
+    let tap = meta["taps"][0].as_str().context("features.json names no tap")?.to_string();
+    let tmp = tempfile::tempdir()?;
+    let recipe = tmp.path().join("train_cnn_head.py");
+    std::fs::write(&recipe, CNN_RECIPE)?;
+    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    eprintln!("training a '{}' CNN head on the full maps of {tap} {shape:?}...", args.recipe);
+    let status = Command::new(&args.python)
+        .arg(&recipe)
+        .arg("--members")
+        .arg(members)
+        .arg("--non-members")
+        .arg(non_members)
+        .arg("--out")
+        .arg(&args.out)
+        .args(["--recipe", &args.recipe, "--seed", &args.seed.to_string(), "--epochs", &args.epochs.to_string()])
+        .status()
+        .with_context(|| format!("running {}", args.python.display()))?;
+    ensure!(status.success(), "the CNN training recipe failed ({status})");
+
+    let head = HeadModel::load(&args.out, None, &shape, ScoreOutput::Probability)?;
+    let report_path = PathBuf::from(format!("{}.json", args.out.display()));
+    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    let ref_name = report["reference"]["maps"].as_str().context("no reference maps")?;
+    let (ref_shape, maps) = read_npy(&report_path.with_file_name(ref_name))?;
+    let expected: Vec<f32> = serde_json::from_value(report["reference"]["scores"].clone())?;
+    ensure!(ref_shape[1..] == shape[..], "reference maps are {ref_shape:?}");
+    let mut scores = Vec::new();
+    head.runner()?.score(&maps, expected.len(), &mut scores)?;
+    let max_diff = scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    ensure!(max_diff <= 1e-5, "the exported CNN head's scores differ from PyTorch's by {max_diff:e} (> 1e-5)");
+    report["taps"] = json!([tap]);
+    report["sha256"] = json!(head.sha256());
+    report["tract_max_abs_diff_vs_torch"] = json!(max_diff);
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
+    println!("{}  {}  (tract vs PyTorch: max |Δ| = {max_diff:.1e})", head.sha256(), args.out.display());
+
+    if let Some(config_out) = &args.config_out {
+        let desc = Descriptor::load(args.model_json.as_ref().expect("required by clap"))?;
+        let base = config_out.parent().unwrap_or(Path::new("."));
+        let library = match &args.backend_library {
+            // A bare name stays bare: the library finds it beside itself at run time.
+            Some(l) if l.components().count() == 1 => l.display().to_string(),
+            Some(l) => relative_to(l, base),
+            None => relative_to(&std::env::current_exe()?.with_file_name("libmint_backend_cpu.so"), base),
+        };
+        let mut model = serde_json::to_value(ModelOut::from(&desc))?;
+        model["onnx"] = json!(relative_to(desc.onnx(), base));
+        let mut config = json!({
+            "model": model,
+            "taps": desc.taps.iter().map(tap_json).collect::<Vec<_>>(),
+            "head": {
+                "kind": "cnn",
+                "tap": tap,
+                "threshold": args.threshold,
+                "backend": {
+                    "library": library,
+                    "config": {"head": relative_to(&args.out, base), "sha256": head.sha256()},
+                },
+            },
+        });
+        if let Some(listen) = &args.metrics_listen {
+            config["metrics"] = json!({"http": {"listen": listen}});
+        }
+        let text = serde_json::to_string_pretty(&config)?;
+        mint_audit::Config::from_json(&text, base)?;
         std::fs::write(config_out, text + "\n")?;
         eprintln!("wrote {}", config_out.display());
     }
@@ -259,7 +345,8 @@ pub fn relative_to(path: &Path, base: &Path) -> String {
     let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().unwrap().join(p));
     let (p, b) = (abs(path), abs(base));
     let common = p.components().zip(b.components()).take_while(|(x, y)| x == y).count();
-    if common == 0 {
+    // Sharing only the root is no shared tree: an absolute path reads better than ../../..
+    if common <= 1 {
         return p.display().to_string();
     }
     let mut rel = PathBuf::new();

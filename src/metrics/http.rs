@@ -4,9 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use prometheus::Registry;
-
 use crate::error::{Error, Result};
+
+/// Renders the exposition text for one scrape.
+pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -18,8 +19,8 @@ pub struct MetricsServer {
 }
 
 impl MetricsServer {
-    /// Binds `listen` (port 0 picks a free port) and serves `registry` at `/metrics`.
-    pub fn start(listen: &str, registry: Registry) -> Result<MetricsServer> {
+    /// Binds `listen` (port 0 picks a free port) and serves what `render` returns at `/metrics`.
+    pub fn start(listen: &str, render: Render) -> Result<MetricsServer> {
         let server = tiny_http::Server::http(listen)
             .map_err(|e| Error::config("metrics.http.listen", format!("cannot listen on {listen}: {e}")))?;
         let addr =
@@ -28,7 +29,7 @@ impl MetricsServer {
         let serving = Arc::clone(&server);
         let thread = std::thread::Builder::new()
             .name("mint-metrics-http".into())
-            .spawn(move || serve(&serving, &registry))
+            .spawn(move || serve(&serving, &*render))
             .map_err(|e| Error::io("metrics thread", e))?;
         Ok(MetricsServer { addr, server, thread: Some(thread) })
     }
@@ -39,13 +40,13 @@ impl MetricsServer {
     }
 }
 
-fn serve(server: &tiny_http::Server, registry: &Registry) {
+fn serve(server: &tiny_http::Server, render: &(dyn Fn() -> String + Send + Sync)) {
     // `recv` returns an error once `unblock` is called from `drop`.
     while let Ok(request) = server.recv() {
         let path = request.url().split('?').next().unwrap_or("");
         let response = match (request.method(), path) {
             (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-                let body = super::render_registry(registry);
+                let body = render();
                 tiny_http::Response::from_string(body).with_header(header("Content-Type", CONTENT_TYPE))
             }
             (tiny_http::Method::Get, "/") => tiny_http::Response::from_string("mint-audit: metrics at /metrics\n")

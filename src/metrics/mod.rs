@@ -11,7 +11,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub use http::MetricsServer;
+pub use http::{MetricsServer, Render};
 
 use crate::error::{Error, Result};
 

@@ -8,7 +8,8 @@
  *                                             a panic becomes MINT_ERR_PANIC, the handle lives on
  *
  * FIXTURE_DIR holds configurations written by the driver: good.json (the shipped model and
- * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json.
+ * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json, and
+ * cnn_small_budget.json (the CNN head through the installed CPU plugin, room for one map).
  */
 #include <mint_audit.h>
 
@@ -286,6 +287,16 @@ static void test_errors(void) {
   CHECK(r.accepted == 0);
   EXPECT(mint_auditor_stats(a, &st), MINT_OK);
   CHECK(st.dropped_queue_full == 8);
+  mint_auditor_free(a);
+
+  /* The CNN path copies full maps under a byte budget: over it, dropped and counted. */
+  a = open_auditor("cnn_small_budget.json", NULL);
+  EXPECT(mint_auditor_submit(a, ids, 8, b.taps, NTAPS, &r), MINT_ERR_OVER_BUDGET);
+  CHECK(strstr(mint_last_error(), "budget") != NULL);
+  EXPECT(mint_auditor_submit(a, ids, 1, b.taps, NTAPS, &r), MINT_ERR_INVALID_INPUT); /* shapes say 8 */
+  mint_close_report cr;
+  EXPECT(mint_auditor_close(a, 5000, &cr), MINT_OK);
+  CHECK(cr.stats.dropped_over_budget == 8);
   mint_auditor_free(a);
 
   free_batch(&b);

@@ -46,7 +46,9 @@ pub fn installed_prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
         let prefix = repo().join("target").join("test-scratch").join(format!("prefix-{}", std::process::id()));
-        run(Command::new(env!("CARGO")).args(["build", "-q", "-p", "mint-audit-ffi"]).current_dir(repo()));
+        run(Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "mint-audit-ffi", "-p", "mint-backend-cpu", "-p", "mint-backend-triton"])
+            .current_dir(repo()));
         run(Command::new("bash")
             .arg(repo().join("scripts/install.sh"))
             .args(["--no-build", "--profile", "debug", "--prefix"])
