@@ -296,6 +296,7 @@ impl Auditor {
                 };
                 return lose(reason, k, error);
             }
+            // Pooled buffers come back empty; `assemble` appends.
             let (mut job_ids, mut records) = self.pool.take();
             let rejected = capture::assemble(&self.assembly, taps, ids, chosen, &mut records, &mut job_ids);
             let accepted = job_ids.len();

@@ -5,8 +5,6 @@
 //! (Vanilla) or copied as NCHW f32 (CNN). Samples holding NaN or infinities are left out of
 //! the records and reported back, so the rest of the batch is not lost.
 
-use half::slice::HalfFloatSliceExt;
-
 use crate::config::{TapConfig, TapKind};
 use crate::error::{Error, Result};
 use crate::reduce::{self, all_finite};
@@ -82,9 +80,8 @@ impl FeatureExtractor {
         check_views(&self.taps, views, n, &self.assembly)?;
         let ids: Vec<u64> = (0..n as u64).collect();
         let chosen: Vec<usize> = (0..n).collect();
-        let (mut batch, mut kept) = (Vec::new(), Vec::new());
-        assemble(&self.assembly, views, &ids, &chosen, &mut batch, &mut kept);
-        records.extend_from_slice(&batch);
+        let mut kept = Vec::with_capacity(n);
+        assemble(&self.assembly, views, &ids, &chosen, records, &mut kept);
         let mut kept = kept.into_iter().peekable();
         Ok((0..n)
             .filter(|&i| {
@@ -160,8 +157,8 @@ pub(crate) fn check_views(
     Ok(())
 }
 
-/// Builds the records of samples `chosen` (indices into the call's batch) into `records`, and
-/// their ids into `ids`, leaving out samples with non-finite values.
+/// Appends the records of samples `chosen` (indices into the call's batch) to `records`, and
+/// their ids to `ids`, leaving out samples with non-finite values.
 pub(crate) fn assemble(
     assembly: &Assembly,
     views: &[TensorView<'_>],
@@ -171,75 +168,145 @@ pub(crate) fn assemble(
     ids: &mut Vec<u64>,
 ) -> Option<Rejected> {
     let width = assembly.width();
-    records.clear();
-    records.resize(chosen.len() * width, 0.0);
-    ids.clear();
     let mut rejected: Option<Rejected> = None;
-    let mut row = 0;
+    records.reserve(chosen.len() * width);
     for &s in chosen {
-        let out = &mut records[row * width..(row + 1) * width];
+        let start = records.len();
         let bad_tap = match assembly {
-            Assembly::Features { parts, check_finite, .. } => parts.iter().find_map(|p| {
-                let v = &views[p.tap];
-                let dst = &mut out[p.offset..p.offset + p.channels];
-                let finite = match v.form() {
-                    Form::Map if *check_finite => reduce::channel_max(v, s, dst),
-                    Form::Map => {
-                        reduce::channel_max_unchecked(v, s, dst);
-                        true
-                    }
-                    Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
-                };
-                (!finite).then_some(p.tap)
-            }),
-            Assembly::Map { tap, .. } => (!copy_map_chw(&views[*tap], s, out)).then_some(*tap),
+            Assembly::Features { parts, check_finite, .. } => {
+                // Feature rows are small: zero them, then let each tap fill its columns.
+                records.resize(start + width, 0.0);
+                let out = &mut records[start..];
+                parts.iter().find_map(|p| {
+                    let v = &views[p.tap];
+                    let dst = &mut out[p.offset..p.offset + p.channels];
+                    let finite = match v.form() {
+                        Form::Map if *check_finite => reduce::channel_max(v, s, dst),
+                        Form::Map => {
+                            reduce::channel_max_unchecked(v, s, dst);
+                            true
+                        }
+                        Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
+                    };
+                    (!finite).then_some(p.tap)
+                })
+            }
+            Assembly::Map { tap, .. } => (!append_map_chw(&views[*tap], s, records)).then_some(*tap),
         };
         match bad_tap {
-            None => {
-                ids.push(call_ids[s]);
-                row += 1;
-            }
+            None => ids.push(call_ids[s]),
             Some(tap) => {
+                records.truncate(start);
                 let r = rejected.get_or_insert(Rejected { count: 0, first_id: call_ids[s], tap });
                 r.count += 1;
             }
         }
     }
-    records.truncate(row * width);
     rejected
 }
 
-/// Copies sample `n`'s map as `[C, H, W]` f32 (the layout CNN heads take).
+/// Channels × pixels per tile of the channels-last transpose: 1 KiB of f32 each way.
+const TILE: usize = 16;
+
+/// Appends sample `n`'s map as `[C, H, W]` f32 (the layout CNN heads take), reading the
+/// vendor's buffer once and checking finiteness on the way.
 /// Returns `false` when it holds NaN or infinities.
-pub(crate) fn copy_map_chw(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
+pub(crate) fn append_map_chw(view: &TensorView<'_>, n: usize, out: &mut Vec<f32>) -> bool {
     let (c, hw) = (view.channels(), view.spatial());
-    debug_assert_eq!(out.len(), c * hw);
+    let len = c * hw;
     let base = view.sample_offset(n);
+    let start = out.len();
     match (view.arrangement(), view.elements()) {
-        (Arrangement::Planar, Elements::F32(s)) => out.copy_from_slice(&s[base..base + c * hw]),
-        (Arrangement::Planar, Elements::F16(s)) => s[base..base + c * hw].convert_to_f32_slice(out),
-        (Arrangement::Planar, Elements::BF16(s)) => s[base..base + c * hw].convert_to_f32_slice(out),
-        _ => {
+        (Arrangement::Planar, Elements::F32(s)) => {
+            out.reserve(len);
+            let mut bad = 0u32;
+            for (d, &x) in out.spare_capacity_mut()[..len].iter_mut().zip(&s[base..base + len]) {
+                d.write(x);
+                bad |= ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+            }
+            // SAFETY: the loop initialised the `len` elements past the old length.
+            unsafe { out.set_len(start + len) };
+            return bad == 0;
+        }
+        (Arrangement::Planar, Elements::F16(s)) => return append_widened(&s[base..base + len], out, reduce::widen_f16),
+        (Arrangement::Planar, Elements::BF16(s)) => {
+            return append_widened(&s[base..base + len], out, reduce::widen_bf16)
+        }
+        (Arrangement::ChannelsLast, Elements::F32(s)) => {
+            out.resize(start + len, 0.0);
+            transpose_tiles(&s[base..base + len], c, hw, &mut out[start..]);
+        }
+        (Arrangement::ChannelsLast, Elements::F16(s)) => {
+            let mut widened = vec![0f32; len];
+            reduce::widen_f16(&s[base..base + len], &mut widened);
+            out.resize(start + len, 0.0);
+            transpose_tiles(&widened, c, hw, &mut out[start..]);
+        }
+        (Arrangement::ChannelsLast, Elements::BF16(s)) => {
+            let mut widened = vec![0f32; len];
+            reduce::widen_bf16(&s[base..base + len], &mut widened);
+            out.resize(start + len, 0.0);
+            transpose_tiles(&widened, c, hw, &mut out[start..]);
+        }
+        (Arrangement::Strided, e) => {
+            out.resize(start + len, 0.0);
+            let dst = &mut out[start..];
             let (h, w) = (view.shape()[2], view.shape()[3]);
             let st = view.strides();
-            let e = view.elements();
             for ch in 0..c {
                 for y in 0..h {
                     let src = base + ch * st[1] + y * st[2];
-                    let dst = &mut out[(ch * h + y) * w..(ch * h + y + 1) * w];
-                    for (x, d) in dst.iter_mut().enumerate() {
-                        let i = src + x * st[3];
-                        *d = match e {
-                            Elements::F32(s) => s[i],
-                            Elements::F16(s) => s[i].to_f32(),
-                            Elements::BF16(s) => s[i].to_f32(),
-                        };
+                    for (x, d) in dst[(ch * h + y) * w..(ch * h + y + 1) * w].iter_mut().enumerate() {
+                        *d = element(e, src + x * st[3]);
                     }
                 }
             }
         }
     }
-    all_finite(out)
+    all_finite(&out[start..])
+}
+
+/// Rows of `c` channels (`hw` of them) into planes of `hw` pixels, TILE × TILE at a time so
+/// that both sides of a tile stay in L1.
+fn transpose_tiles(src: &[f32], c: usize, hw: usize, dst: &mut [f32]) {
+    for p0 in (0..hw).step_by(TILE) {
+        let p1 = (p0 + TILE).min(hw);
+        for c0 in (0..c).step_by(TILE) {
+            let c1 = (c0 + TILE).min(c);
+            for p in p0..p1 {
+                let row = &src[p * c + c0..p * c + c1];
+                for (k, &x) in row.iter().enumerate() {
+                    dst[(c0 + k) * hw + p] = x;
+                }
+            }
+        }
+    }
+}
+
+/// Appends half-precision values widened to f32 (by the reduction's SIMD kernels), in chunks
+/// that stay in L1, checking finiteness on the way.
+fn append_widened<E>(src: &[E], out: &mut Vec<f32>, widen: fn(&[E], &mut [f32])) -> bool {
+    let mut buf = [0f32; 1024];
+    let mut bad = 0u32;
+    out.reserve(src.len());
+    for chunk in src.chunks(buf.len()) {
+        let b = &mut buf[..chunk.len()];
+        widen(chunk, b);
+        for &x in b.iter() {
+            bad |= ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+        }
+        out.extend_from_slice(b);
+    }
+    bad == 0
+}
+
+#[inline(always)]
+fn element(e: Elements<'_>, i: usize) -> f32 {
+    match e {
+        Elements::F32(s) => s[i],
+        Elements::F16(s) => s[i].to_f32(),
+        Elements::BF16(s) => s[i].to_f32(),
+    }
 }
 
 #[cfg(test)]
@@ -306,8 +373,16 @@ mod tests {
             }
         }
         let v = TensorView::map(&nhwc, Layout::Nhwc, [1, h, w, c]).unwrap();
-        let mut out = vec![0f32; c * h * w];
-        assert!(copy_map_chw(&v, 0, &mut out));
+        let mut out = vec![-1.0];
+        assert!(append_map_chw(&v, 0, &mut out));
+        assert_eq!(out[1..], nchw[..]);
+        let planar = TensorView::map(&nchw, Layout::Nchw, [1, c, h, w]).unwrap();
+        let mut out = Vec::new();
+        assert!(append_map_chw(&planar, 0, &mut out));
         assert_eq!(out, nchw);
+        let mut bad = nchw.clone();
+        bad[7] = f32::INFINITY;
+        let v = TensorView::map(&bad, Layout::Nchw, [1, c, h, w]).unwrap();
+        assert!(!append_map_chw(&v, 0, &mut out));
     }
 }

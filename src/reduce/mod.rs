@@ -6,8 +6,6 @@
 
 mod simd;
 
-use half::slice::HalfFloatSliceExt;
-
 use crate::tensor::{Arrangement, Elements, TensorView};
 pub use simd::Isa;
 pub(crate) use simd::Kernels;
@@ -59,6 +57,16 @@ pub(crate) fn channel_max_with(k: &Kernels, view: &TensorView<'_>, n: usize, out
     !check || finite_hint || sample_is_finite(view, n)
 }
 
+/// Widens f16 values into `dst` (same length) with the best kernel for this CPU.
+pub(crate) fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
+    (Kernels::best().widen_f16)(src, dst)
+}
+
+/// Widens bf16 values into `dst` (same length) with the best kernel for this CPU.
+pub(crate) fn widen_bf16(src: &[half::bf16], dst: &mut [f32]) {
+    (Kernels::best().widen_bf16)(src, dst)
+}
+
 /// Copies sample `n` of a `[N, C]` view into `out`, widened to f32.
 /// Returns `false` when it holds a NaN or an infinity.
 pub fn copy_vector(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
@@ -69,8 +77,8 @@ pub fn copy_vector(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
     if stride == 1 {
         match view.elements() {
             Elements::F32(s) => out.copy_from_slice(&s[base..base + c]),
-            Elements::F16(s) => s[base..base + c].convert_to_f32_slice(out),
-            Elements::BF16(s) => s[base..base + c].convert_to_f32_slice(out),
+            Elements::F16(s) => widen_f16(&s[base..base + c], out),
+            Elements::BF16(s) => widen_bf16(&s[base..base + c], out),
         }
     } else {
         for (j, o) in out.iter_mut().enumerate() {

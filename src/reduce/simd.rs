@@ -68,10 +68,15 @@ impl Isa {
     }
 }
 
+/// Widens half-precision values into `dst` (same length).
+pub(crate) type WidenFn<T> = fn(src: &[T], dst: &mut [f32]);
+
 /// The kernels of one instruction set, for each element type.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub isa: Isa,
+    pub widen_f16: WidenFn<f16>,
+    pub widen_bf16: WidenFn<bf16>,
     pub planes_f32: PlanesFn<f32>,
     pub rows_f32: RowsFn<f32>,
     pub planes_bf16: PlanesFn<bf16>,
@@ -385,6 +390,21 @@ unsafe fn rows<S: Simd, E: Elem, const CHECK: bool>(src: &[E], acc: &mut [f32]) 
     }
 }
 
+#[inline(always)]
+unsafe fn widen<S: Simd, E: Elem>(src: &[E], dst: &mut [f32]) {
+    assert_eq!(src.len(), dst.len());
+    let full = src.len() / S::W * S::W;
+    let mut i = 0;
+    while i < full {
+        // SAFETY: `W` elements readable at `src[i]`, writable at `dst[i]` (i + W <= len).
+        unsafe { S::store(dst.as_mut_ptr().add(i), E::load::<S>(src.as_ptr().add(i))) };
+        i += S::W;
+    }
+    for (d, e) in dst[full..].iter_mut().zip(&src[full..]) {
+        *d = e.widen();
+    }
+}
+
 fn scalar_rows<E: Elem>(src: &[E], acc: &mut [f32]) -> bool {
     let mut s = 0f32;
     for row in src.chunks_exact(acc.len()) {
@@ -439,6 +459,20 @@ macro_rules! kernel_set {
                     }
                 };
             }
+            macro_rules! widen_fn {
+                ($fname:ident, $elem:ty) => {
+                    fn $fname(src: &[$elem], dst: &mut [f32]) {
+                        #[target_feature(enable = $features)]
+                        unsafe fn inner(src: &[$elem], dst: &mut [f32]) {
+                            unsafe { widen::<$simd, $elem>(src, dst) }
+                        }
+                        // SAFETY: as for `planes_fn`.
+                        unsafe { inner(src, dst) }
+                    }
+                };
+            }
+            widen_fn!(widen_f16, f16);
+            widen_fn!(widen_bf16, bf16);
             planes_fn!(planes_f32, f32);
             rows_fn!(rows_f32, f32);
             planes_fn!(planes_bf16, bf16);
@@ -446,8 +480,17 @@ macro_rules! kernel_set {
             planes_fn!(planes_f16, f16);
             rows_fn!(rows_f16, f16);
 
-            pub(super) const KERNELS: Kernels =
-                Kernels { isa: $isa, planes_f32, rows_f32, planes_bf16, rows_bf16, planes_f16, rows_f16 };
+            pub(super) const KERNELS: Kernels = Kernels {
+                isa: $isa,
+                widen_f16,
+                widen_bf16,
+                planes_f32,
+                rows_f32,
+                planes_bf16,
+                rows_bf16,
+                planes_f16,
+                rows_f16,
+            };
         }
     };
 }
@@ -681,8 +724,23 @@ mod baseline {
             }
         }
     }
-    pub(super) const KERNELS: Kernels =
-        Kernels { isa: Isa::Baseline, planes_f32, rows_f32, planes_bf16, rows_bf16, planes_f16, rows_f16 };
+    fn widen_f16(s: &[f16], d: &mut [f32]) {
+        unsafe { widen::<portable::Lanes, f16>(s, d) }
+    }
+    fn widen_bf16(s: &[bf16], d: &mut [f32]) {
+        unsafe { widen::<portable::Lanes, bf16>(s, d) }
+    }
+    pub(super) const KERNELS: Kernels = Kernels {
+        isa: Isa::Baseline,
+        widen_f16,
+        widen_bf16,
+        planes_f32,
+        rows_f32,
+        planes_bf16,
+        rows_bf16,
+        planes_f16,
+        rows_f16,
+    };
 }
 
 #[cfg(test)]
@@ -757,6 +815,24 @@ mod tests {
                 let expected = reference_planes(&widened, hw);
                 assert_eq!(run(&|a| (k.planes_bf16)(&b, hw, a, true)), expected, "{isa:?} planes bf16 c={c} hw={hw}");
                 assert_eq!(run(&|a| (k.rows_bf16)(&br, a, true)), expected, "{isa:?} rows bf16 c={c} hw={hw}");
+            }
+        }
+    }
+
+    #[test]
+    fn widening_kernels_match_half_for_every_isa() {
+        let h: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
+        let b: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
+        for isa in Isa::available() {
+            let k = Kernels::for_isa(isa).unwrap();
+            let mut out = vec![0f32; h.len()];
+            (k.widen_f16)(&h, &mut out);
+            for (x, y) in h.iter().zip(&out) {
+                assert!(x.to_f32().to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "{isa:?} f16 {x:?}");
+            }
+            (k.widen_bf16)(&b[..1001], &mut out[..1001]);
+            for (x, y) in b.iter().zip(&out[..1001]) {
+                assert!(x.to_f32().to_bits() == y.to_bits() || (x.is_nan() && y.is_nan()), "{isa:?} bf16 {x:?}");
             }
         }
     }
