@@ -47,6 +47,9 @@ pub struct Args {
     /// Threads running the model (each with its own state of one compiled plan).
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// Use at most this many samples of each set (the first ones).
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -85,6 +88,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => bail!("give either --data or --split"),
     }
 
+    if let Some(limit) = args.limit {
+        sets = sets.into_iter().map(|(name, images)| (name, images.truncated(limit))).collect();
+    }
     let mut counts = serde_json::Map::new();
     for (name, images) in &sets {
         let records = extract(&model, &extractor, images, args.batch, args.threads, name)?;

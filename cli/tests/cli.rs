@@ -1,0 +1,278 @@
+//! The `mint` toolkit end to end, as an auditor or a vendor's CI runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn mint(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_mint")).args(args).current_dir(repo()).output().expect("running mint")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "mint failed ({}):\n{}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target/test-scratch").join(format!("cli-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `mint eval` on the shipped model and head gives the figures of docs/experiments.md, to
+/// the digits printed there, and writes every report.
+#[test]
+fn eval_of_the_shipped_head_reproduces_the_docs_table() {
+    let out = scratch("reproduce");
+    let stdout = ok(&mint(&[
+        "eval",
+        "--config",
+        "models/fmnist-memorizing/auditor.json",
+        "--split",
+        "models/fmnist-memorizing/split.json",
+        "--protocol",
+        "same_distribution",
+        "--out-dir",
+        s(&out),
+    ]));
+    assert!(stdout.contains("No distribution shift found"), "{stdout}");
+    let report = json(&out.join("report.json"));
+    let docs = json(&repo().join("docs/experiments.json"));
+    let rows = &docs["models"]["fmnist-memorizing"]["protocols"]["same_distribution"]["rows"];
+    let shipped = &docs["shipped"]["fmnist-memorizing"];
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["row"] == shipped["row"] && r["recipe"] == shipped["recipe"])
+        .expect("the shipped head's row");
+    for figure in ["auc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"] {
+        for part in ["value", "low", "high"] {
+            let ours = report["mint"][figure][part].as_f64().unwrap();
+            let table = row[figure][part].as_f64().unwrap();
+            assert!((ours - table).abs() < 5e-4, "{figure}.{part}: eval {ours:.4} vs docs {table:.4}");
+        }
+    }
+    for file in ["junit.xml", "roc.svg", "roc_loglog.svg", "scores.csv"] {
+        assert!(out.join(file).metadata().unwrap().len() > 100, "{file}");
+    }
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"0\""), "{junit}");
+}
+
+#[test]
+fn a_threshold_the_head_misses_fails_the_run_and_junit_says_why() {
+    let out = scratch("gate");
+    let run = mint(&[
+        "eval",
+        "--config",
+        "models/fmnist-memorizing/auditor.json",
+        "--split",
+        "models/fmnist-memorizing/split.json",
+        "--protocol",
+        "same_distribution",
+        "--limit",
+        "200",
+        "--bootstrap",
+        "100",
+        "--min-auc",
+        "0.99",
+        "--min-tpr-at-fpr",
+        "0.01:0.001",
+        "--out-dir",
+        s(&out),
+    ]);
+    assert_eq!(run.status.code(), Some(1), "{}", String::from_utf8_lossy(&run.stdout));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\"") && junit.contains("auc &gt;= 0.99"), "{junit}");
+    assert!(json(&out.join("report.json"))["passed"] == false);
+}
+
+#[test]
+fn a_cross_dataset_split_is_flagged_as_distribution_shift() {
+    let out = scratch("shift");
+    let args = [
+        "eval",
+        "--config",
+        "models/fmnist-memorizing/auditor.json",
+        "--split",
+        "models/fmnist-memorizing/split.json",
+        "--protocol",
+        "cross_dataset",
+        "--limit",
+        "300",
+        "--bootstrap",
+        "100",
+        "--out-dir",
+        s(&out),
+    ];
+    let run = mint(&args);
+    assert_eq!(run.status.code(), Some(1), "a shift fails the run by default");
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["distribution_shift"]["detected"], true);
+    assert!(report["distribution_shift"]["blind_auc"]["value"].as_f64().unwrap() > 0.9);
+    assert!(String::from_utf8_lossy(&run.stdout).contains("DISTRIBUTION SHIFT"));
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-shift");
+    ok(&mint(&allowed));
+}
+
+#[test]
+fn inspect_suggests_the_last_convolution_of_each_stage() {
+    let stdout = ok(&mint(&["inspect", "models/fmnist-generalizing/model.onnx"]));
+    let descriptor = json(&repo().join("models/fmnist-generalizing/model.json"));
+    for (i, tap) in descriptor["taps"].as_array().unwrap().iter().enumerate().take(4) {
+        let line = stdout.lines().find(|l| l.trim_start().starts_with(&format!("stage{}", i + 1))).unwrap();
+        assert!(line.contains(tap["tensor"].as_str().unwrap()), "{line}");
+    }
+    assert!(stdout.contains("outcome logits"));
+}
+
+/// The three input formats give the same features for the same images.
+#[test]
+fn extract_reads_idx_npy_and_image_folders_alike() {
+    let dir = scratch("formats");
+    let idx = repo().join("models/fmnist-memorizing/demo-members-idx3-ubyte");
+    let raw = std::fs::read(&idx).unwrap();
+    let n = 12;
+    let pixels = &raw[16..16 + n * 784];
+    // The same 12 images as a uint8 NPY and as PNG files.
+    let npy = dir.join("images.npy");
+    {
+        use npyz::WriterBuilder;
+        let file = std::fs::File::create(&npy).unwrap();
+        let mut w =
+            npyz::WriteOptions::new().default_dtype().shape(&[n as u64, 28, 28]).writer(file).begin_nd().unwrap();
+        w.extend(pixels.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+    let pngs = dir.join("pngs");
+    std::fs::create_dir_all(&pngs).unwrap();
+    for i in 0..n {
+        image::GrayImage::from_raw(28, 28, pixels[i * 784..(i + 1) * 784].to_vec())
+            .unwrap()
+            .save(pngs.join(format!("{i:03}.png")))
+            .unwrap();
+    }
+    let mut subset = raw[..16].to_vec();
+    subset[4..8].copy_from_slice(&(n as u32).to_be_bytes());
+    subset.extend_from_slice(pixels);
+    let idx12 = dir.join("twelve-idx3-ubyte");
+    std::fs::write(&idx12, subset).unwrap();
+    let mut features = Vec::new();
+    for (name, input) in [("idx", &idx12), ("npy", &npy), ("png", &pngs)] {
+        let out = dir.join(format!("{name}.npy"));
+        ok(&mint(&[
+            "extract",
+            "--model-json",
+            "models/fmnist-memorizing/model.json",
+            "--data",
+            s(input),
+            "--out",
+            s(&out),
+        ]));
+        let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+        let array = npyz::NpyFile::new(file).unwrap();
+        assert_eq!(array.shape(), &[n as u64, 250]);
+        features.push(array.into_vec::<f32>().unwrap());
+    }
+    assert_eq!(features[0], features[1]);
+    assert_eq!(features[0], features[2]);
+}
+
+/// Heads written by `mint train` score the same in onnxruntime as in the library (1e-5).
+#[test]
+fn trained_heads_score_alike_in_onnxruntime_and_the_library() {
+    let python =
+        std::env::var("MINT_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv/bin/python"));
+    assert!(python.exists(), "{} missing: run scripts/setup.sh", python.display());
+    let dir = scratch("train");
+    let feats = dir.join("features");
+    ok(&mint(&[
+        "extract",
+        "--model-json",
+        "models/fmnist-memorizing/model.json",
+        "--split",
+        "models/fmnist-memorizing/split.json",
+        "--protocol",
+        "same_distribution",
+        "--limit",
+        "300",
+        "--out",
+        s(&feats),
+    ]));
+    for recipe in ["standardized", "paper"] {
+        let head = dir.join(format!("{recipe}.onnx"));
+        let config = dir.join(format!("{recipe}.json"));
+        let stdout = ok(&mint(&[
+            "train",
+            "--features",
+            s(&feats),
+            "--recipe",
+            recipe,
+            "--epochs",
+            "15",
+            "--out",
+            s(&head),
+            "--config-out",
+            s(&config),
+            "--model-json",
+            "models/fmnist-memorizing/model.json",
+        ]));
+        assert!(stdout.contains("tract vs PyTorch"), "{stdout}");
+        // onnxruntime on the eval features, against the library's head runtime.
+        let script = format!(
+            "import numpy as np, onnxruntime as ort, sys\n\
+             x = np.concatenate([np.load('{f}/eval_members.npy'), np.load('{f}/eval_non_members.npy')]).astype(np.float32)\n\
+             s = ort.InferenceSession('{h}', providers=['CPUExecutionProvider'])\n\
+             np.save('{o}', s.run(None, {{s.get_inputs()[0].name: x}})[0].reshape(-1))",
+            f = feats.display(),
+            h = head.display(),
+            o = dir.join(format!("{recipe}-ort.npy")).display()
+        );
+        let status = Command::new(&python).args(["-c", &script]).status().unwrap();
+        assert!(status.success());
+        let read = |p: &Path| {
+            npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(p).unwrap()))
+                .unwrap()
+                .into_vec::<f32>()
+                .unwrap()
+        };
+        let ort_scores = read(&dir.join(format!("{recipe}-ort.npy")));
+        let mut x = read(&feats.join("eval_members.npy"));
+        x.extend(read(&feats.join("eval_non_members.npy")));
+        let head_model =
+            mint_audit::head::HeadModel::load(&head, None, &[250], mint_audit::config::ScoreOutput::Probability)
+                .unwrap()
+                .with_batch_plans(&[1, 64])
+                .unwrap();
+        let mut ours = Vec::new();
+        let mut runner = head_model.runner().unwrap();
+        for chunk in x.chunks(64 * 250) {
+            runner.score(chunk, chunk.len() / 250, &mut ours).unwrap();
+        }
+        let worst = ours.iter().zip(&ort_scores).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "{recipe}: onnxruntime and the library differ by {worst}");
+        // The configuration it wrote is one the library accepts and runs.
+        let cfg = json(&config);
+        assert_eq!(cfg["head"]["sha256"], head_model.sha256());
+    }
+}
