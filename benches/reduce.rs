@@ -101,7 +101,8 @@ fn main() {
     // Baselines: a flat max over every tap's bytes; the fastest one is what the library is
     // compared with, in alternating trials.
     let portable = || nchw.iter().for_each(|m| _ = black_box(bare_portable(black_box(m))));
-    let mut bare: Vec<(&str, Box<dyn Fn()>)> = vec![("portable", Box::new(portable))];
+    type Scan<'a> = Box<dyn Fn() + 'a>;
+    let mut bare: Vec<(&str, Scan)> = vec![("portable", Box::new(portable))];
     #[cfg(target_arch = "x86_64")]
     {
         if Isa::Avx2.is_available() {
@@ -117,8 +118,7 @@ fn main() {
             ));
         }
     }
-    let bare_times: Vec<(&str, f64)> =
-        bare.iter().map(|(n, f)| (*n, timing::ns_per_call(|| f(), trials, trial))).collect();
+    let bare_times: Vec<(&str, f64)> = bare.iter().map(|(n, f)| (*n, timing::ns_per_call(f, trials, trial))).collect();
     let best_index = bare_times.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap().0;
     let (best_name, _) = bare_times[best_index];
     let best_fn = &bare[best_index].1;
@@ -139,7 +139,7 @@ fn main() {
         let vs = views(maps, layout);
         for isa in Isa::available() {
             let (b, t, r) = timing::paired(
-                || best_fn(),
+                best_fn,
                 || {
                     for (v, o) in vs.iter().zip(outs.iter_mut()) {
                         black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
@@ -153,7 +153,7 @@ fn main() {
         }
         // The same without looking for NaN and infinities (capture.check_finite: false).
         let (b, t, r) = timing::paired(
-            || best_fn(),
+            best_fn,
             || {
                 for (v, o) in vs.iter().zip(outs.iter_mut()) {
                     reduce::channel_max_unchecked(black_box(v), 0, o);
@@ -179,7 +179,7 @@ fn main() {
         .collect();
     for (name, vs) in [("Nchw f16", &v16), ("Nhwc bf16", &vb16)] {
         let (b, t, r) = timing::paired(
-            || best_fn(),
+            best_fn,
             || {
                 for (v, o) in vs.iter().zip(outs.iter_mut()) {
                     black_box(reduce::channel_max(black_box(v), 0, o));

@@ -15,7 +15,7 @@ impl Sampler {
     /// Whether the sample with this id is audited.
     #[inline]
     pub fn selects(&self, id: u64) -> bool {
-        self.one_in == 1 || mix(id ^ self.salt) % self.one_in == 0
+        self.one_in == 1 || mix(id ^ self.salt).is_multiple_of(self.one_in)
     }
 }
 

@@ -4,9 +4,8 @@
 //! - `mint extract`  runs the audited model over a data set and writes the MINT features (NPY).
 //! - `mint train`    trains a MINT head on extracted features (driving a shipped PyTorch recipe).
 //! - `mint eval`     scores member and non-member sets through the library's own runtime and
-//!                   writes accuracy, ROC AUC, TPR at low FPR (bootstrap intervals), a ROC plot,
-//!                   JSON and JUnit reports, with a distribution-shift control; exits non-zero
-//!                   when a threshold is missed.
+//!   writes accuracy, ROC AUC, TPR at low FPR (bootstrap intervals), a ROC plot, JSON and JUnit
+//!   reports, with a distribution-shift control; exits non-zero when a threshold is missed.
 
 mod blind;
 mod data;

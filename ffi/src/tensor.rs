@@ -111,7 +111,7 @@ pub(crate) unsafe fn view<'a>(t: &'a mint_tensor, tap: usize) -> Result<TensorVi
         if t.data.is_null() {
             return Err(bad(tap, "`data` is NULL"));
         }
-        if (t.data as usize) % align != 0 {
+        if !(t.data as usize).is_multiple_of(align) {
             return Err(bad(tap, format!("`data` is not aligned to {align} bytes")));
         }
         if extent.checked_mul(size).is_none_or(|b| b > isize::MAX as usize) {

@@ -286,6 +286,9 @@ pub(crate) fn load(backend: &BackendConfig) -> Result<(Arc<Plugin>, String)> {
     Ok((plugin, digest))
 }
 
+/// One scorer per worker.
+pub(crate) type Scorers = Vec<Box<dyn Scorer>>;
+
 /// One instance for the auditor, shared by `workers` scorers.
 pub(crate) fn scorers(
     plugin: Arc<Plugin>,
@@ -294,7 +297,7 @@ pub(crate) fn scorers(
     assembly: &Assembly,
     base_dir: &Path,
     delivery: Arc<Delivery>,
-) -> Result<(Arc<Backend>, Vec<Box<dyn Scorer>>)> {
+) -> Result<(Arc<Backend>, Scorers)> {
     let Assembly::Map { chw, .. } = assembly else { unreachable!("CNN heads assemble full maps") };
     let instance = Arc::new(Backend::create(plugin, backend, *chw, config.batching.max_batch, base_dir, delivery)?);
     instance.workers_left.store(config.workers, Ordering::Release);

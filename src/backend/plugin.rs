@@ -103,7 +103,11 @@ impl Plugin {
     pub(crate) fn describe(&self) -> String {
         let text = |p: *const c_char| {
             // SAFETY: static strings of the plugin (or NULL).
-            (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()).unwrap_or_default()
+            if p.is_null() {
+                String::new()
+            } else {
+                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            }
         };
         format!("{} {}", text(self.api.name), text(self.api.version))
     }

@@ -311,7 +311,7 @@ unsafe fn rows_block<S: Simd, E: Elem, const N: usize, const H: usize, const CHE
     s: &mut [S::V; H],
 ) {
     const { assert!(2 * H == N) };
-    debug_assert!(j + N * S::W <= c && src.len() % c == 0);
+    debug_assert!(j + N * S::W <= c && src.len().is_multiple_of(c));
     unsafe {
         let mut m = [S::splat(0.0); N];
         for (k, mk) in m.iter_mut().enumerate() {
