@@ -7,7 +7,7 @@
 #   --config models/fmnist-memorizing/auditor-cnn.json switches the same program to the CNN head
 #   (full maps through the CPU backend plugin): configuration alone, no rebuild.
 # Needs only cargo, a C compiler and pkg-config. The first run builds the library (release:
-# ~12 min on 2 cores, debug: ~3 min); later runs take seconds.
+# ~6 min on 2 cores, debug: ~3 min); later runs take seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=release

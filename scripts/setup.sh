@@ -21,8 +21,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages that Debian does not ship, pinned; in a venv so that /usr/bin/python3 stays as Debian made it.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy" 2>/dev/null; then
-  echo "setup: creating .venv (onnxruntime)"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy, pytriton" 2>/dev/null; then
+  echo "setup: creating .venv (onnxruntime, nvidia-pytriton)"
   /usr/bin/python3 -m venv .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 fi
