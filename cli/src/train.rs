@@ -171,26 +171,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
     // The exported head must score in our runtime as it did in PyTorch.
     let head = HeadModel::load(&args.out, None, &[width], ScoreOutput::Probability)?;
     let report_path = PathBuf::from(format!("{}.json", args.out.display()));
-    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
     let max_diff = check_reference(&head, &report["reference"], width)?;
-    ensure!(max_diff <= 1e-5, "the exported head's scores differ from PyTorch's by {max_diff:e} (> 1e-5)");
-    report["taps"] = json!(sel.taps);
-    report["sha256"] = json!(head.sha256());
-    report["tract_max_abs_diff_vs_torch"] = json!(max_diff);
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
-    println!("{}  {}  (tract vs PyTorch: max |Δ| = {max_diff:.1e})", head.sha256(), args.out.display());
+    record_check(&report_path, report, json!(sel.taps), &head, max_diff)?;
 
     if let Some(config_out) = &args.config_out {
         let desc = Descriptor::load(args.model_json.as_ref().expect("required by clap"))?;
-        let mut config = auditor_config(&desc, config_out, &args.out, head.sha256(), &sel.taps, args.threshold)?;
-        if let Some(listen) = &args.metrics_listen {
-            config["metrics"] = json!({"http": {"listen": listen}});
-        }
-        // The library must accept what was written.
-        let text = serde_json::to_string_pretty(&config)?;
-        mint_audit::Config::from_json(&text, config_out.parent().unwrap_or(Path::new(".")))?;
-        std::fs::write(config_out, text + "\n")?;
-        eprintln!("wrote {}", config_out.display());
+        let base = config_out.parent().unwrap_or(Path::new("."));
+        let config = json!({
+            "model": model_section(&desc, base)?,
+            "taps": desc.taps.iter().map(tap_json).collect::<Vec<_>>(),
+            "head": {"kind": "vanilla", "path": relative_to(&args.out, base), "sha256": head.sha256(),
+                     "threshold": args.threshold, "taps": sel.taps},
+        });
+        write_config(config_out, config, args.metrics_listen.as_deref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -222,7 +216,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
 
     let head = HeadModel::load(&args.out, None, &shape, ScoreOutput::Probability)?;
     let report_path = PathBuf::from(format!("{}.json", args.out.display()));
-    let mut report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&report_path)?)?;
     let ref_name = report["reference"]["maps"].as_str().context("no reference maps")?;
     let (ref_shape, maps) = read_npy(&report_path.with_file_name(ref_name))?;
     let expected: Vec<f32> = serde_json::from_value(report["reference"]["scores"].clone())?;
@@ -230,12 +224,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
     let mut scores = Vec::new();
     head.runner()?.score(&maps, expected.len(), &mut scores)?;
     let max_diff = scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
-    ensure!(max_diff <= 1e-5, "the exported CNN head's scores differ from PyTorch's by {max_diff:e} (> 1e-5)");
-    report["taps"] = json!([tap]);
-    report["sha256"] = json!(head.sha256());
-    report["tract_max_abs_diff_vs_torch"] = json!(max_diff);
-    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)?;
-    println!("{}  {}  (tract vs PyTorch: max |Δ| = {max_diff:.1e})", head.sha256(), args.out.display());
+    record_check(&report_path, report, json!([tap]), &head, max_diff)?;
 
     if let Some(config_out) = &args.config_out {
         let desc = Descriptor::load(args.model_json.as_ref().expect("required by clap"))?;
@@ -246,10 +235,8 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
             Some(l) => relative_to(l, base),
             None => relative_to(&std::env::current_exe()?.with_file_name("libmint_backend_cpu.so"), base),
         };
-        let mut model = serde_json::to_value(ModelOut::from(&desc))?;
-        model["onnx"] = json!(relative_to(desc.onnx(), base));
-        let mut config = json!({
-            "model": model,
+        let config = json!({
+            "model": model_section(&desc, base)?,
             "taps": desc.taps.iter().map(tap_json).collect::<Vec<_>>(),
             "head": {
                 "kind": "cnn",
@@ -261,13 +248,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
                 },
             },
         });
-        if let Some(listen) = &args.metrics_listen {
-            config["metrics"] = json!({"http": {"listen": listen}});
-        }
-        let text = serde_json::to_string_pretty(&config)?;
-        mint_audit::Config::from_json(&text, base)?;
-        std::fs::write(config_out, text + "\n")?;
-        eprintln!("wrote {}", config_out.display());
+        write_config(config_out, config, args.metrics_listen.as_deref())?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -292,37 +273,38 @@ pub fn check_reference(head: &HeadModel, reference: &Value, width: usize) -> Res
     Ok(scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
 }
 
-/// An auditor configuration for the audited model and this head, with paths relative to it.
-fn auditor_config(
-    desc: &Descriptor,
-    config_out: &Path,
-    head: &Path,
-    sha256: &str,
-    taps: &[String],
-    threshold: f32,
-) -> Result<Value> {
-    let base = config_out.parent().unwrap_or(Path::new("."));
-    let rel = |p: &Path| relative_to(p, base);
-    let mut model = serde_json::to_value(ModelOut::from(desc))?;
-    model["onnx"] = json!(rel(desc.onnx()));
+/// Records the tract-versus-PyTorch check in the training report (refusing a head that
+/// disagrees by more than 1e-5) and prints the head's digest.
+fn record_check(report_path: &Path, mut report: Value, taps: Value, head: &HeadModel, max_diff: f32) -> Result<()> {
+    ensure!(max_diff <= 1e-5, "the exported head's scores differ from PyTorch's by {max_diff:e} (> 1e-5)");
+    report["taps"] = taps;
+    report["sha256"] = json!(head.sha256());
+    report["tract_max_abs_diff_vs_torch"] = json!(max_diff);
+    std::fs::write(report_path, serde_json::to_string_pretty(&report)?)?;
+    println!("{}  {}  (tract vs PyTorch: max |Δ| = {max_diff:.1e})", head.sha256(), head.path().display());
+    Ok(())
+}
+
+/// The `model` section of an auditor configuration, with the ONNX path relative to `base`.
+fn model_section(desc: &Descriptor, base: &Path) -> Result<Value> {
     Ok(json!({
-        "model": model,
-        "taps": desc.taps.iter().map(tap_json).collect::<Vec<_>>(),
-        "head": {"kind": "vanilla", "path": rel(head), "sha256": sha256, "threshold": threshold, "taps": taps},
+        "id": desc.model.id,
+        "version": desc.model.version,
+        "input_shape": desc.input_shape(),
+        "onnx": relative_to(desc.onnx(), base),
     }))
 }
 
-#[derive(serde::Serialize)]
-struct ModelOut {
-    id: String,
-    version: String,
-    input_shape: Vec<usize>,
-}
-
-impl From<&Descriptor> for ModelOut {
-    fn from(d: &Descriptor) -> Self {
-        ModelOut { id: d.model.id.clone(), version: d.model.version.clone(), input_shape: d.input_shape().to_vec() }
+/// Writes an auditor configuration, once the library has accepted it.
+fn write_config(path: &Path, mut config: Value, metrics_listen: Option<&str>) -> Result<()> {
+    if let Some(listen) = metrics_listen {
+        config["metrics"] = json!({"http": {"listen": listen}});
     }
+    let text = serde_json::to_string_pretty(&config)?;
+    mint_audit::Config::from_json(&text, path.parent().unwrap_or(Path::new(".")))?;
+    std::fs::write(path, text + "\n")?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
 }
 
 pub fn tap_json(t: &mint_audit::config::TapConfig) -> Value {

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output};
 use std::sync::OnceLock;
 
 pub fn repo() -> PathBuf {
@@ -126,4 +126,19 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 /// Loads the shipped configuration as the library does.
 pub fn shipped_auditor_config() -> mint_audit::Config {
     mint_audit::Config::from_json(&shipped_config().to_string(), &repo()).unwrap()
+}
+
+/// A server process the test started; killed however the test ends.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

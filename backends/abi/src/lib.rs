@@ -155,3 +155,38 @@ pub const ENTRY_SYMBOL: &str = "mint_backend_entry";
 
 /// `sizeof(mint_backend_api)` of ABI 1.0: the host needs at least this much of the table.
 pub const API_SIZE_1_0: usize = std::mem::size_of::<mint_backend_api>();
+
+/// Helpers for plugins written in Rust: the thread-local message behind `last_error`, and a
+/// panic boundary, since nothing may unwind into the host.
+pub mod support {
+    use std::cell::RefCell;
+    use std::ffi::{c_char, CString};
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    use super::{MINT_BACKEND_ERROR, MINT_BACKEND_OK};
+
+    thread_local! {
+        static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    }
+
+    /// Keeps `message` as this thread's last error and returns `MINT_BACKEND_ERROR`.
+    pub fn fail(message: impl std::fmt::Display) -> i32 {
+        let c = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
+        LAST_ERROR.with(|e| *e.borrow_mut() = c);
+        MINT_BACKEND_ERROR
+    }
+
+    /// This thread's last error, for the table's `last_error`; valid until the next failure.
+    pub fn last_error() -> *const c_char {
+        LAST_ERROR.with(|e| e.borrow().as_ptr())
+    }
+
+    /// Runs `f`, turning its error, or a panic, into `MINT_BACKEND_ERROR` and a message.
+    pub fn guarded(plugin: &str, f: impl FnOnce() -> Result<(), String>) -> i32 {
+        match catch_unwind(AssertUnwindSafe(f)) {
+            Ok(Ok(())) => MINT_BACKEND_OK,
+            Ok(Err(message)) => fail(message),
+            Err(_) => fail(format!("internal error (panic) in the {plugin} backend")),
+        }
+    }
+}

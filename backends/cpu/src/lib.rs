@@ -9,12 +9,13 @@
 //! sha256 differs is refused, naming the file.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
 use mint_audit::config::ScoreOutput;
 use mint_audit::head::{HeadModel, HeadRunner};
+use mint_backend_abi::support;
 use mint_backend_abi::*;
 use serde::Deserialize;
 use thread_local::ThreadLocal;
@@ -41,23 +42,8 @@ struct Instance {
 unsafe impl Send for Instance {}
 unsafe impl Sync for Instance {}
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-fn fail(message: impl std::fmt::Display) -> i32 {
-    let c = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-    MINT_BACKEND_ERROR
-}
-
-/// Runs `f`, turning its error or a panic into `MINT_BACKEND_ERROR` and a message.
 fn guarded(f: impl FnOnce() -> Result<(), String>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => MINT_BACKEND_OK,
-        Ok(Err(message)) => fail(message),
-        Err(_) => fail("internal error (panic) in the CPU backend"),
-    }
+    support::guarded("CPU", f)
 }
 
 unsafe extern "C" fn create(
@@ -128,7 +114,7 @@ unsafe extern "C" fn destroy(backend: *mut mint_backend) {
 }
 
 unsafe extern "C" fn last_error(_backend: *const mint_backend) -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    support::last_error()
 }
 
 static API: mint_backend_api = mint_backend_api {

@@ -26,6 +26,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use mint_backend_abi::support;
 use mint_backend_abi::*;
 use serde::Deserialize;
 
@@ -166,22 +167,8 @@ struct Instance {
     metrics: Arc<Metrics>,
 }
 
-thread_local! {
-    static LAST_ERROR: std::cell::RefCell<CString> = std::cell::RefCell::new(CString::default());
-}
-
-fn fail(message: impl std::fmt::Display) -> i32 {
-    let c = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-    MINT_BACKEND_ERROR
-}
-
 fn guarded(f: impl FnOnce() -> Result<(), String>) -> i32 {
-    match catch_unwind(AssertUnwindSafe(f)) {
-        Ok(Ok(())) => MINT_BACKEND_OK,
-        Ok(Err(message)) => fail(message),
-        Err(_) => fail("internal error (panic) in the Triton backend"),
-    }
+    support::guarded("Triton", f)
 }
 
 fn agent(timeout: Duration) -> ureq::Agent {
@@ -497,7 +484,7 @@ unsafe extern "C" fn destroy(backend: *mut mint_backend) {
 }
 
 unsafe extern "C" fn last_error(_backend: *const mint_backend) -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    support::last_error()
 }
 
 unsafe extern "C" fn render_metrics(
