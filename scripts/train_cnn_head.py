@@ -16,10 +16,9 @@ Recipes
                 Dense(C, ReLU) -> Dropout(0.5) -> Dense(1, sigmoid); Adam 1e-3, 30 epochs,
                 balanced batches of 128, binary cross-entropy.
   standardized  the same network, on maps standardised per channel (statistics of the training
-                rows, folded into the convolution), with a dense layer of 64 instead of C and
-                Adam 3e-4 (at 1e-3 the paper's C-wide layer dies within an epoch here), and early
-                stopping on the ROC AUC of a held-out 20% validation split (patience 8, at most
-                40 epochs).
+                rows, folded into the convolution), with a dense layer of 64 instead of C,
+                Adam 3e-4, and early stopping on the ROC AUC of a held-out 20% validation split
+                (patience 8, at most 40 epochs).
 Needs Debian's python3-torch and python3-onnx.
 """
 
