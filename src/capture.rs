@@ -7,7 +7,7 @@
 
 use crate::config::{TapConfig, TapKind};
 use crate::error::{Error, Result};
-use crate::reduce::{self, all_finite};
+use crate::reduce::{self, all_finite, element, non_finite};
 use crate::tensor::{Arrangement, Elements, Form, TensorView};
 
 /// How a record is built from a sample's taps.
@@ -222,7 +222,7 @@ pub(crate) fn append_map_chw(view: &TensorView<'_>, n: usize, out: &mut Vec<f32>
             let mut bad = 0u32;
             for (d, &x) in out.spare_capacity_mut()[..len].iter_mut().zip(&s[base..base + len]) {
                 d.write(x);
-                bad |= ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+                bad |= non_finite(x);
             }
             // SAFETY: the loop initialised the `len` elements past the old length.
             unsafe { out.set_len(start + len) };
@@ -293,20 +293,11 @@ fn append_widened<E>(src: &[E], out: &mut Vec<f32>, widen: fn(&[E], &mut [f32]))
         let b = &mut buf[..chunk.len()];
         widen(chunk, b);
         for &x in b.iter() {
-            bad |= ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32;
+            bad |= non_finite(x);
         }
         out.extend_from_slice(b);
     }
     bad == 0
-}
-
-#[inline(always)]
-fn element(e: Elements<'_>, i: usize) -> f32 {
-    match e {
-        Elements::F32(s) => s[i],
-        Elements::F16(s) => s[i].to_f32(),
-        Elements::BF16(s) => s[i].to_f32(),
-    }
 }
 
 #[cfg(test)]

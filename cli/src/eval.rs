@@ -370,18 +370,21 @@ fn summary(
     s
 }
 
+/// `log Σ exp(l)` of a logit row, shifted by its max so that nothing overflows; also the max.
+fn log_sum_exp(logits: &[f32]) -> (f64, f64) {
+    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    (m + logits.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln(), m)
+}
+
 /// Largest log-probability of a logit row (a label-free confidence score).
 fn max_log_softmax(logits: &[f32]) -> f64 {
-    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = m + logits.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln();
+    let (lse, m) = log_sum_exp(logits);
     m - lse
 }
 
 /// Cross-entropy of a logit row against class `y`.
 fn cross_entropy(logits: &[f32], y: usize) -> f64 {
-    let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let lse = m + logits.iter().map(|&l| (l as f64 - m).exp()).sum::<f64>().ln();
-    lse - logits.get(y).copied().unwrap_or(f32::NAN) as f64
+    log_sum_exp(logits).0 - logits.get(y).copied().unwrap_or(f32::NAN) as f64
 }
 
 #[cfg(test)]

@@ -221,9 +221,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
     let (ref_shape, maps) = read_npy(&report_path.with_file_name(ref_name))?;
     let expected: Vec<f32> = serde_json::from_value(report["reference"]["scores"].clone())?;
     ensure!(ref_shape[1..] == shape[..], "reference maps are {ref_shape:?}");
-    let mut scores = Vec::new();
-    head.runner()?.score(&maps, expected.len(), &mut scores)?;
-    let max_diff = scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    let max_diff = max_abs_diff(&head, &maps, &expected)?;
     record_check(&report_path, report, json!([tap]), &head, max_diff)?;
 
     if let Some(config_out) = &args.config_out {
@@ -268,9 +266,14 @@ pub fn check_reference(head: &HeadModel, reference: &Value, width: usize) -> Res
         .map(|v| v.as_f64().unwrap() as f32)
         .collect();
     ensure!(inputs.len() == expected.len() * width, "reference rows are not {width} wide");
+    max_abs_diff(head, &inputs, &expected)
+}
+
+/// Largest |score − expected| of `head` over reference inputs stored back to back.
+fn max_abs_diff(head: &HeadModel, inputs: &[f32], expected: &[f32]) -> Result<f32> {
     let mut scores = Vec::new();
-    head.runner()?.score(&inputs, expected.len(), &mut scores)?;
-    Ok(scores.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
+    head.runner()?.score(inputs, expected.len(), &mut scores)?;
+    Ok(scores.iter().zip(expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max))
 }
 
 /// Records the tract-versus-PyTorch check in the training report (refusing a head that
