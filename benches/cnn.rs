@@ -39,13 +39,7 @@ fn copy_table() -> String {
             }
         }
         let half: Vec<f16> = nchw.iter().map(|&x| f16::from_f32(x)).collect();
-        let taps = vec![TapConfig {
-            name: "t".into(),
-            channels: c,
-            kind: TapKind::ActivationMap,
-            spatial: Some([s, s]),
-            tensor: None,
-        }];
+        let taps = vec![TapConfig::new("t", c, TapKind::ActivationMap).with_spatial([s, s])];
         let extractor = FeatureExtractor::full_map(taps, 0, [c, s, s]);
         let mut dst = vec![0f32; n];
         let mut records = Vec::with_capacity(n);
@@ -129,7 +123,7 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let models = repo.join("models/fmnist-memorizing");
     let head = models.join("cnn_head_stage1.onnx");
-    let sha = mint_audit::head::file_sha256(&head).unwrap();
+    let sha = mint_head::file_sha256(&head).unwrap();
     let target = repo.join("target/release");
     let mut text = format!(
         "### CNN path: copying full maps on the vendor's thread\n\nCPU: {}.\n\n{}\n",

@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use mint_audit::config::ScoreOutput;
-use mint_audit::head::HeadModel;
+use mint_head::HeadModel;
 
 const BATCHES: [usize; 3] = [1, 64, 256];
 

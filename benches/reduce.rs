@@ -15,7 +15,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use half::{bf16, f16};
-use mint_audit::reduce::{self, Isa};
+use mint_audit::internals::{self as reduce, Isa};
 use mint_audit::{Layout, TensorView};
 
 /// (channels, side) of the four IResNet-100 taps.
@@ -42,6 +42,7 @@ unsafe fn bare_avx2(x: &[f32]) -> f32 {
     let p = x.as_ptr();
     for b in 0..blocks {
         for (k, acc) in a.iter_mut().enumerate() {
+            // SAFETY: block `b < blocks` lies inside `x` (64 floats per block).
             *acc = _mm256_max_ps(*acc, unsafe { _mm256_loadu_ps(p.add(b * 64 + k * 8)) });
         }
     }
@@ -50,6 +51,7 @@ unsafe fn bare_avx2(x: &[f32]) -> f32 {
         m = _mm256_max_ps(m, *acc);
     }
     let mut lanes = [0f32; 8];
+    // SAFETY: `lanes` holds the 8 floats stored.
     unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), m) };
     x[blocks * 64..].iter().copied().chain(lanes).fold(f32::NEG_INFINITY, f32::max)
 }
@@ -63,6 +65,7 @@ unsafe fn bare_avx512(x: &[f32]) -> f32 {
     let p = x.as_ptr();
     for b in 0..blocks {
         for (k, acc) in a.iter_mut().enumerate() {
+            // SAFETY: block `b < blocks` lies inside `x` (128 floats per block).
             *acc = _mm512_max_ps(*acc, unsafe { _mm512_loadu_ps(p.add(b * 128 + k * 16)) });
         }
     }
@@ -108,12 +111,14 @@ fn main() {
         if Isa::Avx2.is_available() {
             bare.push((
                 "avx2 intrinsics",
+                // SAFETY: this CPU has AVX2 (checked above).
                 Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx2(black_box(m)) }))),
             ));
         }
         if Isa::Avx512.is_available() {
             bare.push((
                 "avx512 intrinsics",
+                // SAFETY: this CPU has AVX-512F (checked above).
                 Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx512(black_box(m)) }))),
             ));
         }

@@ -37,8 +37,10 @@ mkdir -p "$prefix/include" "$prefix/lib/pkgconfig"
 prefix="$(cd "$prefix" && pwd)"
 cp include/mint_audit.h "$prefix/include/"
 [ -f include/mint_backend.h ] && cp include/mint_backend.h "$prefix/include/"
-cp "$target_dir/$dir/libmint_audit.so" "$target_dir/$dir/libmint_audit.a" \
-  "$target_dir/$dir/libmint_backend_cpu.so" "$target_dir/$dir/libmint_backend_triton.so" "$prefix/lib/"
+# The FFI crate's artefacts are libmint_audit_ffi.*; C callers link -lmint_audit.
+cp "$target_dir/$dir/libmint_audit_ffi.so" "$prefix/lib/libmint_audit.so"
+cp "$target_dir/$dir/libmint_audit_ffi.a" "$prefix/lib/libmint_audit.a"
+cp "$target_dir/$dir/libmint_backend_cpu.so" "$target_dir/$dir/libmint_backend_triton.so" "$prefix/lib/"
 version="$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)"
 sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" ffi/mint_audit.pc.in > "$prefix/lib/pkgconfig/mint_audit.pc"
 echo "installed mint_audit $version ($profile) in $prefix"

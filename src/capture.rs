@@ -39,6 +39,15 @@ impl Assembly {
         Assembly::Features { parts, width: offset, check_finite }
     }
 
+    /// The full map of tap `tap`, which must declare its spatial size.
+    pub(crate) fn full_map(taps: &[TapConfig], tap: usize) -> Result<Assembly> {
+        let t = &taps[tap];
+        let [h, w] = t.spatial.ok_or_else(|| {
+            Error::config("head.tap", format!("tap '{}' feeds a CNN head, so it needs \"spatial\": [H, W]", t.name))
+        })?;
+        Ok(Assembly::Map { tap, chw: [t.channels, h, w] })
+    }
+
     /// f32 values per record.
     pub(crate) fn width(&self) -> usize {
         match self {

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 /// Complete configuration of one auditor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct Config {
     /// The audited model, as named in metrics.
     pub model: ModelInfo,
@@ -21,14 +22,19 @@ pub struct Config {
     pub taps: Vec<TapConfig>,
     /// The MINT head that scores the taps.
     pub head: HeadConfig,
+    /// What the vendor's thread does with the tensors.
     #[serde(default)]
     pub capture: CaptureConfig,
+    /// The bound on samples waiting for the workers.
     #[serde(default)]
     pub queue: QueueConfig,
+    /// How the workers batch samples for the head.
     #[serde(default)]
     pub batching: BatchingConfig,
+    /// Which samples are audited.
     #[serde(default)]
     pub sampling: SamplingConfig,
+    /// The metrics and their endpoint.
     #[serde(default)]
     pub metrics: MetricsConfig,
     /// Worker threads running the head (each owns one state of the shared compiled plan).
@@ -39,10 +45,14 @@ pub struct Config {
     pub base_dir: PathBuf,
 }
 
+/// The audited model.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct ModelInfo {
+    /// Its id, as named in metrics.
     pub id: String,
+    /// Its version, as named in metrics.
     #[serde(default)]
     pub version: String,
     /// The audited model's ONNX file, when mint-audit runs the model itself (the `mint`
@@ -64,12 +74,16 @@ pub enum TapKind {
     Outcome,
 }
 
+/// One tensor the vendor hands over on every submit.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct TapConfig {
+    /// Its name, unique in the configuration.
     pub name: String,
     /// Channel count of the map (or length of the outcome vector).
     pub channels: usize,
+    /// What it carries.
     pub kind: TapKind,
     /// Expected `[H, W]` of the maps, checked on every submit when given; required for the
     /// tap of a CNN head.
@@ -80,26 +94,23 @@ pub struct TapConfig {
     pub tensor: Option<String>,
 }
 
-/// How a head's output is to be read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ScoreOutput {
-    /// The head outputs a membership probability in [0, 1].
-    #[default]
-    Probability,
-    /// The head outputs a logit; the score is its sigmoid.
-    Logit,
-}
+pub use mint_head::ScoreOutput;
 
+/// The MINT head, by kind.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
 pub enum HeadConfig {
     /// A Vanilla MINT head: per-channel maxima of the listed taps, concatenated, into an ONNX model.
     Vanilla {
+        /// The head's ONNX file, `[N, F]` to `[N]` or `[N, 1]`.
         path: PathBuf,
+        /// The file's sha256: a head whose digest differs is refused.
         sha256: String,
+        /// Scores at or above it are counted as members.
         #[serde(default = "default_threshold")]
         threshold: f32,
+        /// Whether the head outputs probabilities or logits.
         #[serde(default)]
         output: ScoreOutput,
         /// Taps whose features feed the head, in order; all taps when absent.
@@ -108,9 +119,12 @@ pub enum HeadConfig {
     },
     /// A CNN MINT head on the full maps of one tap, run by a backend plugin.
     Cnn {
+        /// The tap whose full maps the head takes.
         tap: String,
+        /// Scores at or above it are counted as members.
         #[serde(default = "default_threshold")]
         threshold: f32,
+        /// The plugin that runs the head.
         backend: BackendConfig,
         /// Bytes of full maps that may wait for the backend at once; past it, batches are dropped.
         #[serde(default = "default_copy_budget")]
@@ -118,8 +132,20 @@ pub enum HeadConfig {
     },
 }
 
+impl HeadConfig {
+    /// The `kind` tag: `vanilla` or `cnn`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HeadConfig::Vanilla { .. } => "vanilla",
+            HeadConfig::Cnn { .. } => "cnn",
+        }
+    }
+}
+
+/// A backend plugin and its own configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BackendConfig {
     /// The plugin shared library: a path (relative to the configuration), or a bare file
     /// name, looked for beside libmint_audit itself, then where the dynamic loader looks.
@@ -132,6 +158,7 @@ pub struct BackendConfig {
 /// What the vendor's thread does with the tensors it is handed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct CaptureConfig {
     /// Look for NaN and infinities in every map read (samples holding any are dropped and
     /// counted). Costs about 10% of the reduction; turn off only when the activations are
@@ -146,8 +173,10 @@ impl Default for CaptureConfig {
     }
 }
 
+/// The queue between the vendor's threads and the workers.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct QueueConfig {
     /// Samples that may wait for the worker; past it, batches are dropped and counted.
     pub capacity: usize,
@@ -159,8 +188,10 @@ impl Default for QueueConfig {
     }
 }
 
+/// How the workers batch samples for the head.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct BatchingConfig {
     /// Largest batch the head runs.
     pub max_batch: usize,
@@ -175,13 +206,16 @@ impl Default for BatchingConfig {
 }
 
 impl BatchingConfig {
+    /// `max_wait_ms` as a duration.
     pub fn max_wait(&self) -> Duration {
         Duration::from_millis(self.max_wait_ms)
     }
 }
 
+/// Which samples are audited.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct SamplingConfig {
     /// Audit one sample in this many, chosen by a hash of the sample id (so the same id is
     /// always chosen or always skipped, on every replica).
@@ -197,8 +231,10 @@ impl Default for SamplingConfig {
     }
 }
 
+/// The metrics and their endpoint.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct MetricsConfig {
     /// Serve `/metrics` over HTTP; off unless given.
     #[serde(default)]
@@ -208,12 +244,33 @@ pub struct MetricsConfig {
     pub score_buckets: Option<Vec<f64>>,
 }
 
+/// The built-in `/metrics` endpoint.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[non_exhaustive]
 pub struct HttpConfig {
     /// Address to bind; port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub listen: String,
+}
+
+impl HttpConfig {
+    /// An endpoint on `listen` ("127.0.0.1:0" picks a free loopback port).
+    pub fn new(listen: impl Into<String>) -> HttpConfig {
+        HttpConfig { listen: listen.into() }
+    }
+}
+
+impl TapConfig {
+    /// A tap named `name` of `channels` channels, with no spatial size or tensor name.
+    pub fn new(name: impl Into<String>, channels: usize, kind: TapKind) -> TapConfig {
+        TapConfig { name: name.into(), channels, kind, spatial: None, tensor: None }
+    }
+
+    /// The same tap with maps of `[H, W]`.
+    pub fn with_spatial(self, spatial: [usize; 2]) -> TapConfig {
+        TapConfig { spatial: Some(spatial), ..self }
+    }
 }
 
 fn default_true() -> bool {
@@ -392,14 +449,18 @@ impl Config {
         self.taps.iter().position(|t| t.name == name)
     }
 
-    /// Indices of the taps feeding a Vanilla head, in feature order.
-    pub fn head_taps(&self) -> Vec<usize> {
+    /// Indices of the taps feeding the head, in feature order (the CNN head's one tap). An
+    /// error names a tap the configuration lists but does not declare.
+    pub fn head_taps(&self) -> Result<Vec<usize>> {
+        let index = |field: String, name: &str| {
+            self.tap_index(name).ok_or_else(|| Error::config(field, format!("no tap is named '{name}'")))
+        };
         match &self.head {
             HeadConfig::Vanilla { taps: Some(list), .. } => {
-                list.iter().map(|n| self.tap_index(n).expect("validated")).collect()
+                list.iter().enumerate().map(|(i, n)| index(format!("head.taps[{i}]"), n)).collect()
             }
-            HeadConfig::Vanilla { taps: None, .. } => (0..self.taps.len()).collect(),
-            HeadConfig::Cnn { tap, .. } => vec![self.tap_index(tap).expect("validated")],
+            HeadConfig::Vanilla { taps: None, .. } => Ok((0..self.taps.len()).collect()),
+            HeadConfig::Cnn { tap, .. } => Ok(vec![index("head.tap".into(), tap)?]),
         }
     }
 
@@ -445,7 +506,7 @@ mod tests {
         assert_eq!(c.batching.max_batch, 64);
         assert_eq!(c.sampling.one_in, 1);
         assert_eq!(c.threshold(), 0.5);
-        assert_eq!(c.head_taps(), vec![0, 1]);
+        assert_eq!(c.head_taps().unwrap(), vec![0, 1]);
         match c.head {
             HeadConfig::Vanilla { path, .. } => assert_eq!(path, Path::new("/cfg/head.onnx")),
             _ => unreachable!(),
@@ -498,6 +559,6 @@ mod tests {
         assert!(e.contains("spatial"), "{e}");
         let cnn = cnn.replace(r#""channels": 16,"#, r#""channels": 16, "spatial": [28, 28],"#);
         let ok = Config::from_json(&cnn.replace(r#""tap": "logits""#, r#""tap": "stage1""#), Path::new("/c")).unwrap();
-        assert_eq!(ok.head_taps(), vec![0]);
+        assert_eq!(ok.head_taps().unwrap(), vec![0]);
     }
 }

@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-/// What went wrong, in a closed set that never changes meaning between releases.
+/// What went wrong, in a closed set that never changes meaning between releases. Exhaustive on
+/// purpose: a binding maps every kind to its own code, and a new kind must make it say how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorKind {
     /// A configuration field is missing, unknown or out of range.
@@ -32,39 +33,102 @@ pub enum ErrorKind {
 
 /// The library's error.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
+    /// A configuration field is missing, unknown or out of range.
     #[error("invalid configuration: {field}: {message}")]
-    Config { field: String, message: String },
+    Config {
+        /// The field, as a path (`taps[2].channels`).
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
 
+    /// The head file's sha256 differs from the configured one.
     #[error("head file {}: sha256 is {actual}, but the configuration expects {expected}; refusing to start", path.display())]
-    HeadDigestMismatch { path: PathBuf, expected: String, actual: String },
+    HeadDigestMismatch {
+        /// The head file.
+        path: PathBuf,
+        /// The configured digest.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
 
+    /// The head (or audited model) could not be parsed, compiled or run.
     #[error("head {}: {message}", path.display())]
-    HeadLoad { path: PathBuf, message: String },
+    HeadLoad {
+        /// The ONNX file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 
+    /// A tensor does not fit its tap; the message names the tap.
     #[error("{0}")]
     InvalidInput(String),
 
+    /// Some samples held NaN or infinities and were dropped; the others were accepted.
     #[error("{rejected} of {total} samples had NaN or infinite values (first: sample id {first_id}, tap '{tap}') and were dropped; the other {} were accepted", total - rejected)]
-    NonFinite { rejected: usize, total: usize, first_id: u64, tap: String },
+    NonFinite {
+        /// Samples dropped.
+        rejected: usize,
+        /// Samples chosen for audit in the call.
+        total: usize,
+        /// The first dropped sample's id.
+        first_id: u64,
+        /// The tap holding its first non-finite value.
+        tap: String,
+    },
 
+    /// The queue to the workers was full: the batch was dropped and counted.
     #[error("queue full ({capacity} samples): batch of {samples} samples dropped")]
-    QueueFull { samples: usize, capacity: usize },
+    QueueFull {
+        /// Samples dropped.
+        samples: usize,
+        /// The queue's capacity.
+        capacity: usize,
+    },
 
+    /// The CNN path's copy budget was exhausted: the batch was dropped and counted.
     #[error("CNN copy budget of {budget} bytes exhausted: batch of {samples} samples ({bytes} bytes) dropped")]
-    OverBudget { samples: usize, bytes: usize, budget: usize },
+    OverBudget {
+        /// Samples dropped.
+        samples: usize,
+        /// Bytes their maps needed.
+        bytes: usize,
+        /// The configured budget.
+        budget: usize,
+    },
 
+    /// The auditor is closed.
     #[error("auditor is closed")]
     Closed,
 
+    /// A backend plugin could not be loaded, or refused a call.
     #[error("backend {}: {message}", library.display())]
-    Backend { library: PathBuf, message: String },
+    Backend {
+        /// The plugin library.
+        library: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
 
+    /// A file could not be read or written, or a thread could not be started.
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        /// The file (or the thread's name).
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 
+    /// A caller's buffer is too small.
     #[error("buffer too small: {needed} bytes needed")]
-    BufferTooSmall { needed: usize },
+    BufferTooSmall {
+        /// Bytes needed.
+        needed: usize,
+    },
 }
 
 impl Error {
@@ -91,6 +155,20 @@ impl Error {
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+}
+
+impl From<mint_head::HeadError> for Error {
+    fn from(e: mint_head::HeadError) -> Self {
+        use mint_head::HeadError;
+        match e {
+            HeadError::DigestMismatch { path, expected, actual } => {
+                Error::HeadDigestMismatch { path, expected, actual }
+            }
+            HeadError::Io { path, source } => Error::Io { path, source },
+            HeadError::Load { path, message } => Error::HeadLoad { path, message },
+            other => Error::HeadLoad { path: PathBuf::new(), message: other.to_string() },
+        }
     }
 }
 

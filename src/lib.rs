@@ -1,36 +1,90 @@
 //! mint-audit: live Membership Inference Tests (MINT) inside a model-serving stack.
 //!
 //! A vendor creates one [`Auditor`] from a [`Config`] and, on its serving threads, hands it the
-//! activations of the configured tap layers ([`TensorView`]s) with the samples' ids. The
-//! auditor reduces each map to its per-channel max on the calling thread (the Vanilla MINT
-//! feature), queues the compact records without blocking, and scores them on background
-//! workers with the auditor's MINT head (an ONNX model run by tract, or a backend plugin for
-//! CNN heads). Results reach the vendor's [`ResultSink`] and Prometheus metrics.
+//! activations of the configured tap layers ([`TensorView`]s) with the samples' ids. The path
+//! of a sample, one module a hop:
+//!
+//! 1. `intake` (the vendor's thread): sampling, descriptor checks, admission to the queue;
+//! 2. `capture` and `reduce`: each chosen map reduced in place to its per-channel max (the
+//!    Vanilla MINT feature), or copied whole for a CNN head, into a compact record;
+//! 3. `pipeline`: the bounded, non-blocking hand-off to the workers, with recycled buffers;
+//! 4. `worker`: batching by size and wait time;
+//! 5. `plan`: the head, built once and `spawn`ed per worker (`vanilla`: an ONNX model on
+//!    tract; `backend`: a CNN head behind a plugin, on a CPU, a GPU or a Triton server);
+//! 6. `delivery` and `ledger`: the verdict counted exactly once, the result handed to the
+//!    vendor's [`ResultSink`], the metrics (`metrics`) read from the ledger.
+//!
+//! ```
+//! use mint_audit::{Auditor, Config, Form, Layout, TensorView};
+//!
+//! # fn main() -> Result<(), mint_audit::Error> {
+//! let config = Config::from_path("models/fmnist-memorizing/auditor.json")?;
+//! let auditor = Auditor::new(config)?;
+//!
+//! // After the model ran on a batch of 2 requests: each tap's activations, in the
+//! // configuration's order (maps [N, C, H, W], the outcome [N, 10]).
+//! let shapes = [[2, 16, 28, 28], [2, 32, 14, 14], [2, 64, 7, 7], [2, 128, 4, 4]];
+//! let maps: Vec<Vec<f32>> = shapes.iter().map(|s| vec![0.5; s.iter().product()]).collect();
+//! let logits = vec![0.1f32; 2 * 10];
+//! let mut taps: Vec<TensorView<'_>> = maps
+//!     .iter()
+//!     .zip(&shapes)
+//!     .map(|(m, &s)| TensorView::map(m.as_slice(), Layout::Nchw, s))
+//!     .collect::<Result<_, _>>()?;
+//! taps.push(TensorView::vectors(logits.as_slice(), Form::Vector, 2, 10)?);
+//!
+//! let report = auditor.submit(&[1001, 1002], &taps)?;
+//! assert_eq!(report.accepted, 2);
+//!
+//! let closed = auditor.close(std::time::Duration::from_secs(5));
+//! assert_eq!(closed.stats.submitted, closed.stats.audited() + closed.stats.dropped_total());
+//! # Ok(())
+//! # }
+//! ```
+
+#![warn(missing_docs)]
 
 mod auditor;
 mod backend;
 mod capture;
 pub mod config;
-pub mod error;
-pub mod head;
-pub mod metrics;
-pub mod model;
+mod delivery;
+mod error;
+mod intake;
+mod ledger;
+mod metrics;
+mod model;
 mod pipeline;
-pub mod reduce;
+mod plan;
+mod reduce;
 mod results;
 mod sampling;
-pub mod tensor;
+mod tensor;
+mod vanilla;
 mod worker;
 
-pub use auditor::{Auditor, CloseReport, Stats, SubmitReport};
+pub use auditor::{Auditor, CloseReport};
 pub use capture::FeatureExtractor;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
-pub use metrics::{DropReason, Verdict};
+pub use intake::SubmitReport;
+pub use ledger::Stats;
 pub use model::{TappedModel, TappedRunner};
-pub use results::{AuditResult, Outcome, ResultSink};
-pub use sampling::Sampler;
+pub use results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
 pub use tensor::{DType, Elements, Form, Layout, TensorView};
 
 /// The library's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The instruction set the reduction kernels use on this machine (`avx512`, `avx2`, `sse2`,
+/// or `portable`), chosen once at run time; reports and the `_info` metric carry it.
+pub fn reduce_isa() -> &'static str {
+    reduce::isa().name()
+}
+
+/// Hooks for this repository's benchmarks and toolkit: the reduction kernels one by one.
+/// Not part of the stable API.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::reduce::{channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, Isa};
+}

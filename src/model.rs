@@ -43,10 +43,12 @@ impl TappedModel {
         })
     }
 
+    /// The ONNX file.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// The tapped tensors' names, in tap order.
     pub fn taps(&self) -> &[String] {
         &self.taps
     }
@@ -178,5 +180,52 @@ impl TappedRunner {
                 }
             })
             .collect()
+    }
+}
+
+/// The audited model of a configuration, compiled on first use, with one runner per calling
+/// thread: what [`Auditor::infer`](crate::Auditor::infer) runs.
+pub(crate) struct ServedModel {
+    compiled: std::sync::OnceLock<std::result::Result<TappedModel, String>>,
+    runners: thread_local::ThreadLocal<std::cell::RefCell<Option<TappedRunner>>>,
+}
+
+impl ServedModel {
+    pub(crate) fn new() -> ServedModel {
+        ServedModel { compiled: std::sync::OnceLock::new(), runners: thread_local::ThreadLocal::new() }
+    }
+
+    /// The model, compiled from the configuration the first time.
+    pub(crate) fn model(&self, config: &crate::Config) -> Result<&TappedModel> {
+        let compiled = self.compiled.get_or_init(|| {
+            let (Some(onnx), Some(shape)) = (&config.model.onnx, &config.model.input_shape) else {
+                return Err("model.onnx and model.input_shape are needed to run the audited model".into());
+            };
+            let tensors: Option<Vec<&str>> = config.taps.iter().map(|t| t.tensor.as_deref()).collect();
+            let Some(tensors) = tensors else {
+                return Err("every tap needs a `tensor` (its name in the ONNX model) to run the audited model".into());
+            };
+            TappedModel::load(onnx, &tensors, shape).map_err(|e| e.to_string())
+        });
+        compiled.as_ref().map_err(|message| Error::config("model.onnx", message.clone()))
+    }
+
+    /// Runs the model on `n` samples from this thread's runner and hands `f` the runner.
+    pub(crate) fn run<T>(
+        &self,
+        config: &crate::Config,
+        input: &[f32],
+        n: usize,
+        f: impl FnOnce(&TappedRunner) -> Result<T>,
+    ) -> Result<T> {
+        let model = self.model(config)?;
+        let cell = self.runners.get_or(|| std::cell::RefCell::new(None));
+        let mut slot = cell.borrow_mut();
+        let runner = match &mut *slot {
+            Some(runner) => runner,
+            empty => empty.insert(model.runner()?),
+        };
+        runner.run(input, n)?;
+        f(runner)
     }
 }

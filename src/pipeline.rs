@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crossbeam_queue::ArrayQueue;
 
-use crate::metrics::DropReason;
+use crate::results::DropReason;
 
 /// Records of one submit call, on their way to a worker.
 pub(crate) struct Job {

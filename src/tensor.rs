@@ -12,8 +12,11 @@ use crate::error::{Error, Result};
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit IEEE float.
     F32,
+    /// 16-bit IEEE float (binary16).
     F16,
+    /// bfloat16.
     BF16,
 }
 
@@ -26,6 +29,7 @@ impl DType {
         }
     }
 
+    /// `f32`, `f16` or `bf16`.
     pub fn name(self) -> &'static str {
         match self {
             DType::F32 => "f32",
@@ -58,12 +62,16 @@ pub enum Form {
 /// The typed elements a view borrows.
 #[derive(Debug, Clone, Copy)]
 pub enum Elements<'a> {
+    /// 32-bit floats.
     F32(&'a [f32]),
+    /// IEEE half-precision floats.
     F16(&'a [f16]),
+    /// bfloat16 values.
     BF16(&'a [bf16]),
 }
 
 impl Elements<'_> {
+    /// The element type.
     pub fn dtype(&self) -> DType {
         match self {
             Elements::F32(_) => DType::F32,
@@ -72,6 +80,7 @@ impl Elements<'_> {
         }
     }
 
+    /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
             Elements::F32(s) => s.len(),
@@ -80,6 +89,7 @@ impl Elements<'_> {
         }
     }
 
+    /// Whether there are no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -185,14 +195,17 @@ impl<'a> TensorView<'a> {
         last.checked_add(1).ok_or_else(overflow)
     }
 
+    /// The borrowed elements.
     pub fn elements(&self) -> Elements<'a> {
         self.elements
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.elements.dtype()
     }
 
+    /// What the view holds.
     pub fn form(&self) -> Form {
         self.form
     }

@@ -1,127 +1,19 @@
-//! Background workers: batch queued records by size and wait time, score them, deliver results.
+//! Background workers: batch queued records by size and wait time, hand them to the head
+//! plan's [`Scorer`], and give the queue's room back.
 //!
-//! The scoring step is a [`Scorer`]: the in-process Vanilla head here, or a backend plugin for
-//! CNN heads. Either way every record that leaves the queue ends in exactly one call to
-//! [`Delivery::scored`] or [`Delivery::dropped`], which keep the metrics and feed the vendor's
-//! result sink, so `submitted = audited + dropped` holds once the auditor is closed.
+//! Every record that leaves the queue ends in exactly one call to [`Delivery::scored`] or
+//! [`Delivery::dropped`] (by the scorer, or here at the drain deadline), so
+//! `submitted = audited + dropped` holds once the auditor is closed.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::head::HeadRunner;
-use crate::metrics::{DropReason, Metrics, Verdict};
+use crate::delivery::Delivery;
 use crate::pipeline::{Admission, Job, Pool};
-use crate::results::{AuditResult, Outcome, ResultSink};
-
-/// Turns batches of records into scores.
-pub(crate) trait Scorer: Send {
-    /// Scores `ids.len()` records of `records`; every id reaches `delivery`, now or later.
-    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery);
-
-    /// Called once the queue is closed and drained; waits for late results until `deadline`.
-    fn finish(&mut self, _deadline: Instant, _delivery: &Delivery) {}
-}
-
-/// Where results go: metrics always, the vendor's sink when one is registered.
-pub(crate) struct Delivery {
-    pub metrics: Metrics,
-    sink: Option<Arc<dyn ResultSink>>,
-    threshold: f32,
-    last_error: Mutex<Option<String>>,
-}
-
-impl Delivery {
-    pub(crate) fn new(metrics: Metrics, sink: Option<Arc<dyn ResultSink>>, threshold: f32) -> Delivery {
-        Delivery { metrics, sink, threshold, last_error: Mutex::new(None) }
-    }
-
-    /// Records scores; a non-finite score counts as a head error for that sample.
-    pub(crate) fn scored(&self, ids: &[u64], scores: &[f32]) {
-        debug_assert_eq!(ids.len(), scores.len());
-        let mut results = Vec::with_capacity(ids.len());
-        let (mut members, mut non_members, mut broken) = (0, 0, 0);
-        for (&sample_id, &score) in ids.iter().zip(scores) {
-            let outcome = if !score.is_finite() {
-                broken += 1;
-                Outcome::Dropped(DropReason::HeadError)
-            } else if score >= self.threshold {
-                members += 1;
-                self.metrics.score.observe(score as f64);
-                Outcome::Audited(Verdict::Member)
-            } else {
-                non_members += 1;
-                self.metrics.score.observe(score as f64);
-                Outcome::Audited(Verdict::NonMember)
-            };
-            results.push(AuditResult { sample_id, score, outcome });
-        }
-        self.metrics.audited(Verdict::Member).inc_by(members);
-        self.metrics.audited(Verdict::NonMember).inc_by(non_members);
-        if broken > 0 {
-            self.metrics.dropped(DropReason::HeadError).inc_by(broken);
-            self.note_error(format!("the head gave {broken} non-finite scores"));
-        }
-        if let Some(sink) = &self.sink {
-            sink.deliver(&results);
-        }
-    }
-
-    /// Records samples lost after the submit call returned.
-    pub(crate) fn dropped(&self, ids: &[u64], reason: DropReason) {
-        self.metrics.dropped(reason).inc_by(ids.len() as u64);
-        if let Some(sink) = &self.sink {
-            let results: Vec<AuditResult> = ids
-                .iter()
-                .map(|&sample_id| AuditResult { sample_id, score: f32::NAN, outcome: Outcome::Dropped(reason) })
-                .collect();
-            sink.deliver(&results);
-        }
-    }
-
-    /// Keeps the latest asynchronous failure, for the vendor to read.
-    pub(crate) fn note_error(&self, message: String) {
-        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
-    }
-
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-}
-
-/// Scores records with an in-process ONNX head.
-pub(crate) struct HeadScorer {
-    runner: HeadRunner,
-    max_batch: usize,
-    width: usize,
-    scores: Vec<f32>,
-}
-
-impl HeadScorer {
-    pub(crate) fn new(runner: HeadRunner, max_batch: usize, width: usize) -> HeadScorer {
-        HeadScorer { runner, max_batch, width, scores: Vec::with_capacity(max_batch) }
-    }
-}
-
-impl Scorer for HeadScorer {
-    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery) {
-        for (ids, records) in ids.chunks(self.max_batch).zip(records.chunks(self.max_batch * self.width)) {
-            self.scores.clear();
-            let started = Instant::now();
-            let outcome = self.runner.score(records, ids.len(), &mut self.scores);
-            delivery.metrics.head_batch_seconds.observe(started.elapsed().as_secs_f64());
-            delivery.metrics.head_batch_size.observe(ids.len() as f64);
-            match outcome {
-                Ok(()) => delivery.scored(ids, &self.scores),
-                Err(e) => {
-                    delivery.note_error(e.to_string());
-                    delivery.dropped(ids, DropReason::HeadError);
-                }
-            }
-        }
-    }
-}
+use crate::plan::Scorer;
+use crate::results::DropReason;
 
 /// What a worker shares with the auditor.
 pub(crate) struct WorkerContext {

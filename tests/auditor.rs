@@ -163,7 +163,7 @@ fn many_threads_submit_at_once_with_exact_accounting() {
 #[test]
 fn the_endpoint_serves_the_registry() {
     let (auditor, _) = auditor_with(|c| {
-        c.metrics.http = Some(mint_audit::config::HttpConfig { listen: "127.0.0.1:0".into() });
+        c.metrics.http = Some(mint_audit::config::HttpConfig::new("127.0.0.1:0"));
     });
     let addr = auditor.metrics_addr().expect("endpoint on");
     assert!(addr.ip().is_loopback());

@@ -93,7 +93,7 @@ fn the_cpu_plugin_scores_as_pytorch_within_1e_5() {
 }
 
 fn report_sha(path: &Path) -> String {
-    mint_audit::head::file_sha256(path).unwrap()
+    mint_head::file_sha256(path).unwrap()
 }
 
 #[test]

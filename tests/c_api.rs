@@ -29,7 +29,7 @@ fn write_fixtures(dir: &Path) {
     std::fs::write(&not_onnx, "this is not an ONNX model\n").unwrap();
     let mut c = good.clone();
     c["head"]["path"] = json!(not_onnx);
-    c["head"]["sha256"] = json!(mint_audit::head::file_sha256(&not_onnx).unwrap());
+    c["head"]["sha256"] = json!(mint_head::file_sha256(&not_onnx).unwrap());
     write("bad_head.json", &c);
 
     let mut c = good.clone();
@@ -43,7 +43,7 @@ fn write_fixtures(dir: &Path) {
     c["head"] = json!({
         "kind": "cnn", "tap": "stage1", "copy_budget_bytes": 60_000,
         "backend": {"library": installed_prefix().join("lib/libmint_backend_cpu.so"),
-                    "config": {"head": cnn_head, "sha256": mint_audit::head::file_sha256(&cnn_head).unwrap()}},
+                    "config": {"head": cnn_head, "sha256": mint_head::file_sha256(&cnn_head).unwrap()}},
     });
     write("cnn_small_budget.json", &c);
 }

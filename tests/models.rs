@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use mint_audit::config::{ScoreOutput, TapKind};
-use mint_audit::head::HeadModel;
 use mint_audit::{Auditor, Error, FeatureExtractor, TappedModel};
+use mint_head::HeadModel;
 
 #[test]
 fn shipped_head_scores_equal_the_exporters_within_1e_5() {
@@ -53,6 +53,7 @@ fn a_head_whose_digest_differs_is_refused_naming_the_file() {
 fn a_head_that_does_not_fit_the_taps_is_refused() {
     let path = repo().join("models/fmnist-memorizing/head.onnx");
     let err = HeadModel::load(&path, None, &[249], ScoreOutput::Probability).unwrap_err();
+    let err = mint_audit::Error::from(err);
     assert_eq!(err.kind(), mint_audit::ErrorKind::HeadLoad);
     assert!(err.to_string().contains("[N, 249]"), "{err}");
 }

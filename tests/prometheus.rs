@@ -31,7 +31,7 @@ fn a_real_prometheus_scrapes_the_audited_series() {
     let promtool = require("promtool", "prometheus");
 
     let mut config = shipped_auditor_config();
-    config.metrics.http = Some(mint_audit::config::HttpConfig { listen: "127.0.0.1:0".into() });
+    config.metrics.http = Some(mint_audit::config::HttpConfig::new("127.0.0.1:0"));
     let auditor = Auditor::new(config).unwrap();
     let addr = auditor.metrics_addr().unwrap();
     let mut data = synthetic_reduced(100, 9);

@@ -67,7 +67,7 @@ fn triton_scores_equal_the_cpu_plugin_and_triton_counts_them() {
         .current_dir(repo()));
     let models = repo().join("models/fmnist-memorizing");
     let head = models.join("cnn_head_stage1.onnx");
-    let sha = mint_audit::head::file_sha256(&head).unwrap();
+    let sha = mint_head::file_sha256(&head).unwrap();
 
     let dir = scratch("triton");
     let (http, grpc, metrics) = (free_port(), free_port(), free_port());

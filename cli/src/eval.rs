@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use mint_audit::config::{HeadConfig, TapKind};
+use mint_audit::config::TapKind;
 use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
 use serde_json::json;
 
@@ -148,11 +148,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
     config.metrics.http = None;
     config.queue.capacity = config.queue.capacity.max(total);
     let threshold = config.threshold() as f64;
-    let head_taps: Vec<String> = config.head_taps().iter().map(|&i| config.taps[i].name.clone()).collect();
-    let head_kind = match &config.head {
-        HeadConfig::Vanilla { .. } => "vanilla",
-        HeadConfig::Cnn { .. } => "cnn",
-    };
+    let head_taps: Vec<String> = config.head_taps()?.iter().map(|&i| config.taps[i].name.clone()).collect();
+    let head_kind = config.head.kind();
     let outcome_tap = config.taps.iter().position(|t| t.kind == TapKind::Outcome);
     let outcome_width = outcome_tap.map(|i| config.taps[i].channels).unwrap_or(0);
 
@@ -188,7 +185,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 let mut kept = kept.lock().unwrap();
                 for i in 0..n {
                     let row = (start + i) * outcome_width;
-                    mint_audit::reduce::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
+                    mint_audit::internals::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
                 }
             }
             Ok(())
@@ -290,7 +287,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let report = json!({
         "mint_version": mint_audit::VERSION,
         "model": {"id": config.model.id, "version": config.model.version, "onnx": desc.onnx(),
-                  "sha256": mint_audit::head::file_sha256(desc.onnx())?},
+                  "sha256": mint_head::file_sha256(desc.onnx())?},
         "head": {"kind": head_kind, "sha256": head_sha, "threshold": threshold, "taps": head_taps},
         "data": data_note,
         "mint": head,
@@ -299,7 +296,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "checks": checks,
         "passed": passed,
         "bootstrap": {"rounds": args.bootstrap, "seed": args.seed},
-        "run": {"seconds": started.elapsed().as_secs_f64(), "threads": args.threads, "reduce_isa": mint_audit::reduce::isa().name()},
+        "run": {"seconds": started.elapsed().as_secs_f64(), "threads": args.threads, "reduce_isa": mint_audit::reduce_isa()},
     });
     std::fs::write(args.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
     let summary = summary(&config, &head, &blind, &baselines, &shift_message);

@@ -118,7 +118,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "columns": columns,
         "outcome_columns": desc.outcome_columns(&used).map(|(a, b)| vec![a, b]),
         "counts": counts,
-        "reduce_isa": mint_audit::reduce::isa().name(),
+        "reduce_isa": mint_audit::reduce_isa(),
     });
     let meta_path = if args.split.is_some() { args.out.join("features.json") } else { args.out.with_extension("json") };
     std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)?;

@@ -12,7 +12,7 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{bail, ensure, Context, Result};
 use mint_audit::config::ScoreOutput;
-use mint_audit::head::HeadModel;
+use mint_head::HeadModel;
 use serde_json::{json, Value};
 
 use crate::descriptor::Descriptor;

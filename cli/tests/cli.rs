@@ -259,11 +259,10 @@ fn trained_heads_score_alike_in_onnxruntime_and_the_library() {
         let ort_scores = read(&dir.join(format!("{recipe}-ort.npy")));
         let mut x = read(&feats.join("eval_members.npy"));
         x.extend(read(&feats.join("eval_non_members.npy")));
-        let head_model =
-            mint_audit::head::HeadModel::load(&head, None, &[250], mint_audit::config::ScoreOutput::Probability)
-                .unwrap()
-                .with_batch_plans(&[1, 64])
-                .unwrap();
+        let head_model = mint_head::HeadModel::load(&head, None, &[250], mint_audit::config::ScoreOutput::Probability)
+            .unwrap()
+            .with_batch_plans(&[1, 64])
+            .unwrap();
         let mut ours = Vec::new();
         let mut runner = head_model.runner().unwrap();
         for chunk in x.chunks(64 * 250) {

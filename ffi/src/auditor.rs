@@ -1,15 +1,14 @@
 //! The auditor handle and its functions.
 
-use std::ffi::{c_char, c_void, CStr};
+use std::ffi::{c_char, c_void};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mint_audit::{
-    AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, SubmitReport, Verdict,
-};
+use mint_audit::{AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, Verdict};
 
-use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT};
+use crate::args::{try_mut, try_ref, try_slice, try_slice_mut, try_str, write_opt};
+use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL};
 use crate::tensor::{self, mint_tensor};
 
 /// An auditor: created by `mint_auditor_new*`, released by `mint_auditor_free`.
@@ -151,6 +150,7 @@ struct CSink {
 // SAFETY: the header tells the caller that `userdata` is used from worker threads; making it
 // safe to use there is the caller's part of the contract.
 unsafe impl Send for CSink {}
+// SAFETY: as for `Send`; the sink is only called, never mutated.
 unsafe impl Sync for CSink {}
 
 impl ResultSink for CSink {
@@ -184,35 +184,26 @@ impl Drop for CSink {
     }
 }
 
-unsafe fn str_arg<'a>(p: *const c_char, name: &str) -> Result<&'a str, Failure> {
-    if p.is_null() {
-        return Err(Failure::null(name));
-    }
-    // SAFETY: the caller passes a NUL-terminated string.
-    unsafe { CStr::from_ptr(p) }
-        .to_str()
-        .map_err(|_| Failure::new(MINT_ERR_INVALID_ARGUMENT, format!("`{name}` is not UTF-8")))
-}
-
+/// # Safety
+/// `sink` is NULL or points to a valid `mint_result_sink`.
 unsafe fn sink_arg(sink: *const mint_result_sink) -> Option<Arc<dyn ResultSink>> {
-    // SAFETY: NULL or a valid struct, per the header.
-    let s = unsafe { sink.as_ref() }?;
+    // SAFETY: forwarded from the caller.
+    let s = unsafe { try_ref(sink, "sink") }.ok()?;
     // Taking ownership now means `free_userdata` runs when this is dropped: on failure
     // below, or when the auditor goes.
     Some(Arc::new(CSink { on_results: s.on_results, userdata: s.userdata, free_userdata: s.free_userdata }))
 }
 
-unsafe fn create(
+fn create(
     config: Result<Config, mint_audit::Error>,
     sink: Option<Arc<dyn ResultSink>>,
-    out: *mut *mut mint_auditor,
+    out: &mut *mut mint_auditor,
 ) -> Result<(), Failure> {
     let auditor = match sink {
         Some(sink) => Auditor::with_sink(config?, sink)?,
         None => Auditor::new(config?)?,
     };
-    // SAFETY: checked non-null by the callers.
-    unsafe { *out = Box::into_raw(Box::new(mint_auditor { inner: auditor })) };
+    *out = Box::into_raw(Box::new(mint_auditor { inner: auditor }));
     Ok(())
 }
 
@@ -227,15 +218,13 @@ pub unsafe extern "C" fn mint_auditor_new(
     sink: *const mint_result_sink,
     out: *mut *mut mint_auditor,
 ) -> mint_status {
-    // SAFETY (whole body): pointers as documented above.
+    // SAFETY: NULL or a valid struct, per the header.
     let sink = unsafe { sink_arg(sink) };
     boundary("mint_auditor_new", || {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        let json = unsafe { str_arg(config_json, "config_json") }?;
+        // SAFETY: pointers as documented above.
+        let (out, json) = unsafe { (try_mut(out, "out")?, try_str(config_json, "config_json")?) };
         let cwd = std::env::current_dir().unwrap_or_default();
-        unsafe { create(Config::from_json(json, &cwd), sink, out) }
+        create(Config::from_json(json, &cwd), sink, out)
     })
 }
 
@@ -247,14 +236,12 @@ pub unsafe extern "C" fn mint_auditor_new_from_file(
     sink: *const mint_result_sink,
     out: *mut *mut mint_auditor,
 ) -> mint_status {
-    // SAFETY (whole body): pointers as documented above.
+    // SAFETY: NULL or a valid struct, per the header.
     let sink = unsafe { sink_arg(sink) };
     boundary("mint_auditor_new_from_file", || {
-        if out.is_null() {
-            return Err(Failure::null("out"));
-        }
-        let path = unsafe { str_arg(path, "path") }?;
-        unsafe { create(Config::from_path(Path::new(path)), sink, out) }
+        // SAFETY: pointers as documented above.
+        let (out, path) = unsafe { (try_mut(out, "out")?, try_str(path, "path")?) };
+        create(Config::from_path(Path::new(path)), sink, out)
     })
 }
 
@@ -274,27 +261,18 @@ pub unsafe extern "C" fn mint_auditor_free(auditor: *mut mint_auditor) {
     });
 }
 
+/// # Safety
+/// `a` is NULL or a live handle.
 unsafe fn auditor_ref<'a>(a: *const mint_auditor) -> Result<&'a Auditor, Failure> {
-    // SAFETY: NULL or a live handle, per the header.
-    unsafe { a.as_ref() }.map(|a| &a.inner).ok_or_else(|| Failure::null("auditor"))
+    // SAFETY: forwarded from the caller.
+    unsafe { try_ref(a, "auditor") }.map(|a| &a.inner)
 }
 
-unsafe fn ids_arg<'a>(ids: *const u64, n: usize) -> Result<&'a [u64], Failure> {
-    if n == 0 {
-        return Ok(&[]);
-    }
-    if ids.is_null() {
-        return Err(Failure::null("sample_ids"));
-    }
-    // SAFETY: `n` readable ids, per the header.
-    Ok(unsafe { std::slice::from_raw_parts(ids, n) })
-}
-
-fn write_report(out: *mut mint_submit_report, r: SubmitReport) {
-    // SAFETY: NULL or writable, per the header.
-    if let Some(o) = unsafe { out.as_mut() } {
-        *o = mint_submit_report { seen: r.seen, chosen: r.chosen, accepted: r.accepted };
-    }
+/// # Safety
+/// `out` is NULL or writable.
+unsafe fn write_report(out: *mut mint_submit_report, seen: usize, chosen: usize, accepted: usize) {
+    // SAFETY: forwarded from the caller.
+    unsafe { write_opt(out, mint_submit_report { seen, chosen, accepted }) }
 }
 
 /// Hands over one batch: `n` sample ids and one tensor per configured tap, in the
@@ -316,41 +294,55 @@ pub unsafe extern "C" fn mint_auditor_submit(
     report: *mut mint_submit_report,
 ) -> mint_status {
     boundary("mint_auditor_submit", || {
-        write_report(report, SubmitReport { seen: n, ..Default::default() });
-        // SAFETY (whole body): pointers as documented above.
+        // SAFETY: `report` is NULL or writable, per the header.
+        unsafe { write_report(report, n, 0, 0) };
+        // SAFETY: NULL or a live handle, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        let ids = unsafe { ids_arg(sample_ids, n) }?;
-        let descriptors = if n_taps == 0 {
-            &[][..]
-        } else if taps.is_null() {
-            a.count_unreadable(ids);
-            return Err(Failure::null("taps"));
-        } else {
-            unsafe { std::slice::from_raw_parts(taps, n_taps) }
-        };
+        // SAFETY: `n` readable ids, per the header.
+        let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
+        // A batch whose descriptors cannot be read is handed over as such: the core counts it.
         let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
-        for (i, d) in descriptors.iter().enumerate() {
-            match unsafe { tensor::view(d, i) } {
-                Ok(v) => views.push(v),
-                Err(e) => {
-                    a.count_unreadable(ids);
-                    return Err(e);
-                }
-            }
-        }
-        match a.submit(ids, &views) {
+        // SAFETY: `taps` is NULL or `n_taps` descriptors, per the header.
+        let decoded = unsafe { decode(&mut views, taps, n_taps) };
+        let unreadable = decoded.as_ref().err().map(|f| mint_audit::Error::InvalidInput(f.message.clone()));
+        let outcome = match unreadable {
+            None => a.submit(ids, &views),
+            Some(e) => a.submit_decoded(ids, Err(e)),
+        };
+        match outcome {
             Ok(r) => {
-                write_report(report, r);
+                // SAFETY: as documented above.
+                unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
                 Ok(())
             }
             Err(e) => {
                 if let mint_audit::Error::NonFinite { rejected, total, .. } = &e {
-                    write_report(report, SubmitReport { seen: n, chosen: *total, accepted: total - rejected });
+                    // SAFETY: as documented above.
+                    unsafe { write_report(report, n, *total, total - rejected) };
                 }
-                Err(e.into())
+                // The decoding failure keeps its own status (a NULL `taps`, a bad descriptor).
+                Err(decoded.err().unwrap_or_else(|| e.into()))
             }
         }
     })
+}
+
+/// Turns the C descriptors into views, or says which one cannot be read.
+///
+/// # Safety
+/// `taps` is NULL or points to `n_taps` descriptors whose pointers are valid for `'a`.
+unsafe fn decode<'a>(
+    views: &mut smallvec::SmallVec<[mint_audit::TensorView<'a>; 8]>,
+    taps: *const mint_tensor,
+    n_taps: usize,
+) -> Result<(), Failure> {
+    // SAFETY: forwarded from the caller.
+    let descriptors = unsafe { try_slice(taps, n_taps, "taps") }?;
+    for (i, d) in descriptors.iter().enumerate() {
+        // SAFETY: forwarded from the caller.
+        views.push(unsafe { tensor::view(d, i) }?);
+    }
+    Ok(())
 }
 
 /// For vendors who let mint-audit run their model: runs the audited model of the
@@ -372,24 +364,19 @@ pub unsafe extern "C" fn mint_auditor_infer(
     report: *mut mint_submit_report,
 ) -> mint_status {
     boundary("mint_auditor_infer", || {
-        write_report(report, SubmitReport { seen: n, ..Default::default() });
-        // SAFETY (whole body): pointers as documented above.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_report(report, n, 0, 0) };
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        let ids = unsafe { ids_arg(sample_ids, n) }?;
-        if inputs.is_null() && inputs_len > 0 {
-            return Err(Failure::null("inputs"));
-        }
-        if outputs.is_null() && outputs_len > 0 {
-            return Err(Failure::null("outputs"));
-        }
-        let inputs = if inputs_len == 0 { &[][..] } else { unsafe { std::slice::from_raw_parts(inputs, inputs_len) } };
-        let outputs = if outputs_len == 0 {
-            &mut [][..]
-        } else {
-            unsafe { std::slice::from_raw_parts_mut(outputs, outputs_len) }
-        };
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let inputs = unsafe { try_slice(inputs, inputs_len, "inputs") }?;
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let outputs = unsafe { try_slice_mut(outputs, outputs_len, "outputs") }?;
         let r = a.infer(ids, inputs, outputs)?;
-        write_report(report, r);
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
         Ok(())
     })
 }
@@ -397,24 +384,21 @@ pub unsafe extern "C" fn mint_auditor_infer(
 /// Writes `text` and a NUL into `buf` (`capacity` bytes). `*out_len` receives the bytes
 /// needed including the NUL, on success and on `MINT_ERR_BUFFER_TOO_SMALL` alike, so a call
 /// with `capacity` 0 (and `buf` NULL) asks for the size.
-fn write_text(text: &str, buf: *mut c_char, capacity: usize, out_len: *mut usize) -> Result<(), Failure> {
-    if out_len.is_null() {
-        return Err(Failure::null("out_len"));
-    }
+///
+/// # Safety
+/// `out_len` is NULL or writable; `buf` is NULL or holds `capacity` writable bytes.
+unsafe fn write_text(text: &str, buf: *mut c_char, capacity: usize, out_len: *mut usize) -> Result<(), Failure> {
+    // SAFETY: forwarded from the caller.
+    let out_len = unsafe { try_mut(out_len, "out_len") }?;
     let needed = text.len() + 1;
-    // SAFETY: checked non-null.
-    unsafe { *out_len = needed };
+    *out_len = needed;
     if capacity < needed {
         return Err(Failure::new(MINT_ERR_BUFFER_TOO_SMALL, format!("{needed} bytes needed, {capacity} given")));
     }
-    if buf.is_null() {
-        return Err(Failure::null("buf"));
-    }
-    // SAFETY: `buf` holds `capacity >= needed` bytes.
-    unsafe {
-        std::ptr::copy_nonoverlapping(text.as_ptr(), buf as *mut u8, text.len());
-        *buf.add(text.len()) = 0;
-    }
+    // SAFETY: `buf` holds `capacity` writable bytes (the caller's promise).
+    let buf = unsafe { try_slice_mut(buf as *mut u8, capacity, "buf") }?;
+    buf[..text.len()].copy_from_slice(text.as_bytes());
+    buf[text.len()] = 0;
     Ok(())
 }
 
@@ -429,9 +413,10 @@ pub unsafe extern "C" fn mint_auditor_render_metrics(
     out_len: *mut usize,
 ) -> mint_status {
     boundary("mint_auditor_render_metrics", || {
-        // SAFETY: as documented.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        write_text(&a.render_metrics(), buf, capacity, out_len)
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_text(&a.render_metrics(), buf, capacity, out_len) }
     })
 }
 
@@ -445,10 +430,11 @@ pub unsafe extern "C" fn mint_auditor_metrics_address(
     out_len: *mut usize,
 ) -> mint_status {
     boundary("mint_auditor_metrics_address", || {
-        // SAFETY: as documented.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
         let addr = a.metrics_addr().map(|a| a.to_string()).unwrap_or_default();
-        write_text(&addr, buf, capacity, out_len)
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_text(&addr, buf, capacity, out_len) }
     })
 }
 
@@ -461,9 +447,10 @@ pub unsafe extern "C" fn mint_auditor_head_sha256(
     out_len: *mut usize,
 ) -> mint_status {
     boundary("mint_auditor_head_sha256", || {
-        // SAFETY: as documented.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        write_text(a.head_sha256(), buf, capacity, out_len)
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_text(a.head_sha256(), buf, capacity, out_len) }
     })
 }
 
@@ -471,9 +458,10 @@ pub unsafe extern "C" fn mint_auditor_head_sha256(
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_stats(auditor: *const mint_auditor, out: *mut mint_stats) -> mint_status {
     boundary("mint_auditor_stats", || {
-        // SAFETY: as documented.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        let out = unsafe { out.as_mut() }.ok_or_else(|| Failure::null("out"))?;
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let out = unsafe { try_mut(out, "out") }?;
         *out = a.stats().into();
         Ok(())
     })
@@ -490,12 +478,11 @@ pub unsafe extern "C" fn mint_auditor_close(
     out: *mut mint_close_report,
 ) -> mint_status {
     boundary("mint_auditor_close", || {
-        // SAFETY: as documented.
+        // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
         let report = a.close(Duration::from_millis(timeout_ms as u64));
-        if let Some(o) = unsafe { out.as_mut() } {
-            *o = report.into();
-        }
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        unsafe { write_opt(out, report.into()) };
         Ok(())
     })
 }

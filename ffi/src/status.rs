@@ -1,11 +1,11 @@
 //! Result codes, the thread-local error message, and the panic boundary every exported
 //! function runs inside.
 
-use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, CStr};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mint_audit::{Error, ErrorKind};
+use mint_backend_abi::boundary::{self, set_last_error};
 
 /// Result of every fallible call. Values are stable across releases; new codes are only
 /// ever added. `mint_last_error()` holds a message for any code other than `MINT_OK`.
@@ -50,6 +50,48 @@ pub enum mint_status {
 
 pub use mint_status::*;
 
+/// Lists every status once: names come from the variants themselves (`stringify!`), and the
+/// exhaustive `match` fails to compile when a variant is missing from the list.
+macro_rules! statuses {
+    ($($code:ident),* $(,)?) => {
+        impl mint_status {
+            /// Every status, in numeric order.
+            pub const ALL: &'static [mint_status] = &[$($code),*];
+
+            /// The status's name, as in the header.
+            pub fn name(self) -> &'static CStr {
+                match self {
+                    $($code => {
+                        const NAME: &CStr = match CStr::from_bytes_with_nul(concat!(stringify!($code), "\0").as_bytes()) {
+                            Ok(name) => name,
+                            Err(_) => panic!("a status name holds no NUL"),
+                        };
+                        NAME
+                    })*
+                }
+            }
+        }
+    };
+}
+
+statuses!(
+    MINT_OK,
+    MINT_ERR_NULL_ARGUMENT,
+    MINT_ERR_INVALID_ARGUMENT,
+    MINT_ERR_INVALID_CONFIG,
+    MINT_ERR_HEAD_DIGEST_MISMATCH,
+    MINT_ERR_HEAD_LOAD,
+    MINT_ERR_INVALID_INPUT,
+    MINT_ERR_NON_FINITE,
+    MINT_ERR_QUEUE_FULL,
+    MINT_ERR_OVER_BUDGET,
+    MINT_ERR_CLOSED,
+    MINT_ERR_BACKEND,
+    MINT_ERR_IO,
+    MINT_ERR_BUFFER_TOO_SMALL,
+    MINT_ERR_PANIC,
+);
+
 impl From<ErrorKind> for mint_status {
     fn from(kind: ErrorKind) -> Self {
         match kind {
@@ -90,16 +132,6 @@ impl From<Error> for Failure {
     }
 }
 
-thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-}
-
-fn set_last_error(message: &str) {
-    // Interior NULs cannot cross into C; they never occur in our messages, but be safe.
-    let c = CString::new(message.replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|e| *e.borrow_mut() = c);
-}
-
 /// Test hook: when the environment variable `MINT_FAULT_INJECT_PANIC` names an exported
 /// function at the process's first mint call, that function panics inside its boundary, so
 /// that tests can watch a panic become `MINT_ERR_PANIC`. Read once; costs one atomic load.
@@ -127,11 +159,7 @@ pub(crate) fn boundary(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> m
             failure.status
         }
         Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
+            let what = boundary::panic_message(&*panic);
             set_last_error(&format!("internal error in {name} (please report): {what}"));
             MINT_ERR_PANIC
         }
@@ -147,32 +175,15 @@ pub(crate) fn boundary_infallible<T>(fallback: T, f: impl FnOnce() -> T) -> T {
 /// The pointer stays valid until the next mint_* call on this thread; never free it.
 #[no_mangle]
 pub extern "C" fn mint_last_error() -> *const c_char {
-    boundary_infallible(c"".as_ptr(), || LAST_ERROR.with(|e| e.borrow().as_ptr()))
+    boundary_infallible(c"".as_ptr(), boundary::last_error)
 }
 
 /// The name of a status code ("MINT_OK", "MINT_ERR_QUEUE_FULL", ...), or "MINT_UNKNOWN" for
 /// values this version does not know. The string is static; never free it.
 #[no_mangle]
 pub extern "C" fn mint_status_name(status: i32) -> *const c_char {
-    let name: &'static std::ffi::CStr = match status {
-        0 => c"MINT_OK",
-        1 => c"MINT_ERR_NULL_ARGUMENT",
-        2 => c"MINT_ERR_INVALID_ARGUMENT",
-        3 => c"MINT_ERR_INVALID_CONFIG",
-        4 => c"MINT_ERR_HEAD_DIGEST_MISMATCH",
-        5 => c"MINT_ERR_HEAD_LOAD",
-        6 => c"MINT_ERR_INVALID_INPUT",
-        7 => c"MINT_ERR_NON_FINITE",
-        8 => c"MINT_ERR_QUEUE_FULL",
-        9 => c"MINT_ERR_OVER_BUDGET",
-        10 => c"MINT_ERR_CLOSED",
-        11 => c"MINT_ERR_BACKEND",
-        12 => c"MINT_ERR_IO",
-        13 => c"MINT_ERR_BUFFER_TOO_SMALL",
-        14 => c"MINT_ERR_PANIC",
-        _ => c"MINT_UNKNOWN",
-    };
-    name.as_ptr()
+    let known = mint_status::ALL.iter().find(|&&s| s as i32 == status);
+    known.map_or(c"MINT_UNKNOWN", |s| s.name()).as_ptr()
 }
 
 #[cfg(test)]
@@ -184,18 +195,29 @@ mod tests {
     fn panics_become_codes_and_messages() {
         let s = boundary("test_fn", || panic!("boom"));
         assert_eq!(s, MINT_ERR_PANIC);
+        // SAFETY: `mint_last_error` returns this thread's live NUL-terminated message.
         let msg = unsafe { CStr::from_ptr(mint_last_error()) }.to_str().unwrap().to_string();
         assert!(msg.contains("test_fn") && msg.contains("boom"), "{msg}");
         assert_eq!(boundary("ok", || Ok(())), MINT_OK);
+        // SAFETY: as above.
         assert_eq!(unsafe { CStr::from_ptr(mint_last_error()) }.to_bytes(), b"");
+    }
+
+    fn name_of(code: i32) -> String {
+        // SAFETY: `mint_status_name` returns a static NUL-terminated string.
+        unsafe { CStr::from_ptr(mint_status_name(code)) }.to_str().unwrap().to_string()
     }
 
     #[test]
     fn every_code_has_its_name() {
         for code in 0..=14 {
-            let name = unsafe { CStr::from_ptr(mint_status_name(code)) }.to_str().unwrap();
+            let name = name_of(code);
             assert!(name.starts_with("MINT_") && name != "MINT_UNKNOWN");
         }
-        assert_eq!(unsafe { CStr::from_ptr(mint_status_name(99)) }.to_str().unwrap(), "MINT_UNKNOWN");
+        assert_eq!(name_of(8), "MINT_ERR_QUEUE_FULL");
+        assert_eq!(name_of(14), "MINT_ERR_PANIC");
+        assert_eq!(name_of(99), "MINT_UNKNOWN");
+        assert_eq!(mint_status::ALL.len(), 15);
+        assert!(mint_status::ALL.iter().enumerate().all(|(i, &s)| s as usize == i));
     }
 }

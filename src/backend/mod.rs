@@ -13,7 +13,7 @@ mod plugin;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,10 +22,11 @@ use mint_backend_abi::*;
 
 use crate::capture::Assembly;
 use crate::config::{BackendConfig, Config};
+use crate::delivery::Delivery;
 use crate::error::{Error, Result};
-use crate::metrics::DropReason;
-use crate::worker::{Delivery, Scorer};
-pub(crate) use plugin::Plugin;
+use crate::plan::{HeadPlan, Scorer};
+use crate::results::DropReason;
+use plugin::Plugin;
 
 /// A live backend instance.
 pub(crate) struct Backend {
@@ -42,6 +43,7 @@ pub(crate) struct Backend {
 // SAFETY: the plugin contract makes an instance usable from any thread at once
 // (include/mint_backend.h); the host side is synchronised.
 unsafe impl Send for Backend {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Backend {}
 
 /// What the plugin's callbacks reach.
@@ -67,7 +69,7 @@ impl HostSide {
             }
         }
         self.pending.fetch_sub(known.len(), Ordering::AcqRel);
-        self.delivery.metrics.backend_in_flight.set(self.pending.load(Ordering::Acquire) as i64);
+        self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
         known
     }
 
@@ -77,7 +79,7 @@ impl HostSide {
             *outstanding.entry(*id).or_default() += 1;
         }
         self.pending.fetch_add(ids.len(), Ordering::AcqRel);
-        self.delivery.metrics.backend_in_flight.set(self.pending.load(Ordering::Acquire) as i64);
+        self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
     }
 
     fn scored(&self, ids: &[u64], scores: &[f32]) {
@@ -96,13 +98,13 @@ impl HostSide {
             self.unexpected(ids.len() - known.len());
         }
         let ids: Vec<u64> = known.iter().map(|&i| ids[i]).collect();
-        self.delivery.metrics.backend_errors.inc();
+        self.delivery.metrics.backend_error();
         self.delivery.note_error(format!("backend: {message}"));
         self.delivery.dropped(&ids, DropReason::BackendError);
     }
 
     fn unexpected(&self, n: usize) {
-        self.delivery.metrics.backend_errors.inc();
+        self.delivery.metrics.backend_error();
         self.delivery.note_error(format!("backend answered {n} samples it was not waiting for (ignored)"));
     }
 
@@ -112,7 +114,7 @@ impl HostSide {
         let ids: Vec<u64> =
             outstanding.drain().flat_map(|(id, count)| std::iter::repeat_n(id, count as usize)).collect();
         self.pending.fetch_sub(ids.len(), Ordering::AcqRel);
-        self.delivery.metrics.backend_in_flight.set(self.pending.load(Ordering::Acquire) as i64);
+        self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
         ids
     }
 }
@@ -127,6 +129,7 @@ unsafe extern "C" fn on_scores(host_data: *mut c_void, ids: *const u64, scores: 
         if count == 0 || ids.is_null() || scores.is_null() {
             return;
         }
+        // SAFETY: both arrays hold `count` values for the call (non-NULL, checked above).
         let (ids, scores) =
             unsafe { (std::slice::from_raw_parts(ids, count), std::slice::from_raw_parts(scores, count)) };
         host.scored(ids, scores);
@@ -137,11 +140,13 @@ unsafe extern "C" fn on_failure(host_data: *mut c_void, ids: *const u64, count: 
     let _ = catch_unwind(AssertUnwindSafe(|| {
         // SAFETY: as in `on_scores`; `message` is NUL-terminated or NULL.
         let host = unsafe { &*(host_data as *const HostSide) };
-        let message = text(message);
+        // SAFETY: NULL or NUL-terminated, per the ABI.
+        let message = unsafe { text(message) };
         if count == 0 || ids.is_null() {
             host.delivery.note_error(format!("backend: {message}"));
             return;
         }
+        // SAFETY: `count` ids for the call (non-NULL, checked above).
         host.failed(unsafe { std::slice::from_raw_parts(ids, count) }, &message);
     }));
 }
@@ -151,16 +156,21 @@ unsafe extern "C" fn on_log(host_data: *mut c_void, level: u32, message: *const 
         // SAFETY: as in `on_scores`.
         let host = unsafe { &*(host_data as *const HostSide) };
         if level <= MINT_BACKEND_LOG_WARN {
-            host.delivery.note_error(format!("backend: {}", text(message)));
+            // SAFETY: NULL or NUL-terminated, per the ABI.
+            host.delivery.note_error(format!("backend: {}", unsafe { text(message) }));
         }
     }));
 }
 
-fn text(p: *const c_char) -> String {
+/// A plugin's string, lossily as UTF-8; "" for NULL.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+unsafe fn text(p: *const c_char) -> String {
     if p.is_null() {
         String::new()
     } else {
-        // SAFETY: a NUL-terminated string, per the ABI.
+        // SAFETY: non-NULL (checked), NUL-terminated (the caller's promise).
         unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
     }
 }
@@ -223,7 +233,7 @@ impl Backend {
             }
             buf.resize(needed, 0);
         }
-        self.host.delivery.metrics.backend_errors.inc();
+        self.host.delivery.metrics.backend_error();
         String::new()
     }
 }
@@ -248,8 +258,7 @@ impl Scorer for BackendScorer {
         let started = Instant::now();
         // SAFETY: a live instance; `batch` and its arrays are valid for the call.
         let rc = unsafe { (b.functions.submit)(b.handle, &batch) };
-        delivery.metrics.head_batch_seconds.observe(started.elapsed().as_secs_f64());
-        delivery.metrics.head_batch_size.observe(ids.len() as f64);
+        delivery.metrics.observe_head_batch(started.elapsed().as_secs_f64(), ids.len());
         if rc != MINT_BACKEND_OK {
             let why = b.plugin.last_error(&b.functions, b.handle);
             // None of the batch may be answered after an error (ABI rule); whatever the plugin
@@ -274,35 +283,91 @@ impl Scorer for BackendScorer {
     }
 }
 
-/// Loads the plugin of a CNN head and returns the digest that identifies the head: the
-/// `sha256` in the backend's configuration when it gives one (the head file it runs), else the
-/// plugin library's.
-pub(crate) fn load(backend: &BackendConfig) -> Result<(Arc<Plugin>, String)> {
-    let plugin = Arc::new(Plugin::load(&backend.library)?);
-    let digest = match backend.config.get("sha256").and_then(|v| v.as_str()) {
-        Some(sha) => sha.to_ascii_lowercase(),
-        None => crate::head::file_sha256(&backend.library)?,
-    };
-    Ok((plugin, digest))
+/// A CNN head behind a plugin: the library loaded and checked at start-up, one instance
+/// created with the first worker and shared by all of them.
+pub(crate) struct BackendPlan {
+    plugin: Arc<Plugin>,
+    config: BackendConfig,
+    digest: String,
+    assembly: Assembly,
+    chw: [usize; 3],
+    copy_budget: usize,
+    max_batch: usize,
+    base_dir: PathBuf,
+    instance: Mutex<Option<Arc<Backend>>>,
 }
 
-/// One scorer per worker.
-pub(crate) type Scorers = Vec<Box<dyn Scorer>>;
+impl BackendPlan {
+    /// Loads the plugin. The head's identity is the `sha256` in the backend's configuration
+    /// when it gives one (the head file it runs), else the plugin library's digest.
+    pub(crate) fn load(
+        backend: &BackendConfig,
+        assembly: Assembly,
+        copy_budget: usize,
+        config: &Config,
+    ) -> Result<BackendPlan> {
+        let Assembly::Map { chw, .. } = assembly else {
+            return Err(Error::config("head.tap", "a CNN head takes one tap's full map"));
+        };
+        let plugin = Arc::new(Plugin::load(&backend.library)?);
+        let digest = match backend.config.get("sha256").and_then(|v| v.as_str()) {
+            Some(sha) => sha.to_ascii_lowercase(),
+            None => mint_head::file_sha256(&backend.library)?,
+        };
+        Ok(BackendPlan {
+            plugin,
+            config: backend.clone(),
+            digest,
+            assembly,
+            chw,
+            copy_budget,
+            max_batch: config.batching.max_batch,
+            base_dir: config.base_dir.clone(),
+            instance: Mutex::new(None),
+        })
+    }
+}
 
-/// One instance for the auditor, shared by `workers` scorers.
-pub(crate) fn scorers(
-    plugin: Arc<Plugin>,
-    backend: &BackendConfig,
-    config: &Config,
-    assembly: &Assembly,
-    base_dir: &Path,
-    delivery: Arc<Delivery>,
-) -> Result<(Arc<Backend>, Scorers)> {
-    let Assembly::Map { chw, .. } = assembly else { unreachable!("CNN heads assemble full maps") };
-    let instance = Arc::new(Backend::create(plugin, backend, *chw, config.batching.max_batch, base_dir, delivery)?);
-    instance.workers_left.store(config.workers, Ordering::Release);
-    let scorers = (0..config.workers)
-        .map(|_| Box::new(BackendScorer { backend: Arc::clone(&instance) }) as Box<dyn Scorer>)
-        .collect();
-    Ok((instance, scorers))
+impl HeadPlan for BackendPlan {
+    fn kind(&self) -> &'static str {
+        "cnn"
+    }
+
+    fn sha256(&self) -> &str {
+        &self.digest
+    }
+
+    fn assembly(&self) -> &Assembly {
+        &self.assembly
+    }
+
+    fn byte_budget(&self) -> Option<usize> {
+        Some(self.copy_budget)
+    }
+
+    fn spawn(&self, delivery: &Arc<Delivery>) -> Result<Box<dyn Scorer>> {
+        let mut slot = self.instance.lock().unwrap_or_else(|e| e.into_inner());
+        let backend = match &*slot {
+            Some(b) => Arc::clone(b),
+            None => {
+                let b = Arc::new(Backend::create(
+                    Arc::clone(&self.plugin),
+                    &self.config,
+                    self.chw,
+                    self.max_batch,
+                    &self.base_dir,
+                    Arc::clone(delivery),
+                )?);
+                *slot = Some(Arc::clone(&b));
+                b
+            }
+        };
+        backend.workers_left.fetch_add(1, Ordering::AcqRel);
+        Ok(Box::new(BackendScorer { backend }))
+    }
+
+    fn render_metrics(&self) -> String {
+        let backend = self.instance.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        backend.map(|b| b.render_metrics()).unwrap_or_default()
+    }
 }

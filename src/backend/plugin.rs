@@ -18,6 +18,7 @@ pub(crate) struct Plugin {
 // SAFETY: the table is immutable static data of the plugin (see `mint_backend_api`), and the
 // plugin's functions are thread-safe by contract (`include/mint_backend.h`).
 unsafe impl Send for Plugin {}
+// SAFETY: as for `Send`.
 unsafe impl Sync for Plugin {}
 
 /// The required functions of an ABI 1.x table.
@@ -51,6 +52,7 @@ fn open(path: &Path) -> std::result::Result<libloading::Library, libloading::Err
 
 /// The directory of the shared object (or executable) this code was loaded from.
 fn own_directory() -> Option<PathBuf> {
+    // SAFETY: `Dl_info` is plain data (pointers and integers), for which all-zero is valid.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the address and fills `info`.
     let found = unsafe { libc::dladdr(own_directory as *const libc::c_void, &mut info) };
@@ -68,6 +70,8 @@ impl Plugin {
     pub(crate) fn load(path: &Path) -> Result<Plugin> {
         let fail = |message: String| Error::Backend { library: path.to_owned(), message };
         let library = open(path).map_err(|e| fail(format!("cannot load it: {e}")))?;
+        // SAFETY: the symbol, when a plugin exports it, has the ABI's entry signature; a library
+        // exporting another `mint_backend_entry` is a misconfiguration we cannot detect.
         let entry: mint_backend_entry_fn = unsafe {
             *library
                 .get::<mint_backend_entry_fn>(ENTRY_SYMBOL.as_bytes())
@@ -101,15 +105,9 @@ impl Plugin {
 
     /// The plugin's name and version, as it reports them.
     pub(crate) fn describe(&self) -> String {
-        let text = |p: *const c_char| {
-            // SAFETY: static strings of the plugin (or NULL).
-            if p.is_null() {
-                String::new()
-            } else {
-                unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-            }
-        };
-        format!("{} {}", text(self.api.name), text(self.api.version))
+        // SAFETY: static NUL-terminated strings of the plugin, or NULL.
+        let (name, version) = unsafe { (super::text(self.api.name), super::text(self.api.version)) };
+        format!("{name} {version}")
     }
 
     /// The table's functions; a NULL required one is named in the error.
@@ -132,11 +130,12 @@ impl Plugin {
     pub(crate) fn last_error(&self, functions: &Functions, backend: *const mint_backend) -> String {
         // SAFETY: the table's `last_error`, with an instance of this plugin (or NULL).
         let p = unsafe { (functions.last_error)(backend) };
-        if p.is_null() {
+        // SAFETY: NULL or a NUL-terminated string valid until the next call on this thread.
+        let message = unsafe { super::text(p) };
+        if message.is_empty() {
             "(the backend gave no message)".into()
         } else {
-            // SAFETY: a NUL-terminated string valid until the next call on this thread.
-            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+            message
         }
     }
 }

@@ -3,84 +3,22 @@
 //! Every label takes values from a closed set known at start-up, and every labelled series is
 //! created at zero up front, so regulators' `rate()` and `increase()` see a series before its
 //! first event. The model id, version and head digest appear once, on the `_info` gauge.
+//! The sample counts are the [`Ledger`]'s own counters; this module only adds the timings,
+//! the score histogram and the gauges, and renders the registry.
 
 mod http;
 
 use prometheus::core::Collector;
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
 
-pub use http::{MetricsServer, Render};
+pub(crate) use http::{MetricsServer, Render};
 
 use crate::error::{Error, Result};
-
-/// Why a sample that entered the pipeline was not audited.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// The queue to the head worker was full.
-    QueueFull,
-    /// The call's tensors were malformed (rank, shape, channels, strides).
-    InvalidInput,
-    /// The sample carried NaN or infinite values.
-    NonFinite,
-    /// The CNN path's copy budget was exhausted.
-    OverBudget,
-    /// The head failed on the batch, or gave a non-finite score.
-    HeadError,
-    /// The backend plugin failed on the batch.
-    BackendError,
-    /// The auditor closed before the sample could be scored.
-    Shutdown,
-    /// The sample was submitted after the auditor closed.
-    Closed,
-}
-
-impl DropReason {
-    pub const ALL: [DropReason; 8] = [
-        DropReason::QueueFull,
-        DropReason::InvalidInput,
-        DropReason::NonFinite,
-        DropReason::OverBudget,
-        DropReason::HeadError,
-        DropReason::BackendError,
-        DropReason::Shutdown,
-        DropReason::Closed,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            DropReason::QueueFull => "queue_full",
-            DropReason::InvalidInput => "invalid_input",
-            DropReason::NonFinite => "non_finite",
-            DropReason::OverBudget => "over_budget",
-            DropReason::HeadError => "head_error",
-            DropReason::BackendError => "backend_error",
-            DropReason::Shutdown => "shutdown",
-            DropReason::Closed => "closed",
-        }
-    }
-}
-
-/// The head's decision on one sample.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Verdict {
-    Member,
-    NonMember,
-}
-
-impl Verdict {
-    pub fn label(self) -> &'static str {
-        match self {
-            Verdict::Member => "member",
-            Verdict::NonMember => "non_member",
-        }
-    }
-}
+use crate::ledger::Ledger;
 
 /// Values of the `mint_auditor_info` gauge.
 #[derive(Debug, Clone)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub model_id: String,
     pub model_version: String,
     /// `vanilla` or `cnn`.
@@ -89,19 +27,15 @@ pub struct Identity {
     pub head_sha256: String,
 }
 
-/// The metrics of one auditor.
-pub struct Metrics {
+/// The metrics of one auditor; every handle is private, so only this crate's pipeline moves them.
+pub(crate) struct Metrics {
     registry: Registry,
-    pub seen: IntCounter,
-    pub submitted: IntCounter,
-    audited: [IntCounter; 2],
-    dropped: [IntCounter; DropReason::ALL.len()],
-    pub score: Histogram,
-    pub capture_seconds: Histogram,
-    pub head_batch_seconds: Histogram,
-    pub head_batch_size: Histogram,
-    pub backend_errors: IntCounter,
-    pub backend_in_flight: IntGauge,
+    score: Histogram,
+    capture_seconds: Histogram,
+    head_batch_seconds: Histogram,
+    head_batch_size: Histogram,
+    backend_errors: IntCounter,
+    backend_in_flight: IntGauge,
 }
 
 /// Default bounds of the membership score histogram: 0.05 steps over [0, 1].
@@ -111,7 +45,8 @@ fn default_score_buckets() -> Vec<f64> {
 
 impl Metrics {
     /// `queue_depth` is read at every scrape, so the gauge is exact rather than last-written.
-    pub fn new(
+    pub(crate) fn new(
+        ledger: &Ledger,
         identity: &Identity,
         score_buckets: Option<Vec<f64>>,
         queue_capacity: usize,
@@ -120,26 +55,6 @@ impl Metrics {
         let registry = Registry::new();
         let reg = |c: Box<dyn Collector>| registry.register(c).map_err(metrics_error);
 
-        let seen = IntCounter::new(
-            "mint_samples_seen_total",
-            "Samples handed to the auditor, before sampling chose which to audit.",
-        )
-        .map_err(metrics_error)?;
-        let submitted = IntCounter::new(
-            "mint_samples_submitted_total",
-            "Samples chosen for audit; each ends counted once as audited or dropped.",
-        )
-        .map_err(metrics_error)?;
-        let audited_vec = IntCounterVec::new(
-            Opts::new("mint_samples_audited_total", "Samples scored by the MINT head, by verdict."),
-            &["verdict"],
-        )
-        .map_err(metrics_error)?;
-        let dropped_vec = IntCounterVec::new(
-            Opts::new("mint_samples_dropped_total", "Samples chosen for audit that were not scored, by reason."),
-            &["reason"],
-        )
-        .map_err(metrics_error)?;
         let score = Histogram::with_opts(
             HistogramOpts::new("mint_membership_score", "Membership scores given by the MINT head (0 to 1).")
                 .buckets(score_buckets.unwrap_or_else(default_score_buckets)),
@@ -196,16 +111,9 @@ impl Metrics {
         ])
         .set(1);
 
-        let audited = [
-            audited_vec.with_label_values(&[Verdict::Member.label()]),
-            audited_vec.with_label_values(&[Verdict::NonMember.label()]),
-        ];
-        let dropped = DropReason::ALL.map(|r| dropped_vec.with_label_values(&[r.label()]));
-
-        reg(Box::new(seen.clone()))?;
-        reg(Box::new(submitted.clone()))?;
-        reg(Box::new(audited_vec))?;
-        reg(Box::new(dropped_vec))?;
+        for collector in ledger.collectors() {
+            reg(collector)?;
+        }
         reg(Box::new(score.clone()))?;
         reg(Box::new(capture_seconds.clone()))?;
         reg(Box::new(head_batch_seconds.clone()))?;
@@ -218,10 +126,6 @@ impl Metrics {
 
         Ok(Metrics {
             registry,
-            seen,
-            submitted,
-            audited,
-            dropped,
             score,
             capture_seconds,
             head_batch_seconds,
@@ -231,21 +135,34 @@ impl Metrics {
         })
     }
 
-    pub fn audited(&self, verdict: Verdict) -> &IntCounter {
-        &self.audited[verdict as usize]
+    /// One score given by the head.
+    pub(crate) fn observe_score(&self, score: f32) {
+        self.score.observe(score as f64);
     }
 
-    pub fn dropped(&self, reason: DropReason) -> &IntCounter {
-        &self.dropped[reason as usize]
+    /// The time one submit call took on the vendor's thread.
+    pub(crate) fn observe_capture(&self, seconds: f64) {
+        self.capture_seconds.observe(seconds);
     }
 
-    /// The registry, for a caller that wants to serve or merge it.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
+    /// One batch run by the head (or handed to the backend).
+    pub(crate) fn observe_head_batch(&self, seconds: f64, samples: usize) {
+        self.head_batch_seconds.observe(seconds);
+        self.head_batch_size.observe(samples as f64);
+    }
+
+    /// A failed call to the backend plugin.
+    pub(crate) fn backend_error(&self) {
+        self.backend_errors.inc();
+    }
+
+    /// Samples handed to the backend and not answered yet.
+    pub(crate) fn set_backend_in_flight(&self, samples: usize) {
+        self.backend_in_flight.set(i64::try_from(samples).unwrap_or(i64::MAX));
     }
 
     /// The registry in Prometheus' text exposition format (version 0.0.4).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         render_registry(&self.registry)
     }
 }

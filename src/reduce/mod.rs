@@ -4,11 +4,12 @@
 //! the bytes sit in memory: NCHW maps plane by plane, NHWC maps row by row with the channel
 //! maxima held in registers. f16 and bf16 maps are widened to f32 in registers.
 
-mod simd;
+mod dispatch;
+mod kernels;
 
 use crate::tensor::{Arrangement, Elements, TensorView};
-pub use simd::Isa;
-pub(crate) use simd::Kernels;
+pub use dispatch::Isa;
+pub(crate) use dispatch::Kernels;
 
 /// Instruction set the reduction kernels use on this CPU.
 pub fn isa() -> Isa {

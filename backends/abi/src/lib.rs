@@ -18,6 +18,25 @@
 //!
 //! Versioning follows Triton's backend API: the host accepts a table whose major equals its
 //! own and whose `struct_size` covers the functions it uses; minors only add fields at the end.
+//!
+//! A plugin written in Rust needs none of the C types: it implements the safe [`Backend`]
+//! trait and names its type in [`export_backend!`], which generates the table, the entry
+//! point, the argument checks and the panic boundary. Both shipped plugins are written so,
+//! with `#![forbid(unsafe_code)]`:
+//!
+//! ```ignore
+//! struct Echo { host: mint_backend_abi::Host }
+//! impl mint_backend_abi::Backend for Echo {
+//!     fn create(_config: &str, _options: &mint_backend_abi::Options, host: mint_backend_abi::Host) -> Result<Self, String> {
+//!         Ok(Echo { host })
+//!     }
+//!     fn submit(&self, batch: &mint_backend_abi::Batch<'_>) -> Result<(), String> {
+//!         self.host.scores(batch.ids(), &vec![0.5; batch.len()]);
+//!         Ok(())
+//!     }
+//! }
+//! mint_backend_abi::export_backend!(Echo, "echo");
+//! ```
 
 #![allow(non_camel_case_types)]
 
@@ -156,37 +175,11 @@ pub const ENTRY_SYMBOL: &str = "mint_backend_entry";
 /// `sizeof(mint_backend_api)` of ABI 1.0: the host needs at least this much of the table.
 pub const API_SIZE_1_0: usize = std::mem::size_of::<mint_backend_api>();
 
-/// Helpers for plugins written in Rust: the thread-local message behind `last_error`, and a
-/// panic boundary, since nothing may unwind into the host.
-pub mod support {
-    use std::cell::RefCell;
-    use std::ffi::{c_char, CString};
-    use std::panic::{catch_unwind, AssertUnwindSafe};
+pub mod boundary;
+pub mod score;
 
-    use super::{MINT_BACKEND_ERROR, MINT_BACKEND_OK};
+mod backend;
+#[doc(hidden)]
+pub mod export;
 
-    thread_local! {
-        static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
-    }
-
-    /// Keeps `message` as this thread's last error and returns `MINT_BACKEND_ERROR`.
-    pub fn fail(message: impl std::fmt::Display) -> i32 {
-        let c = CString::new(message.to_string().replace('\0', " ")).unwrap_or_default();
-        LAST_ERROR.with(|e| *e.borrow_mut() = c);
-        MINT_BACKEND_ERROR
-    }
-
-    /// This thread's last error, for the table's `last_error`; valid until the next failure.
-    pub fn last_error() -> *const c_char {
-        LAST_ERROR.with(|e| e.borrow().as_ptr())
-    }
-
-    /// Runs `f`, turning its error, or a panic, into `MINT_BACKEND_ERROR` and a message.
-    pub fn guarded(plugin: &str, f: impl FnOnce() -> Result<(), String>) -> i32 {
-        match catch_unwind(AssertUnwindSafe(f)) {
-            Ok(Ok(())) => MINT_BACKEND_OK,
-            Ok(Err(message)) => fail(message),
-            Err(_) => fail(format!("internal error (panic) in the {plugin} backend")),
-        }
-    }
-}
+pub use backend::{Backend, Batch, Host, LogLevel, Options};

@@ -7,6 +7,11 @@
 //! (the worker's full batch, and 1) let tract pick matrix kernels for a known N, which it
 //! cannot for a symbol (16×6 FMA tiles instead of 32×1 and 32×3 here). The file is hashed
 //! from the very bytes that are parsed, so what runs is what was checked.
+//!
+//! This crate is shared by mint-audit (Vanilla heads, on its worker threads) and by the CPU
+//! backend plugin (CNN heads), so that a plugin does not carry a copy of the host that loads it.
+
+#![warn(missing_docs)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,8 +20,46 @@ use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::bail;
 
-use crate::config::ScoreOutput;
-use crate::error::{Error, Result};
+pub use mint_backend_abi::score::ScoreOutput;
+
+/// Why a head could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HeadError {
+    /// The file's sha256 differs from the expected one.
+    #[error("head file {}: sha256 is {actual}, but the configuration expects {expected}; refusing to start", path.display())]
+    DigestMismatch {
+        /// The head file.
+        path: PathBuf,
+        /// The configured digest, lower case.
+        expected: String,
+        /// The file's digest.
+        actual: String,
+    },
+    /// The ONNX could not be parsed or compiled, does not fit the input shape, or failed to run.
+    #[error("head {}: {message}", path.display())]
+    Load {
+        /// The head file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The head file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The result of head operations.
+pub type Result<T, E = HeadError> = std::result::Result<T, E>;
+
+fn io(path: &Path, source: std::io::Error) -> HeadError {
+    HeadError::Io { path: path.to_owned(), source }
+}
 
 /// A compiled head, shared by every worker.
 #[derive(Clone)]
@@ -48,7 +91,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Hex sha256 of a file.
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
     Ok(sha256_hex(&bytes))
 }
 
@@ -61,18 +104,18 @@ impl HeadModel {
         sample_shape: &[usize],
         output: ScoreOutput,
     ) -> Result<HeadModel> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
         let sha256 = sha256_hex(&bytes);
         if let Some(expected) = expected_sha256 {
             if !expected.eq_ignore_ascii_case(&sha256) {
-                return Err(Error::HeadDigestMismatch {
+                return Err(HeadError::DigestMismatch {
                     path: path.to_owned(),
                     expected: expected.to_ascii_lowercase(),
                     actual: sha256,
                 });
             }
         }
-        let fail = |message: String| Error::HeadLoad { path: path.to_owned(), message };
+        let fail = |message: String| HeadError::Load { path: path.to_owned(), message };
         let plan = compile(&bytes, sample_shape, None).map_err(|e| fail(format!("{e:#}")))?;
         check_output(&plan).map_err(fail)?;
         Ok(HeadModel {
@@ -88,21 +131,22 @@ impl HeadModel {
     /// Also compiles plans for these exact batch sizes; batches of those sizes then run on
     /// them, all others on the symbolic plan.
     pub fn with_batch_plans(mut self, sizes: &[usize]) -> Result<HeadModel> {
-        let bytes = std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?;
+        let bytes = std::fs::read(&self.path).map_err(|e| io(&self.path, e))?;
         if sha256_hex(&bytes) != self.sha256 {
-            return Err(Error::HeadLoad { path: self.path.clone(), message: "the file changed while loading".into() });
+            return Err(HeadError::Load { path: self.path.clone(), message: "the file changed while loading".into() });
         }
         for &n in sizes {
             if n == 0 || self.fixed.iter().any(|(m, _)| *m == n) {
                 continue;
             }
             let plan = compile(&bytes, &self.sample_shape, Some(n))
-                .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })?;
+                .map_err(|e| HeadError::Load { path: self.path.clone(), message: format!("{e:#}") })?;
             self.fixed.push((n, plan));
         }
         Ok(self)
     }
 
+    /// The head file.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -125,7 +169,7 @@ impl HeadModel {
     /// A state to run the head from one thread.
     pub fn runner(&self) -> Result<HeadRunner> {
         let spawn = |plan: &Arc<TypedRunnableModel>| {
-            plan.spawn().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("{e:#}") })
+            plan.spawn().map_err(|e| HeadError::Load { path: self.path.clone(), message: format!("{e:#}") })
         };
         let state = spawn(&self.plan)?;
         let fixed = self.fixed.iter().map(|(n, plan)| Ok((*n, spawn(plan)?))).collect::<Result<_>>()?;
@@ -195,9 +239,15 @@ pub struct HeadRunner {
 
 impl HeadRunner {
     /// Scores `n` samples stored back to back in `input`, appending `n` scores in [0, 1] to `out`.
+    /// An `input` whose length is not `n ×` the sample length is refused.
     pub fn score(&mut self, input: &[f32], n: usize, out: &mut Vec<f32>) -> Result<()> {
         let per_sample: usize = self.sample_shape.iter().product();
-        assert_eq!(input.len(), n * per_sample, "input length must be n × sample length");
+        if n.checked_mul(per_sample) != Some(input.len()) {
+            return Err(HeadError::Load {
+                path: self.path.clone(),
+                message: format!("{} input values given for {n} samples of {per_sample}", input.len()),
+            });
+        }
         if n == 0 {
             return Ok(());
         }
@@ -216,12 +266,9 @@ impl HeadRunner {
                 bail!("the head returned {} scores for {n} samples", scores.len());
             }
             let output = self.output;
-            out.extend(scores.iter().map(|&s| match output {
-                ScoreOutput::Probability => s,
-                ScoreOutput::Logit => 1.0 / (1.0 + (-s).exp()),
-            }));
+            out.extend(scores.iter().map(|&s| output.to_probability(s)));
             Ok(())
         };
-        run().map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {e:#}") })
+        run().map_err(|e| HeadError::Load { path: self.path.clone(), message: format!("run failed: {e:#}") })
     }
 }

@@ -1,0 +1,80 @@
+//! Where a scored or lost sample goes: the ledger, the score histogram, and the vendor's
+//! result sink.
+
+use std::sync::{Arc, Mutex};
+
+use crate::ledger::Ledger;
+use crate::metrics::Metrics;
+use crate::results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
+
+/// Where results go: the ledger and metrics always, the vendor's sink when one is registered.
+pub(crate) struct Delivery {
+    pub ledger: Arc<Ledger>,
+    pub metrics: Metrics,
+    sink: Option<Arc<dyn ResultSink>>,
+    threshold: f32,
+    last_error: Mutex<Option<String>>,
+}
+
+impl Delivery {
+    pub(crate) fn new(
+        ledger: Arc<Ledger>,
+        metrics: Metrics,
+        sink: Option<Arc<dyn ResultSink>>,
+        threshold: f32,
+    ) -> Delivery {
+        Delivery { ledger, metrics, sink, threshold, last_error: Mutex::new(None) }
+    }
+
+    /// Records scores; a non-finite score counts as a head error for that sample.
+    pub(crate) fn scored(&self, ids: &[u64], scores: &[f32]) {
+        debug_assert_eq!(ids.len(), scores.len());
+        let mut results = Vec::with_capacity(ids.len());
+        let (mut members, mut non_members, mut broken) = (0, 0, 0);
+        for (&sample_id, &score) in ids.iter().zip(scores) {
+            let outcome = if !score.is_finite() {
+                broken += 1;
+                Outcome::Dropped(DropReason::HeadError)
+            } else if score >= self.threshold {
+                members += 1;
+                self.metrics.observe_score(score);
+                Outcome::Audited(Verdict::Member)
+            } else {
+                non_members += 1;
+                self.metrics.observe_score(score);
+                Outcome::Audited(Verdict::NonMember)
+            };
+            results.push(AuditResult { sample_id, score, outcome });
+        }
+        self.ledger.audited(Verdict::Member, members);
+        self.ledger.audited(Verdict::NonMember, non_members);
+        if broken > 0 {
+            self.ledger.dropped(DropReason::HeadError, broken);
+            self.note_error(format!("the head gave {broken} non-finite scores"));
+        }
+        if let Some(sink) = &self.sink {
+            sink.deliver(&results);
+        }
+    }
+
+    /// Records samples lost after the submit call returned.
+    pub(crate) fn dropped(&self, ids: &[u64], reason: DropReason) {
+        self.ledger.dropped(reason, ids.len());
+        if let Some(sink) = &self.sink {
+            let results: Vec<AuditResult> = ids
+                .iter()
+                .map(|&sample_id| AuditResult { sample_id, score: f32::NAN, outcome: Outcome::Dropped(reason) })
+                .collect();
+            sink.deliver(&results);
+        }
+    }
+
+    /// Keeps the latest asynchronous failure, for the vendor to read.
+    pub(crate) fn note_error(&self, message: String) {
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(message);
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}

@@ -1,0 +1,61 @@
+//! The head plan: what the auditor builds once for its MINT head, the only place that knows
+//! which kind of head it is (tract's `SimplePlan::spawn() → SimpleState` is the model).
+//!
+//! A plan says what a record looks like ([`Assembly`]), what records may cost in bytes at
+//! once, how the head is identified, and [`HeadPlan::spawn`]s one [`Scorer`] per worker.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::capture::Assembly;
+use crate::config::{Config, HeadConfig};
+use crate::delivery::Delivery;
+use crate::error::Result;
+
+/// A compiled head, shared by the auditor and its workers.
+pub(crate) trait HeadPlan: Send + Sync {
+    /// `vanilla` or `cnn`, for the `_info` metric.
+    fn kind(&self) -> &'static str;
+
+    /// The digest that identifies the head.
+    fn sha256(&self) -> &str;
+
+    /// How a sample's taps become its record.
+    fn assembly(&self) -> &Assembly;
+
+    /// Bytes that records may hold at once while they wait for the workers; `None` when
+    /// records are small enough that the queue's sample bound suffices.
+    fn byte_budget(&self) -> Option<usize>;
+
+    /// A scorer for one more worker thread; its results and failures reach `delivery`.
+    fn spawn(&self, delivery: &Arc<Delivery>) -> Result<Box<dyn Scorer>>;
+
+    /// The head's own metrics in the Prometheus text format (a backend plugin's), or "".
+    fn render_metrics(&self) -> String {
+        String::new()
+    }
+}
+
+/// One worker's state: turns batches of records into scores.
+pub(crate) trait Scorer: Send {
+    /// Scores `ids.len()` records of `records`; every id reaches `delivery`, now or later.
+    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery);
+
+    /// Called once the queue is closed and drained; waits for late results until `deadline`.
+    fn finish(&mut self, _deadline: Instant, _delivery: &Delivery) {}
+}
+
+/// Loads the configured head: a bad head file or plugin fails here, before any thread starts.
+pub(crate) fn load(config: &Config) -> Result<Arc<dyn HeadPlan>> {
+    let taps = config.head_taps()?;
+    Ok(match &config.head {
+        HeadConfig::Vanilla { path, sha256, output, .. } => {
+            let assembly = Assembly::features(&config.taps, &taps, config.capture.check_finite);
+            Arc::new(crate::vanilla::VanillaPlan::load(path, sha256, *output, assembly, config.batching.max_batch)?)
+        }
+        HeadConfig::Cnn { backend, copy_budget_bytes, .. } => {
+            let assembly = Assembly::full_map(&config.taps, taps[0])?;
+            Arc::new(crate::backend::BackendPlan::load(backend, assembly, *copy_budget_bytes, config)?)
+        }
+    })
+}

@@ -1,0 +1,101 @@
+//! Which kernels run: the instruction sets this binary carries, the one this CPU gets (the
+//! best it supports, chosen once at run time), and the table of kernel functions per set.
+
+use half::{bf16, f16};
+
+use super::kernels;
+
+/// `acc[k] = max(acc[k], max(plane k))` over planes of `hw` elements. With `check`, returns
+/// `false` when the values read may include NaN or infinities (without, always `true`).
+pub(crate) type PlanesFn<T> = fn(src: &[T], hw: usize, acc: &mut [f32], check: bool) -> bool;
+/// `acc[j] = max(acc[j], src[r * c + j])` over every row `r` of `c = acc.len()` channels.
+/// With `check`, returns `false` when the values read may include NaN or infinities.
+pub(crate) type RowsFn<T> = fn(src: &[T], acc: &mut [f32], check: bool) -> bool;
+
+/// An instruction set the kernels were compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// The target's baseline (SSE2 on x86-64; portable code elsewhere).
+    Baseline,
+    /// AVX2 with F16C.
+    Avx2,
+    /// AVX-512F with F16C.
+    Avx512,
+}
+
+impl Isa {
+    /// The name in reports and the `reduce_isa` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Baseline => "baseline",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512f",
+        }
+    }
+
+    /// Whether this CPU can run kernels compiled for `self`.
+    pub fn is_available(self) -> bool {
+        match self {
+            Isa::Baseline => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => {
+                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("f16c")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// Every instruction set this CPU supports, best last.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Baseline, Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.is_available()).collect()
+    }
+
+    /// The best instruction set this CPU supports.
+    pub fn best() -> Isa {
+        *Isa::available().last().expect("baseline is always available")
+    }
+}
+
+/// Widens half-precision values into `dst` (same length).
+pub(crate) type WidenFn<T> = fn(src: &[T], dst: &mut [f32]);
+
+/// The kernels of one instruction set, for each element type.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub isa: Isa,
+    pub widen_f16: WidenFn<f16>,
+    pub widen_bf16: WidenFn<bf16>,
+    pub planes_f32: PlanesFn<f32>,
+    pub rows_f32: RowsFn<f32>,
+    pub planes_bf16: PlanesFn<bf16>,
+    pub rows_bf16: RowsFn<bf16>,
+    pub planes_f16: PlanesFn<f16>,
+    pub rows_f16: RowsFn<f16>,
+}
+
+impl Kernels {
+    /// The kernels for `isa`, or `None` where this CPU lacks it.
+    pub(crate) fn for_isa(isa: Isa) -> Option<Kernels> {
+        if !isa.is_available() {
+            return None;
+        }
+        Some(match isa {
+            Isa::Baseline => kernels::BASELINE,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => kernels::AVX2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512 => kernels::AVX512,
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => return None,
+        })
+    }
+
+    /// The best kernels for this CPU, chosen once.
+    pub(crate) fn best() -> &'static Kernels {
+        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
+        BEST.get_or_init(|| Kernels::for_isa(Isa::best()).expect("best ISA is available"))
+    }
+}

@@ -1,0 +1,89 @@
+//! The Vanilla MINT head: per-channel maxima (and outcome vectors) of the taps, concatenated,
+//! scored in-process by an ONNX model on tract, one state per worker.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mint_head::{HeadModel, HeadRunner, ScoreOutput};
+
+use crate::capture::Assembly;
+use crate::delivery::Delivery;
+use crate::error::Result;
+use crate::plan::{HeadPlan, Scorer};
+use crate::results::DropReason;
+
+/// The compiled head: a symbolic-batch plan and plans for batches of 1 and `max_batch`.
+pub(crate) struct VanillaPlan {
+    head: HeadModel,
+    assembly: Assembly,
+    max_batch: usize,
+}
+
+impl VanillaPlan {
+    pub(crate) fn load(
+        path: &Path,
+        sha256: &str,
+        output: ScoreOutput,
+        assembly: Assembly,
+        max_batch: usize,
+    ) -> Result<VanillaPlan> {
+        let head =
+            HeadModel::load(path, Some(sha256), &[assembly.width()], output)?.with_batch_plans(&[1, max_batch])?;
+        Ok(VanillaPlan { head, assembly, max_batch })
+    }
+}
+
+impl HeadPlan for VanillaPlan {
+    fn kind(&self) -> &'static str {
+        "vanilla"
+    }
+
+    fn sha256(&self) -> &str {
+        self.head.sha256()
+    }
+
+    fn assembly(&self) -> &Assembly {
+        &self.assembly
+    }
+
+    fn byte_budget(&self) -> Option<usize> {
+        None
+    }
+
+    fn spawn(&self, _delivery: &Arc<Delivery>) -> Result<Box<dyn Scorer>> {
+        let width = self.assembly.width();
+        Ok(Box::new(HeadScorer {
+            runner: self.head.runner()?,
+            max_batch: self.max_batch,
+            width,
+            scores: Vec::with_capacity(self.max_batch),
+        }))
+    }
+}
+
+/// One worker's state of the head.
+struct HeadScorer {
+    runner: HeadRunner,
+    max_batch: usize,
+    width: usize,
+    scores: Vec<f32>,
+}
+
+impl Scorer for HeadScorer {
+    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery) {
+        for (ids, records) in ids.chunks(self.max_batch).zip(records.chunks(self.max_batch * self.width)) {
+            self.scores.clear();
+            let started = Instant::now();
+            let outcome = self.runner.score(records, ids.len(), &mut self.scores);
+            delivery.metrics.observe_head_batch(started.elapsed().as_secs_f64(), ids.len());
+            match outcome {
+                Ok(()) => delivery.scored(ids, &self.scores),
+                Err(e) => {
+                    delivery.note_error(e.to_string());
+                    delivery.dropped(ids, DropReason::HeadError);
+                }
+            }
+        }
+    }
+}
