@@ -1,4 +1,5 @@
-"""Shared data helpers for the reference recipes (Debian's python3-numpy only).
+"""Shared data helpers for the reference recipes (Debian's python3-numpy only): the data sets,
+image hashes, and the ROC AUC the recipes select and report with.
 
 Fashion-MNIST comes from Debian's `dataset-fashion-mnist` package (IDX files, gzip'd);
 the cross-dataset non-members come from Debian's `python3-sklearn` (the UCI optical digits
@@ -57,3 +58,19 @@ def image_hashes(images):
 def write_npy(path, array):
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     np.save(path, array)
+
+
+def auc(pos, neg):
+    """ROC AUC of scores where higher means 'member' (Mann-Whitney, ties counted half)."""
+    scores = np.concatenate([pos, neg])
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))

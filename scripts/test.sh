@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The test suite, from a fresh machine: installs what is missing (scripts/setup.sh), then runs
-# every test of the workspace. Among them: the header drift check, the C API test built with the
-# system compiler (plain, under AddressSanitizer, with an injected panic), a real Prometheus
-# scraping the endpoint, promtool, onnxruntime cross-checks and the mint CLI end to end.
+# every test of the workspace: the library's own (`cargo test -p mint-audit`, Rust only), and the
+# system tests of tests/system: the header drift check, the C API test built with the system
+# compiler (plain, under AddressSanitizer, with an injected panic), C plugins, a real Prometheus
+# scraping the endpoint, promtool, Python, a real tritonserver; and the mint CLI end to end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+# The system tests (tests/system) skip with a message when run by hand without a tool they
+# need; here every tool is installed, so a missing one is a failure.
+export MINT_REQUIRE_TOOLS=1
 cargo test --workspace --locked "$@"

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import mintdata  # noqa: E402
+from mintdata import auc  # noqa: E402
 
 VARIANTS = {
     # Memorises: one block per stage, small D, long training, no regularisation -- like a model
@@ -118,22 +119,6 @@ def evaluate(model, x, y, batch=1000):
             losses.append(F.cross_entropy(logits, y[i : i + batch], reduction="none"))
             correct += (logits.argmax(1) == y[i : i + batch]).sum().item()
     return torch.cat(losses).numpy(), correct / len(x)
-
-
-def auc(pos, neg):
-    """ROC AUC of scores where higher means 'member' (Mann-Whitney, ties counted half)."""
-    scores = np.concatenate([pos, neg])
-    order = scores.argsort(kind="mergesort")
-    ranks = np.empty(len(scores))
-    sorted_scores = scores[order]
-    i = 0
-    while i < len(scores):
-        j = i
-        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
-    return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
 def make_split(variant, members, train_hashes, test_hashes, digit_hashes, rng):

@@ -18,7 +18,7 @@ use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
 use serde_json::json;
 
 use crate::blind;
-use crate::data::{self, SourceCache, Split};
+use crate::data::{self, Images, SourceCache, Split};
 use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
 use crate::report::{self, Check, Curve};
@@ -104,12 +104,55 @@ struct Collected {
 
 const NON_MEMBER_IDS: u64 = 1 << 32;
 
+/// `mint eval`, in phases: load both sets, score them through the library's runtime, compute
+/// the figures and baselines, check the gates, write the reports.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let mut config = Config::from_path(&args.config)?;
     let desc = Descriptor::from_config(&config)?;
-    let input = desc.input_shape();
+    let (members, non_members, data_note) = load_sets(&args, desc.input_shape())?;
 
+    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
+    config.sampling.one_in = 1;
+    config.metrics.http = None;
+    config.queue.capacity = config.queue.capacity.max(members.len() + non_members.len());
+    let scored = score_sets(&args, &config, &desc, &members, &non_members)?;
+    let threshold = config.threshold() as f64;
+    let figures = compute_figures(&args, &scored, &members, &non_members, threshold);
+    let (checks, shift_message) = gates(&args, &scored, &figures);
+    let passed = checks.iter().all(|c| c.passed);
+
+    std::fs::create_dir_all(&args.out_dir)?;
+    let head_taps: Vec<String> = config.head_taps()?.iter().map(|&i| config.taps[i].name.clone()).collect();
+    let head_kind = config.head.kind();
+    let report = json!({
+        "mint_version": mint_audit::VERSION,
+        "model": {"id": config.model.id, "version": config.model.version, "onnx": desc.onnx(),
+                  "sha256": mint_head::file_sha256(desc.onnx())?},
+        "head": {"kind": head_kind, "sha256": scored.head_sha256, "threshold": threshold, "taps": head_taps},
+        "data": data_note,
+        "mint": figures.head,
+        "baselines": figures.baselines,
+        "distribution_shift": {"blind_auc": figures.blind.auc, "threshold": args.shift_auc,
+                               "detected": figures.shift, "message": shift_message},
+        "checks": checks,
+        "passed": passed,
+        "bootstrap": {"rounds": args.bootstrap, "seed": args.seed},
+        "run": {"seconds": started.elapsed().as_secs_f64(), "threads": args.threads, "reduce_isa": mint_audit::reduce_isa()},
+    });
+    let summary = summary(&config, &figures.head, &figures.blind, &figures.baselines, &shift_message);
+    write_reports(&args, &config, head_kind, &report, &checks, &summary, &scored, &figures, started)?;
+
+    println!("{summary}");
+    for c in &checks {
+        println!("  [{}] {}", if c.passed { "pass" } else { "FAIL" }, c.name);
+    }
+    println!("reports in {}", args.out_dir.display());
+    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// Members and non-members, from a split or from two sources, and what the report says of them.
+fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_json::Value)> {
     let (mut members, mut non_members, data_note) = match (&args.split, &args.members, &args.non_members) {
         (Some(split_path), None, None) => {
             let split = Split::load(split_path)?;
@@ -141,15 +184,30 @@ pub fn run(args: Args) -> Result<ExitCode> {
         non_members = non_members.truncated(limit);
     }
     ensure!(members.len() > 0 && non_members.len() > 0, "both sets need samples");
+    Ok((members, non_members, data_note))
+}
 
-    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
+/// What scoring both sets through the auditor gave.
+struct Scored {
+    /// Head scores of the members, then of the non-members.
+    pos: Vec<f64>,
+    neg: Vec<f64>,
+    /// The model's outcome per sample of each set (for the baselines), `outcome_width` each.
+    outcomes: [Vec<f32>; 2],
+    outcome_width: usize,
+    has_outcome: bool,
+    head_sha256: String,
+}
+
+/// Runs both sets through the model and the auditor, as a vendor's serving path would.
+fn score_sets(
+    args: &Args,
+    config: &Config,
+    desc: &Descriptor,
+    members: &Images,
+    non_members: &Images,
+) -> Result<Scored> {
     let total = members.len() + non_members.len();
-    config.sampling.one_in = 1;
-    config.metrics.http = None;
-    config.queue.capacity = config.queue.capacity.max(total);
-    let threshold = config.threshold() as f64;
-    let head_taps: Vec<String> = config.head_taps()?.iter().map(|&i| config.taps[i].name.clone()).collect();
-    let head_kind = config.head.kind();
     let outcome_tap = config.taps.iter().position(|t| t.kind == TapKind::Outcome);
     let outcome_width = outcome_tap.map(|i| config.taps[i].channels).unwrap_or(0);
 
@@ -171,10 +229,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     )?;
     let model = desc.compile()?;
 
-    // Run both sets through the model and the auditor; keep the outcome for the baselines.
+    // Keep the outcome for the baselines.
     let mut outcomes: [Vec<f32>; 2] =
         [vec![0.0; members.len() * outcome_width], vec![0.0; non_members.len() * outcome_width]];
-    for (set, (images, id_base)) in [(&members, 0u64), (&non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
+    for (set, (images, id_base)) in [(members, 0u64), (non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
         let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
         let what = if set == 0 { "members" } else { "non-members" };
         for_each_batch(&model, images, args.batch, args.threads, what, |start, views| {
@@ -208,48 +266,70 @@ pub fn run(args: Args) -> Result<ExitCode> {
         collected.scores.len()
     );
     let score = |id: u64| collected.scores[&id] as f64;
-    let pos: Vec<f64> = (0..members.len() as u64).map(score).collect();
-    let neg: Vec<f64> = (0..non_members.len() as u64).map(|i| score(NON_MEMBER_IDS + i)).collect();
+    Ok(Scored {
+        pos: (0..members.len() as u64).map(score).collect(),
+        neg: (0..non_members.len() as u64).map(|i| score(NON_MEMBER_IDS + i)).collect(),
+        outcomes,
+        outcome_width,
+        has_outcome: outcome_tap.is_some(),
+        head_sha256: auditor.head_sha256().to_string(),
+    })
+}
 
-    let head = roc::figures(&pos, &neg, Some(threshold), args.bootstrap, args.seed);
-    let (blind_pos, blind_neg) = blind::scores(&members, &non_members, args.seed);
+/// The head's figures, the baselines beside it, and the ROC curves of both.
+struct AllFigures {
+    head: Figures,
+    blind: Figures,
+    baselines: serde_json::Map<String, serde_json::Value>,
+    curves: Vec<(String, Vec<(f64, f64)>)>,
+    shift: bool,
+}
+
+fn compute_figures(args: &Args, s: &Scored, members: &Images, non_members: &Images, threshold: f64) -> AllFigures {
+    let (pos, neg) = (&s.pos, &s.neg);
+    let head = roc::figures(pos, neg, Some(threshold), args.bootstrap, args.seed);
+    let (blind_pos, blind_neg) = blind::scores(members, non_members, args.seed);
     let blind = roc::figures(&blind_pos, &blind_neg, None, args.bootstrap, args.seed);
     let mut baselines = serde_json::Map::new();
     baselines.insert("blind".into(), json!(blind));
-    let mut curves_data: Vec<(String, Vec<(f64, f64)>)> = vec![
-        (format!("MINT head (AUC {:.3})", head.auc.value), roc::curve(&pos, &neg)),
+    let mut curves: Vec<(String, Vec<(f64, f64)>)> = vec![
+        (format!("MINT head (AUC {:.3})", head.auc.value), roc::curve(pos, neg)),
         (format!("blind baseline (AUC {:.3})", blind.auc.value), roc::curve(&blind_pos, &blind_neg)),
     ];
-    if outcome_tap.is_some() {
-        let conf = |o: &[f32]| o.chunks(outcome_width).map(max_log_softmax).collect::<Vec<f64>>();
-        let (cp, cn) = (conf(&outcomes[0]), conf(&outcomes[1]));
+    if s.has_outcome {
+        let width = s.outcome_width;
+        let conf = |o: &[f32]| o.chunks(width).map(max_log_softmax).collect::<Vec<f64>>();
+        let (cp, cn) = (conf(&s.outcomes[0]), conf(&s.outcomes[1]));
         let confidence = roc::figures(&cp, &cn, None, args.bootstrap, args.seed);
-        curves_data.push((format!("confidence baseline (AUC {:.3})", confidence.auc.value), roc::curve(&cp, &cn)));
+        curves.push((format!("confidence baseline (AUC {:.3})", confidence.auc.value), roc::curve(&cp, &cn)));
         baselines.insert("confidence".into(), json!(confidence));
         if let (Some(lm), Some(ln)) = (&members.labels, &non_members.labels) {
             let loss = |o: &[f32], labels: &[u8]| {
-                o.chunks(outcome_width)
-                    .zip(labels)
-                    .map(|(row, &y)| -cross_entropy(row, y as usize))
-                    .collect::<Vec<f64>>()
+                o.chunks(width).zip(labels).map(|(row, &y)| -cross_entropy(row, y as usize)).collect::<Vec<f64>>()
             };
-            let (lp, lneg) = (loss(&outcomes[0], lm), loss(&outcomes[1], ln));
+            let (lp, lneg) = (loss(&s.outcomes[0], lm), loss(&s.outcomes[1], ln));
             baselines.insert("loss".into(), json!(roc::figures(&lp, &lneg, None, args.bootstrap, args.seed)));
         }
     }
-
     let shift = blind.auc.value >= args.shift_auc;
-    let shift_message = if shift {
+    AllFigures { head, blind, baselines, curves, shift }
+}
+
+/// The run's pass/fail checks: the thresholds asked for, then the distribution-shift control;
+/// and the control's message.
+fn gates(args: &Args, s: &Scored, f: &AllFigures) -> (Vec<Check>, String) {
+    let (pos, neg, head) = (&s.pos, &s.neg, &f.head);
+    let shift_message = if f.shift {
         format!(
             "DISTRIBUTION SHIFT: a blind classifier that never sees the model separates the two sets \
              (AUC {}). Members and non-members differ in distribution, so the head may be detecting \
              that difference rather than membership: do not trust the membership figures of this run.",
-            blind.auc
+            f.blind.auc
         )
     } else {
         format!(
             "No distribution shift found: the blind baseline stays below AUC {} (AUC {}).",
-            args.shift_auc, blind.auc
+            args.shift_auc, f.blind.auc
         )
     };
 
@@ -268,48 +348,45 @@ pub fn run(args: Args) -> Result<ExitCode> {
         gate(format!("balanced_accuracy >= {x}"), v >= x, v);
     }
     for &(fpr, tpr) in &args.min_tpr_at_fpr {
-        let v = roc::tpr_at_fpr(&pos, &neg, fpr);
+        let v = roc::tpr_at_fpr(pos, neg, fpr);
         gate(format!("tpr_at_fpr({fpr}) >= {tpr}"), v >= tpr, v);
     }
     for &(fpr, tpr) in &args.max_tpr_at_fpr {
-        let v = roc::tpr_at_fpr(&pos, &neg, fpr);
+        let v = roc::tpr_at_fpr(pos, neg, fpr);
         gate(format!("tpr_at_fpr({fpr}) <= {tpr}"), v <= tpr, v);
     }
     checks.push(Check {
         name: format!("distribution-shift control (blind AUC < {})", args.shift_auc),
-        passed: !shift || args.allow_shift,
+        passed: !f.shift || args.allow_shift,
         message: shift_message.clone(),
     });
-    let passed = checks.iter().all(|c| c.passed);
+    (checks, shift_message)
+}
 
-    std::fs::create_dir_all(&args.out_dir)?;
-    let head_sha = auditor.head_sha256().to_string();
-    let report = json!({
-        "mint_version": mint_audit::VERSION,
-        "model": {"id": config.model.id, "version": config.model.version, "onnx": desc.onnx(),
-                  "sha256": mint_head::file_sha256(desc.onnx())?},
-        "head": {"kind": head_kind, "sha256": head_sha, "threshold": threshold, "taps": head_taps},
-        "data": data_note,
-        "mint": head,
-        "baselines": baselines,
-        "distribution_shift": {"blind_auc": blind.auc, "threshold": args.shift_auc, "detected": shift, "message": shift_message},
-        "checks": checks,
-        "passed": passed,
-        "bootstrap": {"rounds": args.bootstrap, "seed": args.seed},
-        "run": {"seconds": started.elapsed().as_secs_f64(), "threads": args.threads, "reduce_isa": mint_audit::reduce_isa()},
-    });
-    std::fs::write(args.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    let summary = summary(&config, &head, &blind, &baselines, &shift_message);
+/// report.json, junit.xml, the ROC plots and scores.csv.
+#[allow(clippy::too_many_arguments)]
+fn write_reports(
+    args: &Args,
+    config: &Config,
+    head_kind: &str,
+    report: &serde_json::Value,
+    checks: &[Check],
+    summary: &str,
+    s: &Scored,
+    f: &AllFigures,
+    started: Instant,
+) -> Result<()> {
+    std::fs::write(args.out_dir.join("report.json"), serde_json::to_string_pretty(report)?)?;
     std::fs::write(
         args.out_dir.join("junit.xml"),
         report::junit(
             &format!("{} / {}", config.model.id, head_kind),
-            &checks,
+            checks,
             started.elapsed().as_secs_f64(),
-            &summary,
+            summary,
         ),
     )?;
-    let curves: Vec<Curve<'_>> = curves_data.iter().map(|(l, p)| Curve { label: l.clone(), points: p }).collect();
+    let curves: Vec<Curve<'_>> = f.curves.iter().map(|(l, p)| Curve { label: l.clone(), points: p }).collect();
     report::roc_plots(
         &curves,
         &format!("MINT ROC: {}", config.model.id),
@@ -317,20 +394,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         &args.out_dir.join("roc_loglog.svg"),
     )?;
     let mut csv = String::from("set,index,score\n");
-    for (i, s) in pos.iter().enumerate() {
-        csv.push_str(&format!("member,{i},{s}\n"));
+    for (i, v) in s.pos.iter().enumerate() {
+        csv.push_str(&format!("member,{i},{v}\n"));
     }
-    for (i, s) in neg.iter().enumerate() {
-        csv.push_str(&format!("non_member,{i},{s}\n"));
+    for (i, v) in s.neg.iter().enumerate() {
+        csv.push_str(&format!("non_member,{i},{v}\n"));
     }
     std::fs::write(args.out_dir.join("scores.csv"), csv)?;
-
-    println!("{summary}");
-    for c in &checks {
-        println!("  [{}] {}", if c.passed { "pass" } else { "FAIL" }, c.name);
-    }
-    println!("reports in {}", args.out_dir.display());
-    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(())
 }
 
 fn summary(

@@ -20,6 +20,8 @@ use crate::extract::{read_npy, write_npy};
 
 const RECIPE: &str = include_str!("../../scripts/train_head.py");
 const CNN_RECIPE: &str = include_str!("../../scripts/train_cnn_head.py");
+/// The helpers both recipes import, written beside them.
+const MINTDATA: &str = include_str!("../../scripts/mintdata.py");
 
 #[derive(clap::Args)]
 /// Train a MINT head on extracted features and export it to ONNX: a Vanilla head on per-channel
@@ -144,6 +146,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let tmp = tempfile::tempdir()?;
     let recipe = tmp.path().join("train_head.py");
     std::fs::write(&recipe, RECIPE)?;
+    std::fs::write(tmp.path().join("mintdata.py"), MINTDATA)?;
     let m = tmp.path().join("members.npy");
     let n = tmp.path().join("non_members.npy");
     let width = take_columns(&members, &sel, &m)?;
@@ -197,6 +200,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
     let tmp = tempfile::tempdir()?;
     let recipe = tmp.path().join("train_cnn_head.py");
     std::fs::write(&recipe, CNN_RECIPE)?;
+    std::fs::write(tmp.path().join("mintdata.py"), MINTDATA)?;
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }

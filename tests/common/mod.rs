@@ -1,79 +1,17 @@
-//! Helpers shared by the integration tests that drive real programs: the installed C library,
-//! the system C compiler, promtool, Prometheus.
+//! The shipped model's fixtures, shared by the library's tests and the system tests (which
+//! include this file): its configuration, its taps, synthetic features, NPY references.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output};
-use std::sync::OnceLock;
 
+/// The repository's root (this file serves crates at two depths).
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A scratch folder under target/ for one test (emptied first).
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = repo().join("target").join("test-scratch").join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Runs a command, panicking with its output when it fails.
-pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    if !out.status.success() {
-        panic!(
-            "{cmd:?} failed ({}):\n--- stdout\n{}\n--- stderr\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
-}
-
-/// A program the tests need, or a loud failure saying how to get it.
-pub fn require(program: &str, package: &str) -> PathBuf {
-    let found = std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file()));
-    found.unwrap_or_else(|| panic!("`{program}` is needed by this test: apt-get install {package} (see .ci/run)"))
-}
-
-/// Builds libmint_audit (debug) and installs it with its headers and pkg-config file into a
-/// prefix under target/, once per test process, the way a vendor would install it.
-pub fn installed_prefix() -> &'static Path {
-    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
-    PREFIX.get_or_init(|| {
-        let prefix = repo().join("target").join("test-scratch").join(format!("prefix-{}", std::process::id()));
-        run(Command::new(env!("CARGO"))
-            .args(["build", "-q", "-p", "mint-audit-ffi", "-p", "mint-backend-cpu", "-p", "mint-backend-triton"])
-            .current_dir(repo()));
-        run(Command::new("bash")
-            .arg(repo().join("scripts/install.sh"))
-            .args(["--no-build", "--profile", "debug", "--prefix"])
-            .arg(&prefix)
-            .current_dir(repo()));
-        prefix
-    })
-}
-
-/// `pkg-config --cflags --libs mint_audit` against the installed prefix.
-pub fn pkg_config_flags() -> Vec<String> {
-    let prefix = installed_prefix();
-    let out = run(Command::new(require("pkg-config", "pkg-config"))
-        .args(["--cflags", "--libs", "mint_audit"])
-        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
-    String::from_utf8(out.stdout).unwrap().split_whitespace().map(String::from).collect()
-}
-
-/// Compiles C sources with the system compiler and only the pkg-config flags.
-pub fn compile_c(sources: &[&Path], output: &Path, extra: &[&str]) {
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let mut cmd = Command::new(cc);
-    cmd.args(["-std=c11", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-pthread"]).args(extra);
-    cmd.args(sources).arg("-o").arg(output).args(pkg_config_flags()).arg("-lm");
-    run(&mut cmd);
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("models/fmnist-memorizing").is_dir())
+        .expect("the repository holds models/")
+        .to_path_buf()
 }
 
 /// The shipped memorizing model's auditor configuration, with absolute paths, as JSON.
@@ -126,19 +64,4 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 /// Loads the shipped configuration as the library does.
 pub fn shipped_auditor_config() -> mint_audit::Config {
     mint_audit::Config::from_json(&shipped_config().to_string(), &repo()).unwrap()
-}
-
-/// A server process the test started; killed however the test ends.
-pub struct Server(pub Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A loopback port free right now.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -24,7 +24,7 @@
 //! point, the argument checks and the panic boundary. Both shipped plugins are written so,
 //! with `#![forbid(unsafe_code)]`:
 //!
-//! ```ignore
+//! ```
 //! struct Echo { host: mint_backend_abi::Host }
 //! impl mint_backend_abi::Backend for Echo {
 //!     fn create(_config: &str, _options: &mint_backend_abi::Options, host: mint_backend_abi::Host) -> Result<Self, String> {

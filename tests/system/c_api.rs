@@ -1,4 +1,4 @@
-//! The C API from C: tests/c/test_auditor.c built by the system compiler against the installed
+//! The C API from C: tests/system/c/test_auditor.c built by the system compiler against the installed
 //! header and library (pkg-config flags only), run normally, under AddressSanitizer, and with an
 //! injected panic; its rendered metrics are checked by promtool.
 
@@ -52,12 +52,15 @@ fn build_test_program(name: &str, extra: &[&str]) -> (std::path::PathBuf, std::p
     let dir = scratch(name);
     write_fixtures(&dir);
     let exe = dir.join("test_auditor");
-    compile_c(&[&repo().join("tests/c/test_auditor.c")], &exe, extra);
+    compile_c(&[&repo().join("tests/system/c/test_auditor.c")], &exe, extra);
     (dir, exe)
 }
 
 #[test]
 fn c_api_suite_and_promtool() {
+    if !ready("the C API test", &[CC, PKG_CONFIG, PROMTOOL]) {
+        return;
+    }
     let (dir, exe) = build_test_program("c-api", &[]);
     let metrics = dir.join("metrics.txt");
     let out = run(Command::new(&exe).arg(&dir).arg(&metrics));
@@ -90,6 +93,9 @@ fn c_api_suite_and_promtool() {
 
 #[test]
 fn c_api_panic_becomes_a_status() {
+    if !ready("the C API test", &[CC, PKG_CONFIG, PROMTOOL]) {
+        return;
+    }
     let (dir, exe) = build_test_program("c-api-panic", &[]);
     let out = run(Command::new(&exe).arg("--panic").arg(&dir).env("MINT_FAULT_INJECT_PANIC", "mint_auditor_stats"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok panic"));
@@ -97,6 +103,9 @@ fn c_api_panic_becomes_a_status() {
 
 #[test]
 fn c_api_under_address_sanitizer() {
+    if !ready("the C API test", &[CC, PKG_CONFIG, PROMTOOL]) {
+        return;
+    }
     let (dir, exe) = build_test_program("c-api-asan", &["-fsanitize=address", "-fno-omit-frame-pointer"]);
     let out = run(Command::new(&exe)
         .arg(&dir)

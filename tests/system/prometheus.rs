@@ -27,6 +27,9 @@ fn query(base: &str, promql: &str) -> Option<(serde_json::Value, f64)> {
 
 #[test]
 fn a_real_prometheus_scrapes_the_audited_series() {
+    if !ready("the Prometheus test", &[PROMETHEUS, PROMTOOL]) {
+        return;
+    }
     let prometheus = require("prometheus", "prometheus");
     let promtool = require("promtool", "prometheus");
 

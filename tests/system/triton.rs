@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,19 +13,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use mint_audit::{AuditResult, Auditor, Config};
 use serde_json::json;
-
-/// The Python that has nvidia-pytriton and onnxruntime (scripts/setup.sh makes .venv).
-fn triton_python() -> PathBuf {
-    let python =
-        std::env::var_os("MINT_TRITON_PYTHON").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv/bin/python"));
-    let ok = Command::new(&python)
-        .args(["-c", "import pytriton, onnxruntime"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(ok, "{} lacks nvidia-pytriton or onnxruntime: run scripts/setup.sh (see .ci/run)", python.display());
-    python
-}
 
 fn read_idx_images(path: &Path, n: usize) -> Vec<f32> {
     let bytes = std::fs::read(path).unwrap();
@@ -61,7 +48,10 @@ fn scores(auditor: &Auditor, got: &Mutex<Vec<AuditResult>>, images: &[f32], n: u
 
 #[test]
 fn triton_scores_equal_the_cpu_plugin_and_triton_counts_them() {
-    let python = triton_python();
+    if !ready("the Triton test", &[TRITON, PROMTOOL]) {
+        return;
+    }
+    let python = triton_python().expect("checked by `ready`");
     run(Command::new(env!("CARGO"))
         .args(["build", "-q", "-p", "mint-backend-cpu", "-p", "mint-backend-triton"])
         .current_dir(repo()));

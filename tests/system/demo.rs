@@ -10,6 +10,9 @@ use common::*;
 
 #[test]
 fn the_serving_demo_runs_both_heads_by_configuration_alone() {
+    if !ready("the demo test", &[CC, PKG_CONFIG]) {
+        return;
+    }
     let dir = scratch("demo");
     let exe = dir.join("serving_demo");
     compile_c(&[&repo().join("examples/serving_demo.c")], &exe, &[]);

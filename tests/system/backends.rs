@@ -29,7 +29,7 @@ fn c_plugin(name: &str, defines: &[&str]) -> PathBuf {
     cmd.args(["-std=c11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-O1"])
         .arg(format!("-I{}", repo().join("include").display()))
         .args(defines)
-        .arg(repo().join("tests/c/test_plugin.c"))
+        .arg(repo().join("tests/system/c/test_plugin.c"))
         .arg("-o")
         .arg(&lib);
     run(&mut cmd);
@@ -105,6 +105,9 @@ fn a_cpu_plugin_head_with_another_digest_is_refused() {
 
 #[test]
 fn plugins_for_another_abi_or_missing_symbols_are_refused() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
     let cases: [(&str, &[&str], &str); 4] = [
         ("major2", &["-DABI_MAJOR=2"], "built for backend ABI 2.0"),
         ("noflush", &["-DNO_FLUSH"], "mint_backend_api.flush is NULL"),
@@ -125,6 +128,9 @@ fn plugins_for_another_abi_or_missing_symbols_are_refused() {
 
 #[test]
 fn a_plugin_written_in_c_scores_through_the_host() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
     let lib = c_plugin("echo", &[]);
     let (auditor, got) = with_sink(cnn_config(&lib, json!({"mode": "echo"}), |c| c["workers"] = json!(2))).unwrap();
     let maps = vec![0.5f32; 40 * 16 * 28 * 28];
@@ -160,6 +166,9 @@ fn run_mode(mode: &str, close_after: Duration) -> (Auditor, Collected, mint_audi
 
 #[test]
 fn plugin_failures_are_counted_and_delivered_never_raised() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
     for mode in ["fail_submit", "fail_answer"] {
         let (auditor, got, stats) = run_mode(mode, Duration::from_secs(10));
         assert_eq!(stats.dropped(DropReason::BackendError), 24, "{mode}");
@@ -173,6 +182,9 @@ fn plugin_failures_are_counted_and_delivered_never_raised() {
 
 #[test]
 fn unanswered_samples_are_abandoned_at_the_deadline() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
     let (auditor, got, stats) = run_mode("never", Duration::from_millis(300));
     assert_eq!(stats.dropped(DropReason::Shutdown), 24);
     assert_eq!(got.lock().unwrap().len(), 24);
@@ -187,6 +199,9 @@ fn unanswered_samples_are_abandoned_at_the_deadline() {
 
 #[test]
 fn full_maps_over_the_copy_budget_are_dropped_and_counted() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
     let lib = c_plugin("budget", &[]);
     // One sample's stage1 map is 16×28×28×4 = 50,176 bytes: a budget of 120,000 holds two.
     let (auditor, _) = with_sink(cnn_config(&lib, json!({"mode": "never"}), |c| {

@@ -9,6 +9,9 @@ use common::*;
 
 #[test]
 fn python_drives_the_c_api_through_ctypes() {
+    if !ready("the Python test", &[CC, PKG_CONFIG, NUMPY]) {
+        return;
+    }
     let lib = installed_prefix().join("lib/libmint_audit.so");
     let dir = scratch("python");
     let mut config = shipped_config();
