@@ -236,14 +236,16 @@ impl Auditor {
         if let Some(done) = *report {
             return done;
         }
-        let before = self.stats();
+        let before = self.intake.between_calls(|| self.stats());
         let _ = self.drain_deadline.set(Instant::now() + timeout);
         // Closing the queue lets the workers drain it and then stop.
         self.intake.close();
         for handle in self.workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
             let _ = handle.join();
         }
-        let stats = self.stats();
+        // Submits still racing the close are refused as `closed`: each is counted whole or not
+        // at all in this report, so `submitted = audited + dropped` holds in it.
+        let stats = self.intake.between_calls(|| self.stats());
         let done = CloseReport {
             drained: stats.audited() - before.audited(),
             abandoned: stats.dropped(DropReason::Shutdown) - before.dropped(DropReason::Shutdown),

@@ -5,7 +5,7 @@
 //! (Vanilla) or copied as NCHW f32 (CNN). Samples holding NaN or infinities are left out of
 //! the records and reported back, so the rest of the batch is not lost.
 
-use crate::config::{TapConfig, TapKind};
+use crate::config::{TapConfig, TapKind, MAX_MAP_ELEMENTS};
 use crate::error::{Error, Result};
 use crate::reduce::{self, all_finite, element, non_finite};
 use crate::tensor::{Arrangement, Elements, Form, TensorView};
@@ -152,9 +152,24 @@ pub(crate) fn check_views(
                 view.shape()
             ));
         }
-        if let Some([h, w]) = tap.spatial {
-            if view.form() == Form::Map && (view.shape()[2], view.shape()[3]) != (h, w) {
-                return bad(format!("expected maps of {h}×{w}, got {}×{}", view.shape()[2], view.shape()[3]));
+        if view.form() == Form::Map {
+            let (h, w) = (view.shape()[2], view.shape()[3]);
+            if let Some([eh, ew]) = tap.spatial {
+                if (h, w) != (eh, ew) {
+                    return bad(format!("expected maps of {eh}×{ew}, got {h}×{w}"));
+                }
+            }
+            // An empty map has no maximum; a huge one would hold the vendor's thread (whatever
+            // its strides: zero strides let a tiny buffer describe a huge map).
+            let hw = h.saturating_mul(w);
+            if hw == 0 {
+                return bad(format!("empty maps ({h}×{w}) have no per-channel maximum"));
+            }
+            if hw.saturating_mul(view.channels()) > MAX_MAP_ELEMENTS {
+                return bad(format!(
+                    "maps of {}×{h}×{w} exceed {MAX_MAP_ELEMENTS} elements per sample; declare the tap's \"spatial\" size",
+                    view.channels()
+                ));
             }
         }
         if let Assembly::Map { tap: cnn_tap, .. } = assembly {

@@ -11,6 +11,24 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+// The maxima of every resource the configuration sizes, so that no number in a configuration
+// can make the library allocate without bound (docs/design.md, "Bounds").
+
+/// Most taps one auditor takes.
+pub const MAX_TAPS: usize = 64;
+/// Most channels (or outcome values) per tap.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Most elements (C × H × W) of one sample's map: 2^26, 256 MiB of f32.
+pub const MAX_MAP_ELEMENTS: usize = 1 << 26;
+/// Most samples the queue holds (`queue.capacity`): its slots are allocated up front.
+pub const MAX_QUEUE_CAPACITY: usize = 1 << 20;
+/// Largest batch the head runs (`batching.max_batch`).
+pub const MAX_BATCH: usize = 4096;
+/// Most worker threads (`workers`).
+pub const MAX_WORKERS: usize = 64;
+/// Largest copy budget of the CNN path (`head.copy_budget_bytes`): 16 GiB.
+pub const MAX_COPY_BUDGET_BYTES: usize = 1 << 34;
+
 /// Complete configuration of one auditor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -345,8 +363,8 @@ impl Config {
         if self.model.onnx.is_some() && self.model.input_shape.is_none() {
             return Err(Error::config("model.input_shape", "is needed with model.onnx"));
         }
-        if self.taps.is_empty() {
-            return Err(Error::config("taps", "at least one tap is needed"));
+        if self.taps.is_empty() || self.taps.len() > MAX_TAPS {
+            return Err(Error::config("taps", format!("between 1 and {MAX_TAPS} taps are needed")));
         }
         let mut names = HashSet::new();
         for (i, tap) in self.taps.iter().enumerate() {
@@ -356,15 +374,23 @@ impl Config {
             if !names.insert(tap.name.as_str()) {
                 return Err(Error::config(format!("taps[{i}].name"), format!("'{}' is used twice", tap.name)));
             }
-            if tap.channels == 0 {
-                return Err(Error::config(format!("taps[{i}].channels"), "must be at least 1"));
-            }
+            within(&format!("taps[{i}].channels"), tap.channels, 1, MAX_CHANNELS)?;
             if let Some(spatial) = tap.spatial {
                 if tap.kind == TapKind::Outcome {
                     return Err(Error::config(format!("taps[{i}].spatial"), "an outcome has no spatial size"));
                 }
                 if spatial.contains(&0) {
                     return Err(Error::config(format!("taps[{i}].spatial"), "must be at least 1×1"));
+                }
+                let elements = spatial[0].saturating_mul(spatial[1]).saturating_mul(tap.channels);
+                if elements > MAX_MAP_ELEMENTS {
+                    return Err(Error::config(
+                        format!("taps[{i}].spatial"),
+                        format!(
+                            "maps of {}×{}×{} exceed {MAX_MAP_ELEMENTS} elements",
+                            tap.channels, spatial[0], spatial[1]
+                        ),
+                    ));
                 }
             }
         }
@@ -404,26 +430,18 @@ impl Config {
                     }
                     _ => {}
                 }
-                if *copy_budget_bytes == 0 {
-                    return Err(Error::config("head.copy_budget_bytes", "must be at least 1"));
-                }
+                within("head.copy_budget_bytes", *copy_budget_bytes, 1, MAX_COPY_BUDGET_BYTES)?;
             }
         }
-        if self.queue.capacity == 0 {
-            return Err(Error::config("queue.capacity", "must be at least 1"));
-        }
-        if self.batching.max_batch == 0 {
-            return Err(Error::config("batching.max_batch", "must be at least 1"));
-        }
+        within("queue.capacity", self.queue.capacity, 1, MAX_QUEUE_CAPACITY)?;
+        within("batching.max_batch", self.batching.max_batch, 1, MAX_BATCH)?;
         if self.batching.max_wait_ms > 60_000 {
             return Err(Error::config("batching.max_wait_ms", "must be at most 60000"));
         }
         if self.sampling.one_in == 0 {
             return Err(Error::config("sampling.one_in", "must be at least 1"));
         }
-        if self.workers == 0 || self.workers > 64 {
-            return Err(Error::config("workers", "must be between 1 and 64"));
-        }
+        within("workers", self.workers, 1, MAX_WORKERS)?;
         if let Some(buckets) = &self.metrics.score_buckets {
             if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) || buckets.iter().any(|b| !b.is_finite())
             {
@@ -469,6 +487,15 @@ impl Config {
         match &self.head {
             HeadConfig::Vanilla { threshold, .. } | HeadConfig::Cnn { threshold, .. } => *threshold,
         }
+    }
+}
+
+/// Checks that `value` lies in `lo..=hi`, naming `field` when it does not.
+fn within(field: &str, value: usize, lo: usize, hi: usize) -> Result<()> {
+    if (lo..=hi).contains(&value) {
+        Ok(())
+    } else {
+        Err(Error::config(field, format!("must be between {lo} and {hi}, not {value}")))
     }
 }
 
@@ -531,6 +558,14 @@ mod tests {
         assert!(err(&with(r#""queue": {"capacity": 0}"#)).contains("queue.capacity"));
         assert!(err(&with(r#""sampling": {"one_in": 0}"#)).contains("sampling.one_in"));
         assert!(err(&with(r#""workers": 0"#)).contains("workers"));
+        // Numbers that size allocations are bounded: an error naming the field, never an abort.
+        let e = err(&with(r#""queue": {"capacity": 1000000000000}"#));
+        assert!(e.contains("queue.capacity") && e.contains("1048576"), "{e}");
+        assert!(err(&with(r#""batching": {"max_batch": 100000, "max_wait_ms": 2}"#)).contains("batching.max_batch"));
+        assert!(err(&with(r#""workers": 65"#)).contains("workers"));
+        assert!(err(&GOOD.replace(r#""channels": 16"#, r#""channels": 100000"#)).contains("taps[0].channels"));
+        let huge = GOOD.replace(r#""channels": 16,"#, r#""channels": 16, "spatial": [100000, 100000],"#);
+        assert!(err(&huge).contains("taps[0].spatial"));
         assert!(err(&with(r#""metrics": {"http": {"listen": "localhost"}}"#)).contains("metrics.http.listen"));
         assert!(err(&with(r#""metrics": {"score_buckets": [0.5, 0.2]}"#)).contains("metrics.score_buckets"));
         let e = err(&GOOD.replace(r#""kind": "vanilla""#, r#""kind": "vanilla", "threshold": 1.5"#));

@@ -26,15 +26,16 @@ impl Delivery {
         Delivery { ledger, metrics, sink, threshold, last_error: Mutex::new(None) }
     }
 
-    /// Records scores; a non-finite score counts as a head error for that sample.
-    pub(crate) fn scored(&self, ids: &[u64], scores: &[f32]) {
+    /// Records scores. A score that is not a probability (non-finite, or outside [0, 1]) is
+    /// no verdict: that sample is dropped for `invalid` (the head's or the backend's error).
+    pub(crate) fn scored(&self, ids: &[u64], scores: &[f32], invalid: DropReason) {
         debug_assert_eq!(ids.len(), scores.len());
         let mut results = Vec::with_capacity(ids.len());
         let (mut members, mut non_members, mut broken) = (0, 0, 0);
         for (&sample_id, &score) in ids.iter().zip(scores) {
-            let outcome = if !score.is_finite() {
+            let outcome = if !(0.0..=1.0).contains(&score) {
                 broken += 1;
-                Outcome::Dropped(DropReason::HeadError)
+                Outcome::Dropped(invalid)
             } else if score >= self.threshold {
                 members += 1;
                 self.metrics.observe_score(score);
@@ -49,23 +50,34 @@ impl Delivery {
         self.ledger.audited(Verdict::Member, members);
         self.ledger.audited(Verdict::NonMember, non_members);
         if broken > 0 {
-            self.ledger.dropped(DropReason::HeadError, broken);
-            self.note_error(format!("the head gave {broken} non-finite scores"));
+            self.ledger.dropped(invalid, broken);
+            let who = if invalid == DropReason::BackendError { "backend" } else { "head" };
+            self.note_error(format!(
+                "the {who} gave {broken} scores that are not probabilities (non-finite or outside [0, 1])"
+            ));
         }
-        if let Some(sink) = &self.sink {
-            sink.deliver(&results);
-        }
+        self.deliver(&results);
     }
 
     /// Records samples lost after the submit call returned.
     pub(crate) fn dropped(&self, ids: &[u64], reason: DropReason) {
         self.ledger.dropped(reason, ids.len());
-        if let Some(sink) = &self.sink {
+        if self.sink.is_some() {
             let results: Vec<AuditResult> = ids
                 .iter()
                 .map(|&sample_id| AuditResult { sample_id, score: f32::NAN, outcome: Outcome::Dropped(reason) })
                 .collect();
-            sink.deliver(&results);
+            self.deliver(&results);
+        }
+    }
+
+    /// Hands results to the vendor's sink. The ledger has counted them already; a sink that
+    /// panics loses nothing but its own delivery, and the worker carries on.
+    fn deliver(&self, results: &[AuditResult]) {
+        let Some(sink) = &self.sink else { return };
+        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(results))) {
+            let what = mint_backend_abi::boundary::panic_message(&*panic);
+            self.note_error(format!("the result sink panicked on {} results: {what}", results.len()));
         }
     }
 

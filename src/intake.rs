@@ -60,6 +60,8 @@ impl Intake {
         thread_local! {
             static CHOSEN: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
         }
+        // Held for the whole call: `close` takes the write side to see no call half-counted.
+        let sender = self.sender.read().unwrap_or_else(|e| e.into_inner());
         CHOSEN.with_borrow_mut(|chosen| {
             chosen.clear();
             chosen.extend((0..ids.len()).filter(|&i| self.sampler.selects(ids[i])));
@@ -105,7 +107,7 @@ impl Intake {
             }
             if accepted > 0 {
                 let job = Job { ids: job_ids, records, enqueued: Instant::now() };
-                if let Err((job, reason)) = self.hand_off(job) {
+                if let Err((job, reason)) = hand_off(sender.as_ref(), job) {
                     self.admission.release(accepted, job.bytes());
                     self.pool.give(job.ids, job.records);
                     let error = match reason {
@@ -130,22 +132,28 @@ impl Intake {
         })
     }
 
-    /// Queues a job without blocking; gives it back with the reason when it cannot go.
-    fn hand_off(&self, job: Job) -> std::result::Result<(), (Job, DropReason)> {
-        let sender = self.sender.read().unwrap_or_else(|e| e.into_inner());
-        match sender.as_ref() {
-            Some(tx) => tx.try_send(job).map_err(|e| match e {
-                TrySendError::Full(job) => (job, DropReason::QueueFull),
-                TrySendError::Disconnected(job) => (job, DropReason::Closed),
-            }),
-            None => Err((job, DropReason::Closed)),
-        }
-    }
-
     /// Refuses new samples and closes the queue; the write lock waits for submits that are
-    /// sending right now.
+    /// running right now.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.sender.write().unwrap_or_else(|e| e.into_inner()).take();
+    }
+
+    /// Runs `f` while no submit call is under way, so that what it reads of the ledger counts
+    /// every sample of every call in full or not at all. Submits wait only for `f`.
+    pub(crate) fn between_calls<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _no_submit = self.sender.write().unwrap_or_else(|e| e.into_inner());
+        f()
+    }
+}
+
+/// Queues a job without blocking; gives it back with the reason when it cannot go.
+fn hand_off(sender: Option<&Sender<Job>>, job: Job) -> std::result::Result<(), (Job, DropReason)> {
+    match sender {
+        Some(tx) => tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) => (job, DropReason::QueueFull),
+            TrySendError::Disconnected(job) => (job, DropReason::Closed),
+        }),
+        None => Err((job, DropReason::Closed)),
     }
 }

@@ -136,9 +136,12 @@ impl<'a> TensorView<'a> {
             Layout::Nchw => (shape[0], shape[1], shape[2], shape[3]),
             Layout::Nhwc => (shape[0], shape[3], shape[1], shape[2]),
         };
+        let overflow = || Error::InvalidInput(format!("tensor shape {shape:?} overflows"));
+        let hw = h.checked_mul(w).ok_or_else(overflow)?;
+        let chw = hw.checked_mul(c).ok_or_else(overflow)?;
         let strides = match layout {
-            Layout::Nchw => [c * h * w, h * w, w, 1],
-            Layout::Nhwc => [h * w * c, 1, w * c, c],
+            Layout::Nchw => [chw, hw, w, 1],
+            Layout::Nhwc => [chw, 1, w.checked_mul(c).ok_or_else(overflow)?, c],
         };
         Self::strided_map(elements, [n, c, h, w], strides)
     }

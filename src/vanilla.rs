@@ -75,12 +75,21 @@ impl Scorer for HeadScorer {
         for (ids, records) in ids.chunks(self.max_batch).zip(records.chunks(self.max_batch * self.width)) {
             self.scores.clear();
             let started = Instant::now();
-            let outcome = self.runner.score(records, ids.len(), &mut self.scores);
+            // A panic in the runtime loses this batch (counted as head errors), not the worker.
+            let scores = &mut self.scores;
+            let runner = &mut self.runner;
+            let outcome =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.score(records, ids.len(), scores)));
             delivery.metrics.observe_head_batch(started.elapsed().as_secs_f64(), ids.len());
             match outcome {
-                Ok(()) => delivery.scored(ids, &self.scores),
-                Err(e) => {
+                Ok(Ok(())) => delivery.scored(ids, &self.scores, DropReason::HeadError),
+                Ok(Err(e)) => {
                     delivery.note_error(e.to_string());
+                    delivery.dropped(ids, DropReason::HeadError);
+                }
+                Err(panic) => {
+                    let what = mint_backend_abi::boundary::panic_message(&*panic);
+                    delivery.note_error(format!("the head panicked: {what}"));
                     delivery.dropped(ids, DropReason::HeadError);
                 }
             }

@@ -89,7 +89,7 @@ impl HostSide {
         }
         let ids: Vec<u64> = known.iter().map(|&i| ids[i]).collect();
         let scores: Vec<f32> = known.iter().map(|&i| scores[i]).collect();
-        self.delivery.scored(&ids, &scores);
+        self.delivery.scored(&ids, &scores, DropReason::BackendError);
     }
 
     fn failed(&self, ids: &[u64], message: &str) {

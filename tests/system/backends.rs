@@ -181,6 +181,18 @@ fn plugin_failures_are_counted_and_delivered_never_raised() {
 }
 
 #[test]
+fn scores_that_are_not_probabilities_are_backend_errors_not_verdicts() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
+    let (auditor, got, stats) = run_mode("wild", Duration::from_secs(10));
+    assert_eq!(stats.audited(), 0, "{stats:?}");
+    assert_eq!(stats.dropped(DropReason::BackendError), 24);
+    assert!(got.lock().unwrap().iter().all(|r| r.outcome == Outcome::Dropped(DropReason::BackendError)));
+    assert!(auditor.last_worker_error().unwrap().contains("not probabilities"));
+}
+
+#[test]
 fn unanswered_samples_are_abandoned_at_the_deadline() {
     if !ready("the C plugin tests", &[CC]) {
         return;

@@ -7,6 +7,7 @@
  *   "fail_answer"  accepts every batch, then reports each sample through on_failure
  *   "never"        accepts every batch and never answers (flush times out)
  *   "stranger"     answers with ids it was never given
+ *   "wild"         answers with scores that are not probabilities (1.8e37, -0.5, NaN, 1.5)
  * Compile-time variants the host must refuse:
  *   -DABI_MAJOR=2   built for another ABI major
  *   -DNO_FLUSH      a NULL required function
@@ -16,6 +17,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <mint_backend.h>
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -29,7 +31,7 @@ typedef struct {
   mint_backend_host host;
 } instance;
 
-enum { ECHO, FAIL_SUBMIT, FAIL_ANSWER, NEVER, STRANGER };
+enum { ECHO, FAIL_SUBMIT, FAIL_ANSWER, NEVER, STRANGER, WILD };
 
 static _Thread_local const char *last = "";
 
@@ -43,6 +45,7 @@ static int32_t create(const char *config_json, const mint_backend_options *optio
   else if (strstr(config_json, "\"fail_answer\"")) b->mode = FAIL_ANSWER;
   else if (strstr(config_json, "\"never\"")) b->mode = NEVER;
   else if (strstr(config_json, "\"stranger\"")) b->mode = STRANGER;
+  else if (strstr(config_json, "\"wild\"")) b->mode = WILD;
   else {
     free(b);
     last = "test plugin: unknown mode";
@@ -76,6 +79,14 @@ static int32_t submit(mint_backend *backend, const mint_backend_batch *batch) {
       for (size_t i = 0; i < n; i++) ids[i] = batch->sample_ids[i] + 1000000;
       b->host.on_scores(b->host.host_data, ids, scores, n);
       free(ids);
+      free(scores);
+      return MINT_BACKEND_OK;
+    }
+    case WILD: {
+      static const float wild[4] = {1.8e37f, -0.5f, NAN, 1.5f};
+      float *scores = malloc(n * sizeof *scores);
+      for (size_t i = 0; i < n; i++) scores[i] = wild[i % 4];
+      b->host.on_scores(b->host.host_data, batch->sample_ids, scores, n);
       free(scores);
       return MINT_BACKEND_OK;
     }

@@ -1,0 +1,135 @@
+//! Regression tests for the host's safety: bad input refused and counted, a panicking sink
+//! contained, close reports exact while submits race the close.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use mint_audit::{AuditResult, Auditor, DropReason, Error, Form, Layout, TensorView};
+
+fn auditor_with(edit: impl FnOnce(&mut mint_audit::Config)) -> Auditor {
+    let mut config = shipped_auditor_config();
+    config.metrics.http = None;
+    edit(&mut config);
+    Auditor::new(config).unwrap()
+}
+
+/// The shipped taps as vendor-reduced vectors, with tap 0 replaced by `map`.
+fn with_map<'a>(rest: &'a [Vec<f32>], n: usize, map: TensorView<'a>) -> Vec<TensorView<'a>> {
+    let mut views = reduced_views(rest, n);
+    views[0] = map;
+    views
+}
+
+#[test]
+fn empty_maps_are_refused_and_counted_not_scored() {
+    // The shipped stage1 declares its spatial size; without it, an empty map used to give -inf
+    // features that were scored.
+    let auditor = auditor_with(|c| c.taps[0].spatial = None);
+    let rest = synthetic_reduced(2, 3);
+    let empty: Vec<f32> = Vec::new();
+    let map = TensorView::map(empty.as_slice(), Layout::Nchw, [2, 16, 0, 0]).unwrap();
+    let err = auditor.submit(&[1, 2], &with_map(&rest, 2, map)).unwrap_err();
+    assert!(matches!(err, Error::InvalidInput(_)), "{err}");
+    assert!(err.to_string().contains("empty maps"), "{err}");
+    let stats = auditor.close(Duration::from_secs(5)).stats;
+    assert_eq!((stats.submitted, stats.audited()), (2, 0));
+    assert_eq!(stats.dropped(DropReason::InvalidInput), 2);
+}
+
+#[test]
+fn a_tiny_buffer_cannot_describe_a_huge_map() {
+    let auditor = auditor_with(|c| c.taps[0].spatial = None);
+    let rest = synthetic_reduced(2, 4);
+    let one = [0.5f32];
+    // Zero strides: one element stands for [2, 16, 1e5, 1e5].
+    let map = TensorView::strided_map(&one[..], [2, 16, 100_000, 100_000], [0, 0, 0, 0]).unwrap();
+    let started = Instant::now();
+    let err = auditor.submit(&[1, 2], &with_map(&rest, 2, map)).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1), "the caller's thread was held");
+    assert!(err.to_string().contains("elements per sample"), "{err}");
+    // Dimensions whose product wraps are refused when the view is made.
+    let e = TensorView::map(&one[..], Layout::Nchw, [1, 1 << 40, 1 << 40, 1 << 40]).unwrap_err();
+    assert!(e.to_string().contains("overflows"), "{e}");
+    let stats = auditor.close(Duration::from_secs(5)).stats;
+    assert_eq!(stats.dropped(DropReason::InvalidInput), 2);
+}
+
+#[test]
+fn a_panicking_sink_loses_nothing_and_the_worker_goes_on() {
+    let mut config = shipped_auditor_config();
+    config.metrics.http = None;
+    config.batching.max_wait_ms = 0;
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&delivered);
+    let auditor = Auditor::with_sink(
+        config,
+        Arc::new(move |r: &[AuditResult]| {
+            counter.fetch_add(r.len(), Ordering::SeqCst);
+            panic!("the vendor's sink is broken");
+        }),
+    )
+    .unwrap();
+    let data = synthetic_reduced(8, 5);
+    for k in 0..10u64 {
+        let ids: Vec<u64> = (k * 8..k * 8 + 8).collect();
+        auditor.submit(&ids, &reduced_views(&data, 8)).unwrap();
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let report = auditor.close(Duration::from_secs(10));
+    let s = report.stats;
+    assert_eq!(s.submitted, 80);
+    assert_eq!(s.audited(), 80, "{s:?}");
+    assert_eq!(delivered.load(Ordering::SeqCst), 80, "every batch still reached the sink");
+    assert!(auditor.last_worker_error().unwrap().contains("sink panicked"));
+}
+
+#[test]
+fn close_reports_are_exact_while_eight_threads_submit() {
+    for round in 0..5 {
+        let auditor = Arc::new(auditor_with(|c| {
+            c.queue.capacity = 256;
+            c.batching.max_batch = 16;
+        }));
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..8u64)
+            .map(|t| {
+                let (auditor, stop) = (Arc::clone(&auditor), Arc::clone(&stop));
+                std::thread::spawn(move || {
+                    let data = synthetic_reduced(4, t);
+                    let views = reduced_views(&data, 4);
+                    let mut k = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let base = (t << 40) + k * 4;
+                        let _ = auditor.submit(&[base, base + 1, base + 2, base + 3], &views);
+                        k += 1;
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(30));
+        let report = auditor.close(Duration::from_millis(20 * round));
+        stop.store(true, Ordering::Relaxed);
+        for t in threads {
+            t.join().unwrap();
+        }
+        let s = report.stats;
+        assert_eq!(s.submitted, s.audited() + s.dropped_total(), "round {round}: {s:?}");
+        assert!(s.submitted > 0);
+        let after = auditor.stats();
+        assert_eq!(after.submitted, after.audited() + after.dropped_total(), "after the threads stopped: {after:?}");
+    }
+}
+
+#[test]
+fn vector_taps_still_accept_channel_maxima() {
+    // The new map checks apply to maps only.
+    let auditor = auditor_with(|_| {});
+    let data = synthetic_reduced(3, 6);
+    let views = reduced_views(&data, 3);
+    assert_eq!(views[0].form(), Form::ChannelMax);
+    assert_eq!(auditor.submit(&[7, 8, 9], &views).unwrap().accepted, 3);
+}
