@@ -168,6 +168,9 @@ pub struct BackendConfig {
     /// The plugin shared library: a path (relative to the configuration), or a bare file
     /// name, looked for beside libmint_audit itself, then where the dynamic loader looks.
     pub library: PathBuf,
+    /// The library's sha256, when pinned: another file is refused, naming it.
+    #[serde(default)]
+    pub sha256: Option<String>,
     /// Passed to the plugin as JSON, untouched.
     #[serde(default)]
     pub config: serde_json::Value,
@@ -396,9 +399,7 @@ impl Config {
         }
         match &self.head {
             HeadConfig::Vanilla { sha256, threshold, output, taps, .. } => {
-                if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(Error::config("head.sha256", "must be 64 hexadecimal digits"));
-                }
+                check_sha256("head.sha256", sha256)?;
                 check_threshold(*threshold, *output)?;
                 if let Some(list) = taps {
                     if list.is_empty() {
@@ -415,7 +416,7 @@ impl Config {
                     }
                 }
             }
-            HeadConfig::Cnn { tap, threshold, copy_budget_bytes, .. } => {
+            HeadConfig::Cnn { tap, threshold, copy_budget_bytes, backend } => {
                 check_threshold(*threshold, ScoreOutput::Probability)?;
                 match self.taps.iter().find(|t| &t.name == tap) {
                     None => return Err(Error::config("head.tap", format!("no tap is named '{tap}'"))),
@@ -431,6 +432,9 @@ impl Config {
                     _ => {}
                 }
                 within("head.copy_budget_bytes", *copy_budget_bytes, 1, MAX_COPY_BUDGET_BYTES)?;
+                if let Some(sha) = &backend.sha256 {
+                    check_sha256("head.backend.sha256", sha)?;
+                }
             }
         }
         within("queue.capacity", self.queue.capacity, 1, MAX_QUEUE_CAPACITY)?;
@@ -488,6 +492,13 @@ impl Config {
             HeadConfig::Vanilla { threshold, .. } | HeadConfig::Cnn { threshold, .. } => *threshold,
         }
     }
+}
+
+fn check_sha256(field: &str, sha: &str) -> Result<()> {
+    if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Error::config(field, "must be 64 hexadecimal digits"));
+    }
+    Ok(())
 }
 
 /// Checks that `value` lies in `lo..=hi`, naming `field` when it does not.

@@ -51,11 +51,16 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
                 Err(_) => break,
             }
         }
-        let bytes: usize = jobs.iter().map(Job::bytes).sum();
         if ctx.past_deadline() {
+            // Everything still queued ends in one delivery: a slow sink is called once, not
+            // once per job, so closing with a short timeout stays short.
+            jobs.extend(rx.try_iter());
+            samples = jobs.iter().map(|j| j.ids.len()).sum();
+            ids.clear();
             for job in &jobs {
-                ctx.delivery.dropped(&job.ids, DropReason::Shutdown);
+                ids.extend_from_slice(&job.ids);
             }
+            ctx.delivery.dropped(&ids, DropReason::Shutdown);
         } else if let [job] = jobs.as_slice() {
             scorer.score(&job.ids, &job.records, &ctx.delivery);
         } else {
@@ -69,6 +74,7 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
             scorer.score(&ids, &records, &ctx.delivery);
         }
         // Room is given back only once the records were scored (or copied by a backend).
+        let bytes: usize = jobs.iter().map(Job::bytes).sum();
         ctx.admission.release(samples, bytes);
         for job in jobs.drain(..) {
             ctx.pool.give(job.ids, job.records);

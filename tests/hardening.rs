@@ -133,3 +133,33 @@ fn vector_taps_still_accept_channel_maxima() {
     assert_eq!(views[0].form(), Form::ChannelMax);
     assert_eq!(auditor.submit(&[7, 8, 9], &views).unwrap().accepted, 3);
 }
+
+#[test]
+fn closing_at_once_is_quick_even_with_a_slow_sink() {
+    let mut config = shipped_auditor_config();
+    config.metrics.http = None;
+    config.queue.capacity = 10_000;
+    config.batching.max_batch = 4;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&calls);
+    let auditor = Auditor::with_sink(
+        config,
+        Arc::new(move |_: &[AuditResult]| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(25));
+        }),
+    )
+    .unwrap();
+    let data = synthetic_reduced(4, 7);
+    for k in 0..200u64 {
+        let ids: Vec<u64> = (k * 4..k * 4 + 4).collect();
+        auditor.submit(&ids, &reduced_views(&data, 4)).unwrap();
+    }
+    // 200 queued jobs, each delivered alone to a 25 ms sink, would take 5 s to drop.
+    let started = Instant::now();
+    let report = auditor.close(Duration::ZERO);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(2), "close(0) took {took:?} ({} sink calls)", calls.load(Ordering::SeqCst));
+    assert!(report.abandoned > 0);
+    assert_eq!(report.stats.submitted, report.stats.audited() + report.stats.dropped_total());
+}

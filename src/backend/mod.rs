@@ -299,7 +299,7 @@ pub(crate) struct BackendPlan {
 
 impl BackendPlan {
     /// Loads the plugin. The head's identity is the `sha256` in the backend's configuration
-    /// when it gives one (the head file it runs), else the plugin library's digest.
+    /// when it gives one (the head file it runs), else the digest of the library loaded.
     pub(crate) fn load(
         backend: &BackendConfig,
         assembly: Assembly,
@@ -309,10 +309,10 @@ impl BackendPlan {
         let Assembly::Map { chw, .. } = assembly else {
             return Err(Error::config("head.tap", "a CNN head takes one tap's full map"));
         };
-        let plugin = Arc::new(Plugin::load(&backend.library)?);
+        let plugin = Arc::new(Plugin::load(&backend.library, backend.sha256.as_deref())?);
         let digest = match backend.config.get("sha256").and_then(|v| v.as_str()) {
             Some(sha) => sha.to_ascii_lowercase(),
-            None => mint_head::file_sha256(&backend.library)?,
+            None => plugin.sha256().to_string(),
         };
         Ok(BackendPlan {
             plugin,

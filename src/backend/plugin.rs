@@ -9,7 +9,10 @@ use crate::error::{Error, Result};
 
 /// A loaded plugin. Instances hold an `Arc` of it, so the library stays mapped while any lives.
 pub(crate) struct Plugin {
+    /// The file loaded, resolved.
     path: PathBuf,
+    /// Its digest, from the bytes that were loaded.
+    sha256: String,
     api: &'static mint_backend_api,
     // Last field: dropped (unloading the library) after everything that points into it.
     _library: libloading::Library,
@@ -36,18 +39,68 @@ pub(crate) struct Functions {
     pub render_metrics: mint_backend_render_metrics_fn,
 }
 
-/// Opens the library; a bare file name is first looked for beside the object holding this
-/// code (libmint_audit.so for C callers), so plugins installed next to it are found.
-fn open(path: &Path) -> std::result::Result<libloading::Library, libloading::Error> {
+/// Where a configured library is: a path with a folder as given; a bare file name beside the
+/// object holding this code (libmint_audit.so for C callers, so plugins installed next to it
+/// are found), else in `LD_LIBRARY_PATH` and the system's library folders.
+fn resolve(path: &Path) -> std::result::Result<PathBuf, String> {
+    if path.components().count() > 1 {
+        return Ok(path.to_owned());
+    }
+    let mut dirs: Vec<PathBuf> = own_directory().into_iter().collect();
+    if let Some(paths) = std::env::var_os("LD_LIBRARY_PATH") {
+        dirs.extend(std::env::split_paths(&paths).filter(|d| !d.as_os_str().is_empty()));
+    }
+    dirs.extend(
+        ["/usr/local/lib", "/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib", "/lib"]
+            .map(PathBuf::from),
+    );
+    dirs.iter().map(|d| d.join(path)).find(|p| p.is_file()).ok_or_else(|| {
+        let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+        format!("not found; looked in {}", searched.join(", "))
+    })
+}
+
+/// Opens the library, hashes it from the open file, loads it, and checks that the loader
+/// mapped that very file (its device and inode in /proc/self/maps), so a file swapped on disk
+/// between the hash and the load is refused rather than run under another's digest. Returns
+/// the library, its sha256 and the resolved path.
+fn open(path: &Path) -> std::result::Result<(libloading::Library, String, PathBuf), String> {
+    let resolved = resolve(path)?;
+    let cannot = |what: &str, e: std::io::Error| format!("cannot load it: cannot {what} {}: {e}", resolved.display());
+    let mut file = std::fs::File::open(&resolved).map_err(|e| cannot("open", e))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut file, &mut bytes).map_err(|e| cannot("read", e))?;
+    let sha256 = mint_head::sha256_hex(&bytes);
+    let hashed = file.metadata().map_err(|e| cannot("stat", e))?;
     // SAFETY: loading a library runs its initialisers; choosing which plugin to load is the
-    // configuration's business, as for any plugin system.
-    let load = |p: &Path| unsafe { libloading::Library::new(p) };
-    if path.components().count() == 1 {
-        if let Some(beside) = own_directory().map(|dir| dir.join(path)).filter(|p| p.exists()) {
-            return load(&beside);
+    // configuration's business, as for any plugin system (its digest can be pinned).
+    let library = unsafe { libloading::Library::new(&resolved) }.map_err(|e| format!("cannot load it: {e}"))?;
+    // SAFETY: only the symbol's address is used, to find the file mapped at it.
+    let entry = unsafe { library.get::<*const u8>(ENTRY_SYMBOL.as_bytes()) }.ok().map(|s| *s as usize);
+    if let Some(mapped) = entry.and_then(mapped_file) {
+        use std::os::unix::fs::MetadataExt;
+        let on_disk = (libc::major(hashed.dev()) as u64, libc::minor(hashed.dev()) as u64, hashed.ino());
+        if mapped != on_disk {
+            return Err("the file changed between its hash and its load; refusing it".into());
         }
     }
-    load(path)
+    Ok((library, sha256, resolved))
+}
+
+/// Device (major, minor) and inode of the file mapped at `address`, from /proc/self/maps.
+fn mapped_file(address: usize) -> Option<(u64, u64, u64)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    maps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (start, end) = fields.next()?.split_once('-')?;
+        let (start, end) = (usize::from_str_radix(start, 16).ok()?, usize::from_str_radix(end, 16).ok()?);
+        if !(start..end).contains(&address) {
+            return None;
+        }
+        let (_perms, _offset, dev, inode) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (major, minor) = dev.split_once(':')?;
+        Some((u64::from_str_radix(major, 16).ok()?, u64::from_str_radix(minor, 16).ok()?, inode.parse().ok()?))
+    })
 }
 
 /// The directory of the shared object (or executable) this code was loaded from.
@@ -65,11 +118,21 @@ fn own_directory() -> Option<PathBuf> {
 }
 
 impl Plugin {
-    /// Loads `path` and checks its table: the ABI major, the table's size, every required
-    /// function. Errors name the file and what is wrong with it.
-    pub(crate) fn load(path: &Path) -> Result<Plugin> {
+    /// Loads `path` and checks its table: the digest when `expected_sha256` pins one, the ABI
+    /// major, the table's size, every required function. Errors name the file and what is
+    /// wrong with it.
+    pub(crate) fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Plugin> {
         let fail = |message: String| Error::Backend { library: path.to_owned(), message };
-        let library = open(path).map_err(|e| fail(format!("cannot load it: {e}")))?;
+        let (library, sha256, resolved) = open(path).map_err(fail)?;
+        let fail = |message: String| Error::Backend { library: resolved.clone(), message };
+        if let Some(expected) = expected_sha256 {
+            if !expected.eq_ignore_ascii_case(&sha256) {
+                return Err(fail(format!(
+                    "sha256 is {sha256}, but the configuration expects {}; refusing to load it",
+                    expected.to_ascii_lowercase()
+                )));
+            }
+        }
         // SAFETY: the symbol, when a plugin exports it, has the ABI's entry signature; a library
         // exporting another `mint_backend_entry` is a misconfiguration we cannot detect.
         let entry: mint_backend_entry_fn = unsafe {
@@ -94,13 +157,18 @@ impl Plugin {
                 api.struct_size, MINT_BACKEND_ABI_MAJOR
             )));
         }
-        let plugin = Plugin { path: path.to_owned(), api, _library: library };
+        let plugin = Plugin { path: resolved.clone(), sha256, api, _library: library };
         plugin.functions()?;
         Ok(plugin)
     }
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Lower-case hex sha256 of the library loaded.
+    pub(crate) fn sha256(&self) -> &str {
+        &self.sha256
     }
 
     /// The plugin's name and version, as it reports them.
@@ -137,5 +205,27 @@ impl Plugin {
         } else {
             message
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn the_file_mapped_at_an_address_is_found() {
+        let exe = std::fs::metadata(std::env::current_exe().unwrap()).unwrap();
+        let expected = (libc::major(exe.dev()) as u64, libc::minor(exe.dev()) as u64, exe.ino());
+        let here = mapped_file as fn(usize) -> Option<(u64, u64, u64)>;
+        assert_eq!(mapped_file(here as usize), Some(expected));
+        assert_eq!(mapped_file(0), None);
+    }
+
+    #[test]
+    fn bare_names_not_found_say_where_they_were_looked_for() {
+        let e = resolve(Path::new("libmint_backend_nowhere.so")).unwrap_err();
+        assert!(e.contains("not found") && e.contains("/usr/lib"), "{e}");
+        assert_eq!(resolve(Path::new("./x/y.so")).unwrap(), Path::new("./x/y.so"));
     }
 }

@@ -181,6 +181,28 @@ fn plugin_failures_are_counted_and_delivered_never_raised() {
 }
 
 #[test]
+fn a_plugin_is_identified_by_the_file_loaded_and_may_be_pinned() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
+    let lib = c_plugin("pinned", &[]);
+    let digest = mint_head::file_sha256(&lib).unwrap();
+    // Without a head digest in the backend's configuration, the head is the library loaded.
+    let (auditor, _) = with_sink(cnn_config(&lib, json!({"mode": "echo"}), |_| {})).unwrap();
+    assert_eq!(auditor.head_sha256(), digest);
+    drop(auditor);
+    let pinned =
+        |sha: String| cnn_config(&lib, json!({"mode": "echo"}), |c| c["head"]["backend"]["sha256"] = json!(sha));
+    assert!(with_sink(pinned(digest.clone())).is_ok());
+    let err = with_sink(pinned("ab".repeat(32))).err().expect("another digest is refused").to_string();
+    assert!(err.contains(&digest) && err.contains(&"ab".repeat(32)) && err.contains("libtest_pinned.so"), "{err}");
+    let mut c = shipped_config();
+    c["head"] = json!({"kind": "cnn", "tap": "stage1", "backend": {"library": lib, "sha256": "xyz"}});
+    let err = Config::from_json(&c.to_string(), &repo()).unwrap_err().to_string();
+    assert!(err.contains("head.backend.sha256"), "{err}");
+}
+
+#[test]
 fn scores_that_are_not_probabilities_are_backend_errors_not_verdicts() {
     if !ready("the C plugin tests", &[CC]) {
         return;
