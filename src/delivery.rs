@@ -75,8 +75,7 @@ impl Delivery {
     /// panics loses nothing but its own delivery, and the worker carries on.
     fn deliver(&self, results: &[AuditResult]) {
         let Some(sink) = &self.sink else { return };
-        if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sink.deliver(results))) {
-            let what = mint_backend_abi::boundary::panic_message(&*panic);
+        if let Err(what) = mint_backend_abi::boundary::catch(|| sink.deliver(results)) {
             self.note_error(format!("the result sink panicked on {} results: {what}", results.len()));
         }
     }

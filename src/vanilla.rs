@@ -78,8 +78,7 @@ impl Scorer for HeadScorer {
             // A panic in the runtime loses this batch (counted as head errors), not the worker.
             let scores = &mut self.scores;
             let runner = &mut self.runner;
-            let outcome =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| runner.score(records, ids.len(), scores)));
+            let outcome = mint_backend_abi::boundary::catch(|| runner.score(records, ids.len(), scores));
             delivery.metrics.observe_head_batch(started.elapsed().as_secs_f64(), ids.len());
             match outcome {
                 Ok(Ok(())) => delivery.scored(ids, &self.scores, DropReason::HeadError),
@@ -87,8 +86,7 @@ impl Scorer for HeadScorer {
                     delivery.note_error(e.to_string());
                     delivery.dropped(ids, DropReason::HeadError);
                 }
-                Err(panic) => {
-                    let what = mint_backend_abi::boundary::panic_message(&*panic);
+                Err(what) => {
                     delivery.note_error(format!("the head panicked: {what}"));
                     delivery.dropped(ids, DropReason::HeadError);
                 }

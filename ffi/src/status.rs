@@ -2,7 +2,6 @@
 //! function runs inside.
 
 use std::ffi::{c_char, CStr};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mint_audit::{Error, ErrorKind};
 use mint_backend_abi::boundary::{self, set_last_error};
@@ -149,7 +148,7 @@ pub(crate) fn boundary(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> m
         }
         f()
     };
-    match catch_unwind(AssertUnwindSafe(guarded)) {
+    match boundary::catch(guarded) {
         Ok(Ok(())) => {
             set_last_error("");
             MINT_OK
@@ -158,8 +157,7 @@ pub(crate) fn boundary(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> m
             set_last_error(&failure.message);
             failure.status
         }
-        Err(panic) => {
-            let what = boundary::panic_message(&*panic);
+        Err(what) => {
             set_last_error(&format!("internal error in {name} (please report): {what}"));
             MINT_ERR_PANIC
         }
@@ -168,7 +166,7 @@ pub(crate) fn boundary(name: &str, f: impl FnOnce() -> Result<(), Failure>) -> m
 
 /// Like [`boundary`] for functions that cannot fail but must not unwind either.
 pub(crate) fn boundary_infallible<T>(fallback: T, f: impl FnOnce() -> T) -> T {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+    boundary::catch(f).unwrap_or(fallback)
 }
 
 /// The message of the last failed call on this thread, or "" after a successful call.

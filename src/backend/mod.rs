@@ -12,7 +12,6 @@ mod plugin;
 
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,7 +121,7 @@ impl HostSide {
 // The callbacks run on the plugin's threads: nothing may unwind back into them.
 
 unsafe extern "C" fn on_scores(host_data: *mut c_void, ids: *const u64, scores: *const f32, count: usize) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    let _ = mint_backend_abi::boundary::catch(|| {
         // SAFETY: `host_data` is our `HostSide`, alive until `destroy` returns; the arrays hold
         // `count` values for the duration of the call.
         let host = unsafe { &*(host_data as *const HostSide) };
@@ -133,11 +132,11 @@ unsafe extern "C" fn on_scores(host_data: *mut c_void, ids: *const u64, scores: 
         let (ids, scores) =
             unsafe { (std::slice::from_raw_parts(ids, count), std::slice::from_raw_parts(scores, count)) };
         host.scored(ids, scores);
-    }));
+    });
 }
 
 unsafe extern "C" fn on_failure(host_data: *mut c_void, ids: *const u64, count: usize, message: *const c_char) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    let _ = mint_backend_abi::boundary::catch(|| {
         // SAFETY: as in `on_scores`; `message` is NUL-terminated or NULL.
         let host = unsafe { &*(host_data as *const HostSide) };
         // SAFETY: NULL or NUL-terminated, per the ABI.
@@ -148,18 +147,18 @@ unsafe extern "C" fn on_failure(host_data: *mut c_void, ids: *const u64, count: 
         }
         // SAFETY: `count` ids for the call (non-NULL, checked above).
         host.failed(unsafe { std::slice::from_raw_parts(ids, count) }, &message);
-    }));
+    });
 }
 
 unsafe extern "C" fn on_log(host_data: *mut c_void, level: u32, message: *const c_char) {
-    let _ = catch_unwind(AssertUnwindSafe(|| {
+    let _ = mint_backend_abi::boundary::catch(|| {
         // SAFETY: as in `on_scores`.
         let host = unsafe { &*(host_data as *const HostSide) };
         if level <= MINT_BACKEND_LOG_WARN {
             // SAFETY: NULL or NUL-terminated, per the ABI.
             host.delivery.note_error(format!("backend: {}", unsafe { text(message) }));
         }
-    }));
+    });
 }
 
 /// A plugin's string, lossily as UTF-8; "" for NULL.

@@ -99,6 +99,9 @@ fn c_api_panic_becomes_a_status() {
     let (dir, exe) = build_test_program("c-api-panic", &[]);
     let out = run(Command::new(&exe).arg("--panic").arg(&dir).env("MINT_FAULT_INJECT_PANIC", "mint_auditor_stats"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("ok panic"));
+    // The panic's message went to mint_last_error(), not to the host's stderr.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "a caught panic printed on the host's stderr:\n{stderr}");
 }
 
 #[test]

@@ -3,12 +3,15 @@
 //! guard, since nothing may unwind into a C caller.
 
 use std::any::Any;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Once;
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// How many [`catch`]es this thread is inside: their panics are ours to report.
+    static CATCHING: Cell<u32> = const { Cell::new(0) };
 }
 
 /// Keeps `message` as this thread's last error (interior NULs become spaces).
@@ -31,9 +34,28 @@ pub fn panic_message(panic: &(dyn Any + Send)) -> String {
         .unwrap_or_else(|| "unknown panic".into())
 }
 
-/// Runs `f`, turning a panic into `Err` with its message.
+/// Chains a panic hook, once per process, that stays silent for panics [`catch`] will turn
+/// into an error (their message goes to the caller, not to the host's stderr) and hands every
+/// other panic to the hook that was there before.
+fn quiet_caught_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if CATCHING.with(Cell::get) == 0 {
+                previous(info);
+            }
+        }));
+    });
+}
+
+/// Runs `f`, turning a panic into `Err` with its message; nothing is printed.
 pub fn catch<T>(f: impl FnOnce() -> T) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).map_err(|p| panic_message(&*p))
+    quiet_caught_panics();
+    CATCHING.with(|c| c.set(c.get() + 1));
+    let outcome = catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(c.get() - 1));
+    outcome.map_err(|p| panic_message(&*p))
 }
 
 #[cfg(test)]
