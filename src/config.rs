@@ -29,6 +29,9 @@ pub const MAX_WORKERS: usize = 64;
 /// Largest copy budget of the CNN path (`head.copy_budget_bytes`): 16 GiB.
 pub const MAX_COPY_BUDGET_BYTES: usize = 1 << 34;
 
+/// Most connections the `/metrics` endpoint holds at once (`metrics.http.max_connections`).
+pub const MAX_HTTP_CONNECTIONS: usize = 1024;
+
 /// Complete configuration of one auditor.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -273,13 +276,30 @@ pub struct HttpConfig {
     /// Address to bind; port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub listen: String,
+    /// Connections served at once; past it, new ones are closed and counted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Time a client has to send a request's head, in milliseconds.
+    #[serde(default = "default_header_timeout_ms")]
+    pub header_timeout_ms: u64,
 }
 
 impl HttpConfig {
-    /// An endpoint on `listen` ("127.0.0.1:0" picks a free loopback port).
+    /// An endpoint on `listen` ("127.0.0.1:0" picks a free loopback port), default limits.
     pub fn new(listen: impl Into<String>) -> HttpConfig {
-        HttpConfig { listen: listen.into() }
+        HttpConfig {
+            listen: listen.into(),
+            max_connections: default_max_connections(),
+            header_timeout_ms: default_header_timeout_ms(),
+        }
     }
+}
+
+fn default_max_connections() -> usize {
+    16
+}
+fn default_header_timeout_ms() -> u64 {
+    5000
 }
 
 impl TapConfig {
@@ -456,6 +476,9 @@ impl Config {
             }
         }
         if let Some(http) = &self.metrics.http {
+            within("metrics.http.max_connections", http.max_connections, 1, MAX_HTTP_CONNECTIONS)?;
+            let timeout = usize::try_from(http.header_timeout_ms).unwrap_or(usize::MAX);
+            within("metrics.http.header_timeout_ms", timeout, 100, 60_000)?;
             if http.listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(Error::config(
                     "metrics.http.listen",

@@ -1,72 +1,187 @@
-//! The opt-in `/metrics` endpoint: one small thread serving one registry.
+//! The opt-in `/metrics` endpoint, built to live in someone else's process: whatever clients
+//! do, it holds a bounded number of connections, buffers and threads, answers the others, and
+//! stops within a bounded time.
+//!
+//! hyper (HTTP/1.1) on a tokio runtime of one thread, owned by the endpoint:
+//! - at most `max_connections` connections at once; past it a new one is closed at once and
+//!   counted (`mint_http_connections_rejected_total`);
+//! - a request's head must arrive within `header_timeout_ms` and fit in [`MAX_HEAD_BYTES`];
+//!   a connection serves at most [`MAX_REQUESTS_PER_CONNECTION`] requests and lives at most
+//!   [`MAX_CONNECTION_LIFETIME`]; a client that never reads its replies stalls only its own
+//!   connection, which that lifetime then ends;
+//! - accept errors (EMFILE among them) are counted and retried after a pause, never fatal;
+//! - dropping the endpoint stops the runtime, cancelling every connection, within
+//!   [`STOP_TIMEOUT`].
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use prometheus::{IntCounter, IntCounterVec};
+use tokio::sync::{watch, Semaphore};
 
 use crate::error::{Error, Result};
 
 /// Renders the exposition text for one scrape.
-pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
+pub(crate) type Render = Arc<dyn Fn() -> String + Send + Sync>;
 
 const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// A running HTTP endpoint; stops when dropped.
-pub struct MetricsServer {
+/// The most bytes of a request's head (request line and headers) that are buffered.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 << 10;
+/// Requests served on one connection before it is closed.
+pub(crate) const MAX_REQUESTS_PER_CONNECTION: usize = 1000;
+/// The longest one connection lives.
+pub(crate) const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
+/// The longest dropping the endpoint takes, whatever its clients do.
+pub(crate) const STOP_TIMEOUT: Duration = Duration::from_secs(1);
+/// The pause after a failed accept (EMFILE, ENFILE, ENOBUFS...).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The endpoint's own counters, in the auditor's registry.
+#[derive(Clone)]
+pub(crate) struct HttpHealth {
+    pub requests: IntCounter,
+    pub rejected: IntCounter,
+    pub errors: IntCounterVec,
+}
+
+/// The endpoint's limits.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HttpLimits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+/// A running endpoint; stops when dropped.
+pub(crate) struct MetricsServer {
     addr: SocketAddr,
-    server: Arc<tiny_http::Server>,
+    stop: watch::Sender<bool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl MetricsServer {
     /// Binds `listen` (port 0 picks a free port) and serves what `render` returns at `/metrics`.
-    pub fn start(listen: &str, render: Render) -> Result<MetricsServer> {
-        let server = tiny_http::Server::http(listen)
-            .map_err(|e| Error::config("metrics.http.listen", format!("cannot listen on {listen}: {e}")))?;
-        let addr =
-            server.server_addr().to_ip().ok_or_else(|| Error::config("metrics.http.listen", "not an IP socket"))?;
-        let server = Arc::new(server);
-        let serving = Arc::clone(&server);
+    pub(crate) fn start(listen: &str, render: Render, limits: HttpLimits, health: HttpHealth) -> Result<MetricsServer> {
+        let bad = |message: String| Error::config("metrics.http.listen", message);
+        let listener =
+            std::net::TcpListener::bind(listen).map_err(|e| bad(format!("cannot listen on {listen}: {e}")))?;
+        let addr = listener.local_addr().map_err(|e| bad(e.to_string()))?;
+        listener.set_nonblocking(true).map_err(|e| bad(e.to_string()))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::io("metrics endpoint runtime", e))?;
+        let (stop, stopped) = watch::channel(false);
         let thread = std::thread::Builder::new()
             .name("mint-metrics-http".into())
-            .spawn(move || serve(&serving, &*render))
+            .spawn(move || {
+                runtime.block_on(serve(listener, render, limits, health, stopped));
+                // Connections still open (clients that never read, never close) are cancelled.
+                runtime.shutdown_timeout(STOP_TIMEOUT);
+            })
             .map_err(|e| Error::io("metrics thread", e))?;
-        Ok(MetricsServer { addr, server, thread: Some(thread) })
+        Ok(MetricsServer { addr, stop, thread: Some(thread) })
     }
 
     /// The address actually bound.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
 
-fn serve(server: &tiny_http::Server, render: &(dyn Fn() -> String + Send + Sync)) {
-    // `recv` returns an error once `unblock` is called from `drop`.
-    while let Ok(request) = server.recv() {
-        let path = request.url().split('?').next().unwrap_or("");
-        let response = match (request.method(), path) {
-            (tiny_http::Method::Get | tiny_http::Method::Head, "/metrics") => {
-                let body = render();
-                tiny_http::Response::from_string(body).with_header(header("Content-Type", CONTENT_TYPE))
-            }
-            (tiny_http::Method::Get, "/") => tiny_http::Response::from_string("mint-audit: metrics at /metrics\n")
-                .with_header(header("Content-Type", "text/plain; charset=utf-8")),
-            _ => tiny_http::Response::from_string("not found\n").with_status_code(404),
-        };
-        // A client that hung up is not our problem; keep serving the others.
-        let _ = request.respond(response);
-    }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("static header is valid")
-}
-
 impl Drop for MetricsServer {
     fn drop(&mut self) {
-        self.server.unblock();
+        let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
     }
+}
+
+async fn serve(
+    listener: std::net::TcpListener,
+    render: Render,
+    limits: HttpLimits,
+    health: HttpHealth,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+        health.errors.with_label_values(&["accept"]).inc();
+        return;
+    };
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            _ = stopped.changed() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(_) => {
+                // Out of descriptors, or a connection reset before it was accepted: count it,
+                // give the host a moment, and keep serving.
+                health.errors.with_label_values(&["accept"]).inc();
+                tokio::select! {
+                    _ = stopped.changed() => return,
+                    _ = tokio::time::sleep(ACCEPT_BACKOFF) => continue,
+                }
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            health.rejected.inc();
+            drop(stream);
+            continue;
+        };
+        let (render, health, mut stopped) = (Arc::clone(&render), health.clone(), stopped.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let served = Arc::new(AtomicUsize::new(0));
+            let service = {
+                let health = health.clone();
+                hyper::service::service_fn(move |request| {
+                    let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+                    let response = respond(&request, &render, n >= MAX_REQUESTS_PER_CONNECTION);
+                    health.requests.inc();
+                    async move { Ok::<_, Infallible>(response) }
+                })
+            };
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout)
+                .max_buf_size(MAX_HEAD_BYTES)
+                .serve_connection(TokioIo::new(stream), service);
+            let outcome = tokio::select! {
+                _ = stopped.changed() => return,
+                outcome = tokio::time::timeout(MAX_CONNECTION_LIFETIME, connection) => outcome,
+            };
+            if !matches!(outcome, Ok(Ok(()))) {
+                health.errors.with_label_values(&["connection"]).inc();
+            }
+        });
+    }
+}
+
+fn respond(request: &Request<Incoming>, render: &Render, last: bool) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    let (status, content_type, body) = match (request.method(), path) {
+        (&Method::GET | &Method::HEAD, "/metrics") => (StatusCode::OK, CONTENT_TYPE, render()),
+        (&Method::GET, "/") => {
+            (StatusCode::OK, "text/plain; charset=utf-8", "mint-audit: metrics at /metrics\n".to_string())
+        }
+        _ => (StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n".to_string()),
+    };
+    let mut response = Response::builder().status(status).header("Content-Type", content_type);
+    if last {
+        response = response.header("Connection", "close");
+    }
+    response.body(Full::new(Bytes::from(body))).unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }

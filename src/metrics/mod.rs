@@ -9,9 +9,11 @@
 mod http;
 
 use prometheus::core::Collector;
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
-pub(crate) use http::{MetricsServer, Render};
+pub(crate) use http::{HttpHealth, HttpLimits, MetricsServer, Render};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -36,6 +38,7 @@ pub(crate) struct Metrics {
     head_batch_size: Histogram,
     backend_errors: IntCounter,
     backend_in_flight: IntGauge,
+    http: HttpHealth,
 }
 
 /// Default bounds of the membership score histogram: 0.05 steps over [0, 1].
@@ -96,6 +99,26 @@ impl Metrics {
             "Samples handed to the backend plugin and not yet answered.",
         )
         .map_err(metrics_error)?;
+        let http = HttpHealth {
+            requests: IntCounter::new("mint_http_requests_total", "Requests the /metrics endpoint answered.")
+                .map_err(metrics_error)?,
+            rejected: IntCounter::new(
+                "mint_http_connections_rejected_total",
+                "Connections the /metrics endpoint closed at once: it held metrics.http.max_connections already.",
+            )
+            .map_err(metrics_error)?,
+            errors: IntCounterVec::new(
+                Opts::new(
+                    "mint_http_errors_total",
+                    "Failures of the /metrics endpoint, by kind: accept (e.g. out of descriptors; retried), connection (a client's error or timeout).",
+                ),
+                &["kind"],
+            )
+            .map_err(metrics_error)?,
+        };
+        for kind in ["accept", "connection"] {
+            http.errors.with_label_values(&[kind]);
+        }
         let info = IntGaugeVec::new(
             Opts::new("mint_auditor_info", "Identity of the audited model and the MINT head; always 1."),
             &["model_id", "model_version", "head_kind", "head_sha256", "version", "reduce_isa"],
@@ -123,6 +146,9 @@ impl Metrics {
         reg(Box::new(backend_errors.clone()))?;
         reg(Box::new(backend_in_flight.clone()))?;
         reg(Box::new(info))?;
+        reg(Box::new(http.requests.clone()))?;
+        reg(Box::new(http.rejected.clone()))?;
+        reg(Box::new(http.errors.clone()))?;
 
         Ok(Metrics {
             registry,
@@ -132,6 +158,7 @@ impl Metrics {
             head_batch_size,
             backend_errors,
             backend_in_flight,
+            http,
         })
     }
 
@@ -159,6 +186,11 @@ impl Metrics {
     /// Samples handed to the backend and not answered yet.
     pub(crate) fn set_backend_in_flight(&self, samples: usize) {
         self.backend_in_flight.set(i64::try_from(samples).unwrap_or(i64::MAX));
+    }
+
+    /// The endpoint's own counters.
+    pub(crate) fn http_health(&self) -> HttpHealth {
+        self.http.clone()
     }
 
     /// The registry in Prometheus' text exposition format (version 0.0.4).
