@@ -103,7 +103,11 @@ impl Auditor {
             None => None,
         };
         let http_addr = http.as_ref().map(MetricsServer::addr);
-        let pool = Arc::new(Pool::new(config.workers * 4 + 64));
+        // Recycled buffers hold at most what a few full batches need (for full maps, at most a
+        // quarter of the copy budget), so bursts do not stay allocated.
+        let batch_bytes = config.batching.max_batch * (width * 4 + 8);
+        let pooled = plan.byte_budget().map_or(batch_bytes * 8, |budget| (budget / 4).min(batch_bytes * 8));
+        let pool = Arc::new(Pool::new(config.workers * 4 + 64, pooled));
         let drain_deadline = Arc::new(OnceLock::new());
         let (tx, rx) = crossbeam_channel::bounded(capacity);
 

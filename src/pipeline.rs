@@ -69,31 +69,72 @@ impl Admission {
     }
 }
 
-/// Recycled id and record buffers.
+/// Recycled id and record buffers, holding at most `max_bytes` of capacity in all: a burst of
+/// large batches must not stay allocated in the vendor's process once it has passed.
 pub(crate) struct Pool {
     free: ArrayQueue<(Vec<u64>, Vec<f32>)>,
+    pooled_bytes: AtomicUsize,
+    max_bytes: usize,
+}
+
+/// Capacity in bytes of a pair of buffers.
+fn capacity_bytes(ids: &Vec<u64>, records: &Vec<f32>) -> usize {
+    ids.capacity() * std::mem::size_of::<u64>() + records.capacity() * std::mem::size_of::<f32>()
 }
 
 impl Pool {
-    pub(crate) fn new(slots: usize) -> Pool {
-        Pool { free: ArrayQueue::new(slots.max(1)) }
+    pub(crate) fn new(slots: usize, max_bytes: usize) -> Pool {
+        Pool { free: ArrayQueue::new(slots.max(1)), pooled_bytes: AtomicUsize::new(0), max_bytes }
     }
 
     pub(crate) fn take(&self) -> (Vec<u64>, Vec<f32>) {
-        self.free.pop().unwrap_or_default()
+        match self.free.pop() {
+            Some((ids, records)) => {
+                self.pooled_bytes.fetch_sub(capacity_bytes(&ids, &records), Ordering::AcqRel);
+                (ids, records)
+            }
+            None => Default::default(),
+        }
     }
 
     pub(crate) fn give(&self, mut ids: Vec<u64>, mut records: Vec<f32>) {
         ids.clear();
         records.clear();
+        let bytes = capacity_bytes(&ids, &records);
+        // Over the bound, the buffers are freed instead of kept.
+        if self.pooled_bytes.fetch_add(bytes, Ordering::AcqRel) + bytes > self.max_bytes {
+            self.pooled_bytes.fetch_sub(bytes, Ordering::AcqRel);
+            return;
+        }
         // A full pool means more buffers exist than were ever in flight at once: let it go.
-        let _ = self.free.push((ids, records));
+        if self.free.push((ids, records)).is_err() {
+            self.pooled_bytes.fetch_sub(bytes, Ordering::AcqRel);
+        }
+    }
+
+    /// Bytes of capacity held now.
+    pub(crate) fn pooled_bytes(&self) -> usize {
+        self.pooled_bytes.load(Ordering::Acquire)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_pool_keeps_no_more_than_its_bound() {
+        let pool = Pool::new(8, 1 << 20);
+        for _ in 0..8 {
+            pool.give(Vec::with_capacity(16), Vec::with_capacity(1 << 20)); // 4 MiB each: freed
+        }
+        assert_eq!(pool.pooled_bytes(), 0);
+        pool.give(Vec::with_capacity(16), Vec::with_capacity(1024));
+        assert_eq!(pool.pooled_bytes(), 16 * 8 + 1024 * 4);
+        let (ids, records) = pool.take();
+        assert!(ids.capacity() >= 16 && records.capacity() >= 1024);
+        assert_eq!(pool.pooled_bytes(), 0);
+    }
 
     #[test]
     fn admission_counts_samples_and_bytes() {
