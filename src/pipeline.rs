@@ -113,6 +113,7 @@ impl Pool {
     }
 
     /// Bytes of capacity held now.
+    #[cfg(test)]
     pub(crate) fn pooled_bytes(&self) -> usize {
         self.pooled_bytes.load(Ordering::Acquire)
     }
