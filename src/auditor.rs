@@ -12,7 +12,7 @@ use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::intake::{Intake, SubmitReport};
 use crate::ledger::{Ledger, Stats};
-use crate::metrics::{HttpLimits, Identity, Metrics, MetricsServer, Render};
+use crate::metrics::{Identity, Metrics, MetricsServer, Render};
 use crate::model::{ServedModel, TappedModel};
 use crate::pipeline::{Admission, Pool};
 use crate::plan::{self, HeadPlan};
@@ -93,13 +93,7 @@ impl Auditor {
             Arc::new(move || delivery.metrics.render() + &plan.render_metrics())
         };
         let http = match &config.metrics.http {
-            Some(http) => {
-                let limits = HttpLimits {
-                    max_connections: http.max_connections,
-                    header_timeout: Duration::from_millis(http.header_timeout_ms),
-                };
-                Some(MetricsServer::start(&http.listen, Arc::clone(&render), limits, delivery.metrics.http_health())?)
-            }
+            Some(http) => Some(MetricsServer::start(http, Arc::clone(&render), delivery.metrics.http_health())?),
             None => None,
         };
         let http_addr = http.as_ref().map(MetricsServer::addr);

@@ -279,9 +279,27 @@ pub struct HttpConfig {
     /// Connections served at once; past it, new ones are closed and counted.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
-    /// Time a client has to send a request's head, in milliseconds.
+    /// Time a client has to send a request's head (and finish a TLS handshake), in ms.
     #[serde(default = "default_header_timeout_ms")]
     pub header_timeout_ms: u64,
+    /// Serve HTTPS with this certificate, for scrapes across networks.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// A file holding the bearer token scrapes must send (`Authorization: Bearer ...`, as
+    /// Prometheus' `authorization.credentials_file`); others get 401.
+    #[serde(default)]
+    pub bearer_token_file: Option<PathBuf>,
+}
+
+/// The endpoint's certificate, as Prometheus exporters configure theirs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificate chain, the server's first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 impl HttpConfig {
@@ -291,6 +309,8 @@ impl HttpConfig {
             listen: listen.into(),
             max_connections: default_max_connections(),
             header_timeout_ms: default_header_timeout_ms(),
+            tls: None,
+            bearer_token_file: None,
         }
     }
 }
@@ -362,6 +382,15 @@ impl Config {
         };
         if let Some(onnx) = &mut self.model.onnx {
             resolve(onnx);
+        }
+        if let Some(http) = &mut self.metrics.http {
+            if let Some(tls) = &mut http.tls {
+                resolve(&mut tls.cert_file);
+                resolve(&mut tls.key_file);
+            }
+            if let Some(token) = &mut http.bearer_token_file {
+                resolve(token);
+            }
         }
         match &mut self.head {
             HeadConfig::Vanilla { path, .. } => resolve(path),

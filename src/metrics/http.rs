@@ -11,7 +11,9 @@
 //!   connection, which that lifetime then ends;
 //! - accept errors (EMFILE among them) are counted and retried after a pause, never fatal;
 //! - dropping the endpoint stops the runtime, cancelling every connection, within
-//!   [`STOP_TIMEOUT`].
+//!   [`STOP_TIMEOUT`];
+//! - optionally HTTPS (rustls) and a bearer token, as Prometheus' exporters configure them, for
+//!   scrapes across networks; a request without the token gets 401 and is counted.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -27,6 +29,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use prometheus::{IntCounter, IntCounterVec};
 use tokio::sync::{watch, Semaphore};
 
+use crate::config::HttpConfig;
 use crate::error::{Error, Result};
 
 /// Renders the exposition text for one scrape.
@@ -53,11 +56,70 @@ pub(crate) struct HttpHealth {
     pub errors: IntCounterVec,
 }
 
-/// The endpoint's limits.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct HttpLimits {
-    pub max_connections: usize,
-    pub header_timeout: Duration,
+/// What every connection is served with: limits, and the optional TLS and token.
+#[derive(Clone)]
+struct Policy {
+    max_connections: usize,
+    header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `Bearer <token>`, the whole header value expected.
+    authorization: Option<Arc<str>>,
+}
+
+impl Policy {
+    fn from_config(http: &HttpConfig) -> Result<Policy> {
+        let tls = match &http.tls {
+            Some(tls) => Some(acceptor(&tls.cert_file, &tls.key_file)?),
+            None => None,
+        };
+        let authorization = match &http.bearer_token_file {
+            Some(path) => {
+                let token = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+                let token = token.trim();
+                if token.is_empty() {
+                    return Err(Error::config(
+                        "metrics.http.bearer_token_file",
+                        format!("{} is empty", path.display()),
+                    ));
+                }
+                Some(Arc::from(format!("Bearer {token}")))
+            }
+            None => None,
+        };
+        Ok(Policy {
+            max_connections: http.max_connections,
+            header_timeout: Duration::from_millis(http.header_timeout_ms),
+            tls,
+            authorization,
+        })
+    }
+
+    /// Whether the request carries the expected token (compared in constant time).
+    fn admits(&self, request: &Request<Incoming>) -> bool {
+        let Some(expected) = &self.authorization else { return true };
+        let given = request.headers().get(hyper::header::AUTHORIZATION).map(|v| v.as_bytes()).unwrap_or_default();
+        given.len() == expected.len() && given.iter().zip(expected.as_bytes()).fold(0u8, |d, (a, b)| d | (a ^ b)) == 0
+    }
+}
+
+/// A TLS acceptor for the PEM certificate chain and key.
+fn acceptor(cert_file: &std::path::Path, key_file: &std::path::Path) -> Result<tokio_rustls::TlsAcceptor> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |field: &str, message: String| Error::config(field, message);
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_file)
+        .and_then(|certs| certs.collect())
+        .map_err(|e| bad("metrics.http.tls.cert_file", format!("{}: {e}", cert_file.display())))?;
+    if certs.is_empty() {
+        return Err(bad("metrics.http.tls.cert_file", format!("{} holds no certificate", cert_file.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_file)
+        .map_err(|e| bad("metrics.http.tls.key_file", format!("{}: {e}", key_file.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| bad("metrics.http.tls", format!("the certificate and key do not make a TLS server: {e}")))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// A running endpoint; stops when dropped.
@@ -69,7 +131,9 @@ pub(crate) struct MetricsServer {
 
 impl MetricsServer {
     /// Binds `listen` (port 0 picks a free port) and serves what `render` returns at `/metrics`.
-    pub(crate) fn start(listen: &str, render: Render, limits: HttpLimits, health: HttpHealth) -> Result<MetricsServer> {
+    pub(crate) fn start(http: &HttpConfig, render: Render, health: HttpHealth) -> Result<MetricsServer> {
+        let listen = http.listen.as_str();
+        let policy = Policy::from_config(http)?;
         let bad = |message: String| Error::config("metrics.http.listen", message);
         let listener =
             std::net::TcpListener::bind(listen).map_err(|e| bad(format!("cannot listen on {listen}: {e}")))?;
@@ -84,7 +148,7 @@ impl MetricsServer {
         let thread = std::thread::Builder::new()
             .name("mint-metrics-http".into())
             .spawn(move || {
-                runtime.block_on(serve(listener, render, limits, health, stopped));
+                runtime.block_on(serve(listener, render, policy, health, stopped));
                 // Connections still open (clients that never read, never close) are cancelled.
                 runtime.shutdown_timeout(STOP_TIMEOUT);
             })
@@ -110,7 +174,7 @@ impl Drop for MetricsServer {
 async fn serve(
     listener: std::net::TcpListener,
     render: Render,
-    limits: HttpLimits,
+    policy: Policy,
     health: HttpHealth,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -118,7 +182,7 @@ async fn serve(
         health.errors.with_label_values(&["accept"]).inc();
         return;
     };
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let permits = Arc::new(Semaphore::new(policy.max_connections));
     loop {
         let accepted = tokio::select! {
             _ = stopped.changed() => return,
@@ -141,33 +205,63 @@ async fn serve(
             drop(stream);
             continue;
         };
-        let (render, health, mut stopped) = (Arc::clone(&render), health.clone(), stopped.clone());
+        let (render, health, policy, mut stopped) =
+            (Arc::clone(&render), health.clone(), policy.clone(), stopped.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let served = Arc::new(AtomicUsize::new(0));
-            let service = {
-                let health = health.clone();
-                hyper::service::service_fn(move |request| {
-                    let n = served.fetch_add(1, Ordering::Relaxed) + 1;
-                    let response = respond(&request, &render, n >= MAX_REQUESTS_PER_CONNECTION);
-                    health.requests.inc();
-                    async move { Ok::<_, Infallible>(response) }
-                })
+            let served = async {
+                match &policy.tls {
+                    None => connection(TokioIo::new(stream), &render, &policy, &health).await,
+                    Some(tls) => match tokio::time::timeout(policy.header_timeout, tls.accept(stream)).await {
+                        Ok(Ok(stream)) => connection(TokioIo::new(stream), &render, &policy, &health).await,
+                        _ => false,
+                    },
+                }
             };
-            let connection = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            let outcome = tokio::select! {
+            let ok = tokio::select! {
                 _ = stopped.changed() => return,
-                outcome = tokio::time::timeout(MAX_CONNECTION_LIFETIME, connection) => outcome,
+                outcome = tokio::time::timeout(MAX_CONNECTION_LIFETIME, served) => outcome.unwrap_or(false),
             };
-            if !matches!(outcome, Ok(Ok(()))) {
+            if !ok {
                 health.errors.with_label_values(&["connection"]).inc();
             }
         });
     }
+}
+
+/// Serves one connection's requests; `false` when it ended in an error or a timeout.
+async fn connection<IO>(io: TokioIo<IO>, render: &Render, policy: &Policy, health: &HttpHealth) -> bool
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let served = AtomicUsize::new(0);
+    let service = hyper::service::service_fn(|request| {
+        let n = served.fetch_add(1, Ordering::Relaxed) + 1;
+        health.requests.inc();
+        let response = if policy.admits(&request) {
+            respond(&request, render, n >= MAX_REQUESTS_PER_CONNECTION)
+        } else {
+            health.errors.with_label_values(&["unauthorized"]).inc();
+            unauthorized()
+        };
+        async move { Ok::<_, Infallible>(response) }
+    });
+    hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(policy.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .serve_connection(io, service)
+        .await
+        .is_ok()
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(StatusCode::UNAUTHORIZED)
+        .header("WWW-Authenticate", "Bearer")
+        .header("Content-Type", "text/plain; charset=utf-8")
+        .body(Full::new(Bytes::from_static(b"unauthorized\n")))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
 }
 
 fn respond(request: &Request<Incoming>, render: &Render, last: bool) -> Response<Full<Bytes>> {

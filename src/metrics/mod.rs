@@ -13,7 +13,7 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-pub(crate) use http::{HttpHealth, HttpLimits, MetricsServer, Render};
+pub(crate) use http::{HttpHealth, MetricsServer, Render};
 
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -110,13 +110,13 @@ impl Metrics {
             errors: IntCounterVec::new(
                 Opts::new(
                     "mint_http_errors_total",
-                    "Failures of the /metrics endpoint, by kind: accept (e.g. out of descriptors; retried), connection (a client's error or timeout).",
+                    "Failures of the /metrics endpoint, by kind: accept (e.g. out of descriptors; retried), connection (a client's error, timeout or failed TLS handshake), unauthorized (no or a wrong bearer token).",
                 ),
                 &["kind"],
             )
             .map_err(metrics_error)?,
         };
-        for kind in ["accept", "connection"] {
+        for kind in ["accept", "connection", "unauthorized"] {
             http.errors.with_label_values(&[kind]);
         }
         let info = IntGaugeVec::new(

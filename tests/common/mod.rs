@@ -65,3 +65,23 @@ pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
 pub fn shipped_auditor_config() -> mint_audit::Config {
     mint_audit::Config::from_json(&shipped_config().to_string(), &repo()).unwrap()
 }
+
+/// A test CA and a server certificate for localhost and 127.0.0.1 signed by it, written as
+/// PEM files into `dir`: (ca.pem, server.pem, server.key).
+pub fn tls_fixture(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name.push(DnType::CommonName, "mint-audit test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+    let cert = server.signed_by(&key, &issuer).unwrap();
+    let paths = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    paths
+}
