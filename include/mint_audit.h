@@ -46,8 +46,9 @@
 
 /**
  * Minor version of the C ABI: changes when functions or constants are added.
+ * 1.1 added `MINT_ERR_REENTRANT`.
  */
-#define MINT_ABI_VERSION_MINOR 0
+#define MINT_ABI_VERSION_MINOR 1
 
 /**
  * The head judged the sample not a member (score below the threshold).
@@ -189,6 +190,11 @@ typedef enum {
    * A bug in mint-audit: a panic was caught at the boundary. The handle stays usable.
    */
   MINT_ERR_PANIC = 14,
+  /**
+   * Called from the auditor's own result callback, where it cannot be done (closing or
+   * freeing waits for the worker thread the callback runs on). Since ABI 1.1.
+   */
+  MINT_ERR_REENTRANT = 15,
 } mint_status;
 
 /**
@@ -218,7 +224,8 @@ typedef struct {
 /**
  * Receives a batch of results. Called on an auditor worker thread (never the caller's),
  * one batch at a time per worker; `results` is valid during the call only. It must return
- * quickly and must not call `mint_auditor_free` or `mint_auditor_close`.
+ * quickly; `mint_auditor_close` and `mint_auditor_free` called from it on its own auditor
+ * refuse with `MINT_ERR_REENTRANT` (they would wait for the thread the callback runs on).
  */
 typedef void (*mint_results_fn)(void *userdata, const mint_sample_result *results, size_t count);
 
@@ -370,7 +377,9 @@ mint_status mint_auditor_new_from_file(const char *path,
 /**
  * Closes the auditor if it is still open (letting the queue drain for up to 5 s), stops its
  * metrics endpoint, releases the result sink's userdata, and frees the handle.
- * `mint_auditor_free(NULL)` does nothing.
+ * `mint_auditor_free(NULL)` does nothing. Called from the auditor's own result callback it
+ * frees nothing (the callback runs on a worker that freeing waits for): the handle stays
+ * valid, and `mint_last_error()` says why (`MINT_ERR_REENTRANT`).
  */
 void mint_auditor_free(mint_auditor *auditor);
 
@@ -446,7 +455,8 @@ mint_status mint_auditor_stats(const mint_auditor *auditor, mint_stats *out);
  * Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued
  * for up to `timeout_ms`, drops as shutdown (and delivers as such) whatever is left, and
  * stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
- * returns the first call's report. `out` may be NULL.
+ * returns the first call's report. `out` may be NULL. From the auditor's own result
+ * callback it returns `MINT_ERR_REENTRANT` and closes nothing.
  */
 mint_status mint_auditor_close(const mint_auditor *auditor,
                                uint32_t timeout_ms,

@@ -235,7 +235,32 @@ impl Auditor {
     /// Stops accepting samples, scores what is queued until `timeout` has passed, drops (as
     /// `shutdown`) whatever is left, and stops the workers. Later calls return the first report.
     /// The metrics stay readable (and the endpoint up) until the auditor is dropped.
+    ///
+    /// Called from this auditor's own result sink (a worker thread, which closing waits for),
+    /// it cannot wait: it only stops new samples and returns the counts so far, without
+    /// caching them as the report. [`Auditor::try_close`] says so instead.
     pub fn close(&self, timeout: Duration) -> CloseReport {
+        self.try_close(timeout).unwrap_or_else(|_| {
+            self.intake.closing.store(true, std::sync::atomic::Ordering::Release);
+            CloseReport { drained: 0, abandoned: 0, stats: self.stats() }
+        })
+    }
+
+    /// [`Auditor::close`], refusing with [`Error::Reentrant`] when called from this auditor's
+    /// own result sink.
+    pub fn try_close(&self, timeout: Duration) -> Result<CloseReport> {
+        if worker::is_worker_of(&self.delivery) {
+            return Err(Error::Reentrant("close"));
+        }
+        Ok(self.close_waiting(timeout))
+    }
+
+    /// Whether the calling thread is one of this auditor's workers (its result sink runs there).
+    pub fn on_own_worker(&self) -> bool {
+        worker::is_worker_of(&self.delivery)
+    }
+
+    fn close_waiting(&self, timeout: Duration) -> CloseReport {
         let mut report = self.close_report.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(done) = *report {
             return done;

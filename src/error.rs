@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Io,
     /// A caller-provided buffer is too small.
     BufferTooSmall,
+    /// Called from the auditor's own result callback, where it cannot be done.
+    Reentrant,
 }
 
 /// The library's error.
@@ -123,6 +125,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Called from the auditor's own result sink, which runs on a worker this call would wait for.
+    #[error("{0} was called from the auditor's own result callback, which runs on a worker thread it would wait for; call it from another thread")]
+    Reentrant(&'static str),
+
     /// A caller's buffer is too small.
     #[error("buffer too small: {needed} bytes needed")]
     BufferTooSmall {
@@ -146,6 +152,7 @@ impl Error {
             Error::Backend { .. } => ErrorKind::Backend,
             Error::Io { .. } => ErrorKind::Io,
             Error::BufferTooSmall { .. } => ErrorKind::BufferTooSmall,
+            Error::Reentrant(_) => ErrorKind::Reentrant,
         }
     }
 

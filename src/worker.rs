@@ -32,8 +32,20 @@ impl WorkerContext {
     }
 }
 
+thread_local! {
+    /// The delivery this thread works for, when it is an auditor's worker (0 otherwise): a
+    /// result sink runs here, and must not wait for its own thread to stop.
+    static WORKING_FOR: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the calling thread is one of the workers delivering to `delivery`.
+pub(crate) fn is_worker_of(delivery: &Arc<Delivery>) -> bool {
+    WORKING_FOR.with(|w| w.get()) == Arc::as_ptr(delivery) as usize
+}
+
 /// A worker's loop; returns when the queue is closed and drained.
 pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Scorer>) {
+    WORKING_FOR.with(|w| w.set(Arc::as_ptr(&ctx.delivery) as usize));
     let mut jobs: Vec<Job> = Vec::new();
     let mut ids: Vec<u64> = Vec::new();
     let mut records: Vec<f32> = Vec::new();

@@ -163,3 +163,40 @@ fn closing_at_once_is_quick_even_with_a_slow_sink() {
     assert!(report.abandoned > 0);
     assert_eq!(report.stats.submitted, report.stats.audited() + report.stats.dropped_total());
 }
+
+#[test]
+fn a_sink_that_closes_its_own_auditor_is_told_why_and_nothing_hangs() {
+    use std::sync::{Mutex, OnceLock, Weak};
+    let mut config = shipped_auditor_config();
+    config.metrics.http = None;
+    let me: Arc<OnceLock<Weak<Auditor>>> = Arc::new(OnceLock::new());
+    let seen: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (me_in_sink, seen_in_sink) = (Arc::clone(&me), Arc::clone(&seen));
+    let auditor = Arc::new(
+        Auditor::with_sink(
+            config,
+            Arc::new(move |_: &[AuditResult]| {
+                let Some(auditor) = me_in_sink.get().and_then(Weak::upgrade) else { return };
+                let outcome = auditor.try_close(Duration::from_secs(1));
+                *seen_in_sink.lock().unwrap() = Some(match outcome {
+                    Err(e) => format!("{:?}: {e}", e.kind()),
+                    Ok(_) => "closed".into(),
+                });
+            }),
+        )
+        .unwrap(),
+    );
+    me.set(Arc::downgrade(&auditor)).unwrap();
+    let data = synthetic_reduced(4, 8);
+    auditor.submit(&[1, 2, 3, 4], &reduced_views(&data, 4)).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while seen.lock().unwrap().is_none() {
+        assert!(Instant::now() < until, "the sink never ran");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let message = seen.lock().unwrap().clone().unwrap();
+    assert!(message.starts_with("Reentrant") && message.contains("own result callback"), "{message}");
+    let report = auditor.close(Duration::from_secs(5));
+    assert_eq!(report.stats.submitted, 4);
+    assert_eq!(report.stats.audited(), 4);
+}

@@ -45,7 +45,8 @@ pub struct mint_sample_result {
 
 /// Receives a batch of results. Called on an auditor worker thread (never the caller's),
 /// one batch at a time per worker; `results` is valid during the call only. It must return
-/// quickly and must not call `mint_auditor_free` or `mint_auditor_close`.
+/// quickly; `mint_auditor_close` and `mint_auditor_free` called from it on its own auditor
+/// refuse with `MINT_ERR_REENTRANT` (they would wait for the thread the callback runs on).
 #[allow(non_camel_case_types)]
 pub type mint_results_fn =
     Option<unsafe extern "C" fn(userdata: *mut c_void, results: *const mint_sample_result, count: usize)>;
@@ -247,10 +248,17 @@ pub unsafe extern "C" fn mint_auditor_new_from_file(
 
 /// Closes the auditor if it is still open (letting the queue drain for up to 5 s), stops its
 /// metrics endpoint, releases the result sink's userdata, and frees the handle.
-/// `mint_auditor_free(NULL)` does nothing.
+/// `mint_auditor_free(NULL)` does nothing. Called from the auditor's own result callback it
+/// frees nothing (the callback runs on a worker that freeing waits for): the handle stays
+/// valid, and `mint_last_error()` says why (`MINT_ERR_REENTRANT`).
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_free(auditor: *mut mint_auditor) {
     if auditor.is_null() {
+        return;
+    }
+    // SAFETY: a handle from `mint_auditor_new*`, not yet freed.
+    if unsafe { &*auditor }.inner.on_own_worker() {
+        let _ = boundary("mint_auditor_free", || Err(mint_audit::Error::Reentrant("mint_auditor_free").into()));
         return;
     }
     // SAFETY: a handle from `mint_auditor_new*`, freed once, with no call overlapping.
@@ -470,7 +478,8 @@ pub unsafe extern "C" fn mint_auditor_stats(auditor: *const mint_auditor, out: *
 /// Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued
 /// for up to `timeout_ms`, drops as shutdown (and delivers as such) whatever is left, and
 /// stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
-/// returns the first call's report. `out` may be NULL.
+/// returns the first call's report. `out` may be NULL. From the auditor's own result
+/// callback it returns `MINT_ERR_REENTRANT` and closes nothing.
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_close(
     auditor: *const mint_auditor,
@@ -480,7 +489,7 @@ pub unsafe extern "C" fn mint_auditor_close(
     boundary("mint_auditor_close", || {
         // SAFETY: NULL (refused) or valid for the call, per the header.
         let a = unsafe { auditor_ref(auditor) }?;
-        let report = a.close(Duration::from_millis(timeout_ms as u64));
+        let report = a.try_close(Duration::from_millis(timeout_ms as u64))?;
         // SAFETY: NULL (refused) or valid for the call, per the header.
         unsafe { write_opt(out, report.into()) };
         Ok(())

@@ -21,7 +21,8 @@ pub use tensor::*;
 /// Major version of the C ABI: changes when a change breaks existing callers.
 pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: changes when functions or constants are added.
-pub const MINT_ABI_VERSION_MINOR: u32 = 0;
+/// 1.1 added `MINT_ERR_REENTRANT`.
+pub const MINT_ABI_VERSION_MINOR: u32 = 1;
 
 /// The ABI version of the loaded library, `(major << 16) | minor`. Compare the major with
 /// `MINT_ABI_VERSION_MAJOR` from the header you compiled against.

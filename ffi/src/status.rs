@@ -45,6 +45,9 @@ pub enum mint_status {
     MINT_ERR_BUFFER_TOO_SMALL = 13,
     /// A bug in mint-audit: a panic was caught at the boundary. The handle stays usable.
     MINT_ERR_PANIC = 14,
+    /// Called from the auditor's own result callback, where it cannot be done (closing or
+    /// freeing waits for the worker thread the callback runs on). Since ABI 1.1.
+    MINT_ERR_REENTRANT = 15,
 }
 
 pub use mint_status::*;
@@ -89,6 +92,7 @@ statuses!(
     MINT_ERR_IO,
     MINT_ERR_BUFFER_TOO_SMALL,
     MINT_ERR_PANIC,
+    MINT_ERR_REENTRANT,
 );
 
 impl From<ErrorKind> for mint_status {
@@ -105,6 +109,7 @@ impl From<ErrorKind> for mint_status {
             ErrorKind::Backend => MINT_ERR_BACKEND,
             ErrorKind::Io => MINT_ERR_IO,
             ErrorKind::BufferTooSmall => MINT_ERR_BUFFER_TOO_SMALL,
+            ErrorKind::Reentrant => MINT_ERR_REENTRANT,
         }
     }
 }
@@ -208,14 +213,15 @@ mod tests {
 
     #[test]
     fn every_code_has_its_name() {
-        for code in 0..=14 {
+        for code in 0..=15 {
             let name = name_of(code);
             assert!(name.starts_with("MINT_") && name != "MINT_UNKNOWN");
         }
         assert_eq!(name_of(8), "MINT_ERR_QUEUE_FULL");
         assert_eq!(name_of(14), "MINT_ERR_PANIC");
         assert_eq!(name_of(99), "MINT_UNKNOWN");
-        assert_eq!(mint_status::ALL.len(), 15);
+        assert_eq!(name_of(15), "MINT_ERR_REENTRANT");
+        assert_eq!(mint_status::ALL.len(), 16);
         assert!(mint_status::ALL.iter().enumerate().all(|(i, &s)| s as usize == i));
     }
 }

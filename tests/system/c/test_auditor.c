@@ -397,6 +397,49 @@ static void test_infer(void) {
   puts("ok infer");
 }
 
+/* ---- a callback that calls close and free on its own auditor ------------------------------ */
+
+typedef struct {
+  mint_auditor *_Atomic a;
+  atomic_int close_status, free_status, calls;
+} reentrant;
+
+static void on_results_reentrant(void *userdata, const mint_sample_result *results, size_t n) {
+  (void)results, (void)n;
+  reentrant *r = userdata;
+  mint_auditor *a;
+  while ((a = atomic_load(&r->a)) == NULL) {
+  } /* set by the main thread right after mint_auditor_new */
+  if (atomic_fetch_add(&r->calls, 1) > 0) return;
+  atomic_store(&r->close_status, (int)mint_auditor_close(a, 0, NULL));
+  mint_auditor_free(a); /* refused: it would wait for this very thread */
+  atomic_store(&r->free_status, strstr(mint_last_error(), "own result callback") != NULL);
+}
+
+static void test_reentrant(void) {
+  static reentrant r = {.close_status = -1, .free_status = -1};
+  mint_result_sink sink = {on_results_reentrant, &r, NULL};
+  mint_auditor *a = NULL;
+  EXPECT(mint_auditor_new_from_file(path_of("good.json"), &sink, &a), MINT_OK);
+  atomic_store(&r.a, a);
+  batch b;
+  make_batch(&b, 4, 7);
+  uint64_t ids[4] = {1, 2, 3, 4};
+  EXPECT(mint_auditor_submit(a, ids, 4, b.taps, NTAPS, NULL), MINT_OK);
+  while (atomic_load(&r.free_status) < 0) {
+  }
+  CHECK(atomic_load(&r.close_status) == MINT_ERR_REENTRANT);
+  CHECK(atomic_load(&r.free_status) == 1);
+  /* The handle is intact: closing from here works and the counts add up. */
+  mint_close_report report;
+  EXPECT(mint_auditor_close(a, 10000, &report), MINT_OK);
+  CHECK(report.stats.submitted == 4);
+  CHECK(report.stats.audited_member + report.stats.audited_non_member == 4);
+  mint_auditor_free(a);
+  free_batch(&b);
+  puts("ok reentrant");
+}
+
 /* ---- 4 threads ------------------------------------------------------------------------- */
 
 enum { THREADS = 4, PER_THREAD = 2500, BATCH = 50, NAN_EVERY = 10 };
@@ -545,6 +588,7 @@ int main(int argc, char **argv) {
   test_errors();
   test_forms_agree();
   test_infer();
+  test_reentrant();
   test_concurrent(argv[2]);
   puts("all C API tests passed");
   return 0;
