@@ -38,8 +38,9 @@
 
 /**
  * Minor version of the backend ABI: fields are only ever added at the end of the table.
+ * 1.1 added `cancel`.
  */
-#define MINT_BACKEND_ABI_MINOR 0
+#define MINT_BACKEND_ABI_MINOR 1
 
 /**
  * Success.
@@ -184,6 +185,13 @@ typedef int32_t (*mint_backend_render_metrics_fn)(const mint_backend *backend,
                                                   size_t *out_len);
 
 /**
+ * Optional (ABI 1.1): the host is closing and its deadline has passed. Calls blocked in
+ * `submit` return soon (an error), retries stop, and work not yet sent is dropped unanswered
+ * (the host counts it). May be called from any thread, while other calls run.
+ */
+typedef void (*mint_backend_cancel_fn)(mint_backend *backend);
+
+/**
  * The table a plugin's `mint_backend_entry` returns; static, owned by the plugin.
  */
 typedef struct {
@@ -216,6 +224,10 @@ typedef struct {
    * May be NULL.
    */
   mint_backend_render_metrics_fn render_metrics;
+  /**
+   * ABI 1.1; may be NULL. The host reads it only from tables whose `struct_size` covers it.
+   */
+  mint_backend_cancel_fn cancel;
 } mint_backend_api;
 
 #endif  /* MINT_BACKEND_H */

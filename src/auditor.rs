@@ -52,6 +52,9 @@ pub struct Auditor {
     model: ServedModel,
 }
 
+/// How often `close` looks whether the workers have stopped, before its deadline.
+const CLOSE_POLL: Duration = Duration::from_millis(2);
+
 /// How long `Drop` lets the queue drain when the owner never called [`Auditor::close`].
 const DROP_DRAIN: Duration = Duration::from_secs(5);
 
@@ -266,12 +269,23 @@ impl Auditor {
             return done;
         }
         let before = self.intake.between_calls(|| self.stats());
-        let _ = self.drain_deadline.set(Instant::now() + timeout);
+        let deadline = Instant::now() + timeout;
+        let _ = self.drain_deadline.set(deadline);
         // Closing the queue lets the workers drain it and then stop.
         self.intake.close();
-        for handle in self.workers.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        // At the deadline, a worker may still wait on a backend (back-pressure, retries against
+        // a server that does not answer): cancelling it lets the worker drop what is left.
+        while !workers.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
+            std::thread::sleep(CLOSE_POLL);
+        }
+        if !workers.iter().all(JoinHandle::is_finished) {
+            self.plan.cancel();
+        }
+        for handle in workers.drain(..) {
             let _ = handle.join();
         }
+        drop(workers);
         // Submits still racing the close are refused as `closed`: each is counted whole or not
         // at all in this report, so `submitted = audited + dropped` holds in it.
         let stats = self.intake.between_calls(|| self.stats());

@@ -30,6 +30,10 @@ pub(crate) trait HeadPlan: Send + Sync {
     /// A scorer for one more worker thread; its results and failures reach `delivery`.
     fn spawn(&self, delivery: &Arc<Delivery>) -> Result<Box<dyn Scorer>>;
 
+    /// The close deadline has passed: stop waiting on whatever scores remotely (a backend's
+    /// back-pressure and retries), so that the workers can drop what is left and stop.
+    fn cancel(&self) {}
+
     /// The head's own metrics in the Prometheus text format (a backend plugin's), or "".
     fn render_metrics(&self) -> String {
         String::new()

@@ -369,4 +369,14 @@ impl HeadPlan for BackendPlan {
         let backend = self.instance.lock().unwrap_or_else(|e| e.into_inner()).clone();
         backend.map(|b| b.render_metrics()).unwrap_or_default()
     }
+
+    fn cancel(&self) {
+        let backend = self.instance.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(b) = backend {
+            if let Some(cancel) = b.functions.cancel {
+                // SAFETY: a live instance; `cancel` may run beside other calls (ABI 1.1).
+                unsafe { cancel(b.handle) };
+            }
+        }
+    }
 }

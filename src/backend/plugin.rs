@@ -37,6 +37,8 @@ pub(crate) struct Functions {
     pub destroy: unsafe extern "C" fn(*mut mint_backend),
     pub last_error: unsafe extern "C" fn(*const mint_backend) -> *const c_char,
     pub render_metrics: mint_backend_render_metrics_fn,
+    /// ABI 1.1; `None` for 1.0 plugins.
+    pub cancel: mint_backend_cancel_fn,
 }
 
 /// Where a configured library is: a path with a folder as given; a bare file name beside the
@@ -191,6 +193,8 @@ impl Plugin {
             destroy: self.api.destroy.ok_or_else(|| missing("destroy"))?,
             last_error: self.api.last_error.ok_or_else(|| missing("last_error"))?,
             render_metrics: self.api.render_metrics,
+            // A 1.0 table ends before `cancel`: read it only where the table holds it.
+            cancel: if self.api.struct_size >= API_SIZE_1_1 { self.api.cancel } else { None },
         })
     }
 

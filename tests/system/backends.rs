@@ -302,3 +302,83 @@ fn memory_stays_within_the_copy_budget_after_bursts() {
     assert_eq!(s.submitted, s.audited() + s.dropped_total());
     assert!(s.audited() > 0);
 }
+
+/// A KServe v2 server that says its model is ready, accepts every infer request and never
+/// answers one; it stops when dropped.
+struct SilentServer {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SilentServer {
+    fn start() -> SilentServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+                let mut head = [0u8; 4096];
+                let n = s.read(&mut head).unwrap_or(0);
+                if String::from_utf8_lossy(&head[..n]).contains("/ready") {
+                    let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                } else {
+                    held.push(s); // an infer request: never answered
+                }
+            }
+        });
+        SilentServer { addr, stop, thread: Some(thread) }
+    }
+}
+
+impl Drop for SilentServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn close_keeps_its_deadline_against_a_server_that_never_answers() {
+    run(Command::new(env!("CARGO")).args(["build", "-q", "-p", "mint-backend-triton"]).current_dir(repo()));
+    let lib = repo().join("target/debug/libmint_backend_triton.so");
+    let server = SilentServer::start();
+    let backend = json!({"url": format!("http://{}", server.addr), "timeout_ms": 1500, "retries": 3,
+                         "backoff_ms": 200, "max_in_flight": 1, "sha256": "ab".repeat(32)});
+    let config = cnn_config(&lib, backend, |c| c["batching"] = json!({"max_batch": 8, "max_wait_ms": 1}));
+    let (auditor, got) = with_sink(config).unwrap();
+    let maps = vec![0.25f32; 8 * 16 * 28 * 28];
+    let rest = synthetic_reduced(8, 12);
+    for k in 0..20u64 {
+        let ids: Vec<u64> = (k * 8..k * 8 + 8).collect();
+        auditor.submit(&ids, &borrowed_taps(&maps, &rest, 8)).unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    let started = std::time::Instant::now();
+    let report = auditor.close(Duration::from_millis(100));
+    let took = started.elapsed();
+    // Without a cancel this waited for every request's timeout and retries (tens of seconds).
+    assert!(took < Duration::from_secs(1), "close(100 ms) took {took:?}");
+    let s = report.stats;
+    assert_eq!(s.submitted, 160);
+    assert_eq!(s.submitted, s.audited() + s.dropped_total(), "{s:?}");
+    assert_eq!(s.audited(), 0);
+    assert_eq!(got.lock().unwrap().len(), 160, "every sample reached the sink, as a drop");
+    let started = std::time::Instant::now();
+    drop(auditor);
+    // Freeing waits for the request on the wire, bounded by the plugin's own timeout_ms.
+    assert!(started.elapsed() < Duration::from_millis(1500 + 1000), "free took {:?}", started.elapsed());
+    drop(server);
+}

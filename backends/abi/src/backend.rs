@@ -29,6 +29,10 @@ pub trait Backend: Sized + Send + Sync + 'static {
         0
     }
 
+    /// The host is closing and its deadline has passed: return soon from blocked `submit`s
+    /// (with an error), stop retrying, drop work not yet sent (unanswered: the host counts it).
+    fn cancel(&self) {}
+
     /// The backend's own metrics in the Prometheus text format (names starting with
     /// `mint_backend_`), appended to the auditor's; `None` when it has none.
     fn render_metrics(&self) -> Option<String> {

@@ -180,6 +180,17 @@ pub unsafe extern "C" fn last_error(_backend: *const mint_backend) -> *const c_c
     boundary::last_error()
 }
 
+/// `mint_backend_api.cancel` for `B`.
+///
+/// # Safety
+/// The ABI's contract for `cancel`.
+pub unsafe extern "C" fn cancel<B: Backend>(backend: *mut mint_backend) {
+    // SAFETY: an instance of `B`, per the ABI.
+    if let Ok(instance) = unsafe { instance::<B>(backend) } {
+        let _ = boundary::catch(|| instance.backend.cancel());
+    }
+}
+
 /// `mint_backend_api.render_metrics` for `B`.
 ///
 /// # Safety
@@ -225,6 +236,7 @@ pub const fn table<B: Backend>(name: &'static CStr, version: &'static CStr) -> m
         destroy: Some(destroy::<B>),
         last_error: Some(last_error),
         render_metrics: Some(render_metrics::<B>),
+        cancel: Some(cancel::<B>),
     }
 }
 

@@ -45,7 +45,8 @@ use std::ffi::{c_char, c_void};
 /// Major version of the backend ABI: a plugin built for another major is refused.
 pub const MINT_BACKEND_ABI_MAJOR: u32 = 1;
 /// Minor version of the backend ABI: fields are only ever added at the end of the table.
-pub const MINT_BACKEND_ABI_MINOR: u32 = 0;
+/// 1.1 added `cancel`.
+pub const MINT_BACKEND_ABI_MINOR: u32 = 1;
 
 /// Success.
 pub const MINT_BACKEND_OK: i32 = 0;
@@ -140,6 +141,11 @@ pub type mint_backend_render_metrics_fn = Option<
     unsafe extern "C" fn(backend: *const mint_backend, buf: *mut c_char, capacity: usize, out_len: *mut usize) -> i32,
 >;
 
+/// Optional (ABI 1.1): the host is closing and its deadline has passed. Calls blocked in
+/// `submit` return soon (an error), retries stop, and work not yet sent is dropped unanswered
+/// (the host counts it). May be called from any thread, while other calls run.
+pub type mint_backend_cancel_fn = Option<unsafe extern "C" fn(backend: *mut mint_backend)>;
+
 /// The table a plugin's `mint_backend_entry` returns; static, owned by the plugin.
 #[repr(C)]
 pub struct mint_backend_api {
@@ -160,6 +166,8 @@ pub struct mint_backend_api {
     pub last_error: mint_backend_last_error_fn,
     /// May be NULL.
     pub render_metrics: mint_backend_render_metrics_fn,
+    /// ABI 1.1; may be NULL. The host reads it only from tables whose `struct_size` covers it.
+    pub cancel: mint_backend_cancel_fn,
 }
 
 // SAFETY: the table is immutable static data of the plugin; its pointers are to static
@@ -173,7 +181,10 @@ pub type mint_backend_entry_fn = unsafe extern "C" fn() -> *const mint_backend_a
 pub const ENTRY_SYMBOL: &str = "mint_backend_entry";
 
 /// `sizeof(mint_backend_api)` of ABI 1.0: the host needs at least this much of the table.
-pub const API_SIZE_1_0: usize = std::mem::size_of::<mint_backend_api>();
+pub const API_SIZE_1_0: usize = std::mem::offset_of!(mint_backend_api, cancel);
+
+/// The table's size from ABI 1.1 on, which holds `cancel`.
+pub const API_SIZE_1_1: usize = std::mem::size_of::<mint_backend_api>();
 
 pub mod boundary;
 pub mod score;

@@ -95,12 +95,21 @@ impl Backend for TritonBackend {
         let jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let jobs = jobs.ok_or("the backend is being destroyed")?;
         self.outstanding.add(n);
-        // Blocks while `max_in_flight` requests are pending: back-pressure on the host's worker.
-        if jobs.send(Job { ids: batch.ids().to_vec(), body, header_len }).is_err() {
-            self.outstanding.done(n);
-            return Err("the backend is being destroyed".into());
+        // Blocks while `max_in_flight` requests are pending (back-pressure on the host's
+        // worker), but never past a cancel.
+        let mut job = Job { ids: batch.ids().to_vec(), body, header_len };
+        loop {
+            match jobs.send_timeout(job, CANCEL_POLL) {
+                Ok(()) => return Ok(()),
+                Err(crossbeam_channel::SendTimeoutError::Timeout(back)) if !self.stopping.load(Ordering::Acquire) => {
+                    job = back;
+                }
+                Err(_) => {
+                    self.outstanding.done(n);
+                    return Err("cancelled: the auditor is closing".into());
+                }
+            }
         }
-        Ok(())
     }
 
     fn flush(&self, timeout: Duration) -> usize {
@@ -110,7 +119,16 @@ impl Backend for TritonBackend {
     fn render_metrics(&self) -> Option<String> {
         Some(self.metrics.render())
     }
+
+    fn cancel(&self) {
+        // Blocked submits return, queued requests are dropped unanswered, retries stop; a
+        // request on the wire ends at its own `timeout_ms`.
+        self.stopping.store(true, Ordering::Release);
+    }
 }
+
+/// How often a submit blocked on back-pressure looks for a cancel.
+const CANCEL_POLL: Duration = Duration::from_millis(20);
 
 impl Drop for TritonBackend {
     fn drop(&mut self) {

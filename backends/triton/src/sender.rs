@@ -94,7 +94,7 @@ impl RequestSender {
         while let Ok(job) = self.rx.recv() {
             let n = job.ids.len();
             if self.stopping.load(Ordering::Acquire) {
-                // Destroying: the host already counted these as abandoned.
+                // Cancelled or destroyed: the host abandons these (counted as `shutdown`).
                 self.outstanding.done(n);
                 continue;
             }
@@ -120,7 +120,9 @@ impl RequestSender {
         for attempt in 0..=self.config.retries {
             if attempt > 0 {
                 self.metrics.retries.inc();
-                std::thread::sleep(backoff);
+                if self.pause(backoff) {
+                    return Err("cancelled before a retry".into());
+                }
                 backoff = (backoff * 2).min(Duration::from_secs(2));
             }
             let started = Instant::now();
@@ -144,6 +146,18 @@ impl RequestSender {
             }
         }
         unreachable!("the loop returns on its last attempt")
+    }
+
+    /// Sleeps `d`, waking early on a cancel; `true` when cancelled.
+    fn pause(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stopping.load(Ordering::Acquire) {
+                return true;
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(20)));
+        }
+        self.stopping.load(Ordering::Acquire)
     }
 
     fn send(&self, agent: &ureq::Agent, job: &Job) -> Result<Vec<f32>, Attempt> {
