@@ -177,3 +177,18 @@ fn a_bad_certificate_or_token_file_is_a_configuration_error() {
     let err = Auditor::new(config).err().unwrap().to_string();
     assert!(err.contains("metrics.http.tls.cert_file") && err.contains("/nonexistent.pem"), "{err}");
 }
+
+#[test]
+fn a_client_that_shuts_its_side_after_the_request_still_gets_the_answer() {
+    // Found by the http fuzz target: hyper closed at the client's EOF before answering.
+    let (_auditor, addr) = auditor(|_| {});
+    for _ in 0..50 {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text:?}");
+    }
+}

@@ -249,6 +249,8 @@ where
     hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
         .header_read_timeout(policy.header_timeout)
+        // A client may shut its side once it has sent its request; answer it all the same.
+        .half_close(true)
         .max_buf_size(MAX_HEAD_BYTES)
         .serve_connection(io, service)
         .await

@@ -118,3 +118,22 @@ fn c_api_under_address_sanitizer() {
         .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1:halt_on_error=1"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("all C API tests passed"));
 }
+
+#[test]
+fn c_api_under_valgrind() {
+    if !ready("the C API test under valgrind", &[CC, PKG_CONFIG, VALGRIND]) {
+        return;
+    }
+    let (dir, exe) = build_test_program("c-api-valgrind", &[]);
+    let out = Command::new("valgrind")
+        .args(["--error-exitcode=99", "--leak-check=no", "--track-origins=no", "--quiet"])
+        .arg(format!("--suppressions={}", repo().join("tests/system/valgrind.supp").display()))
+        .arg(&exe)
+        .arg("--quick")
+        .arg(&dir)
+        .output()
+        .expect("running valgrind");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "valgrind found errors ({}):\n{stderr}\n{stdout}", out.status);
+    assert!(stdout.contains("quick C API tests passed"), "{stdout}");
+}

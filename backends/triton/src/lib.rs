@@ -143,3 +143,13 @@ impl Drop for TritonBackend {
 }
 
 mint_backend_abi::export_backend!(TritonBackend, "triton");
+
+/// The response decoder, for the fuzz target in tests/fuzz. Not part of the plugin's ABI.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Decodes an infer response for `n` samples with the default configuration.
+    pub fn parse_response(body: &[u8], header_len: Option<usize>, n: usize) -> Result<Vec<f32>, String> {
+        let config = crate::config::TritonConfig::parse("{}")?;
+        crate::codec::parse_scores(body, header_len, &config, n)
+    }
+}

@@ -31,6 +31,8 @@ pub const CC: Need = Need { what: "a C compiler (cc)", present: || on_path("cc")
 /// pkg-config, to build against the installed library.
 pub const PKG_CONFIG: Need =
     Need { what: "pkg-config", present: || on_path("pkg-config"), how: "apt-get install pkg-config" };
+/// valgrind's memcheck.
+pub const VALGRIND: Need = Need { what: "valgrind", present: || on_path("valgrind"), how: "apt-get install valgrind" };
 /// Prometheus' promtool.
 pub const PROMTOOL: Need =
     Need { what: "promtool", present: || on_path("promtool"), how: "apt-get install prometheus" };

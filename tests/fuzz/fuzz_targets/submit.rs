@@ -1,0 +1,100 @@
+//! Any tensor descriptors through `mint_auditor_submit`, the C entry point vendors call: a
+//! status, never a panic, a hang or a read outside the buffer the descriptors may address.
+#![no_main]
+
+use std::ffi::CString;
+use std::sync::OnceLock;
+
+use libfuzzer_sys::fuzz_target;
+use mint_audit_ffi::*;
+
+/// Elements of the one buffer every descriptor points into.
+const BUFFER: usize = 1 << 20;
+
+struct Shared(*mut mint_auditor);
+// SAFETY: an auditor is usable from any thread (include/mint_audit.h).
+unsafe impl Send for Shared {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for Shared {}
+
+fn auditor() -> *const mint_auditor {
+    static AUDITOR: OnceLock<Shared> = OnceLock::new();
+    AUDITOR
+        .get_or_init(|| {
+            let root =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fmnist-memorizing/auditor.json");
+            let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&root).unwrap()).unwrap();
+            config.as_object_mut().unwrap().remove("metrics");
+            // Relative paths resolve against the current directory for mint_auditor_new.
+            let dir = root.parent().unwrap();
+            config["model"]["onnx"] = dir.join("model.onnx").display().to_string().into();
+            config["head"]["path"] = dir.join("head.onnx").display().to_string().into();
+            let json = CString::new(config.to_string()).unwrap();
+            let mut a = std::ptr::null_mut();
+            // SAFETY: a valid NUL-terminated configuration and out-pointer.
+            let status = unsafe { mint_auditor_new(json.as_ptr(), std::ptr::null(), &mut a) };
+            assert_eq!(status, MINT_OK);
+            Shared(a)
+        })
+        .0
+}
+
+/// Elements a descriptor addresses, as the caller must provide; `None` past the buffer.
+fn extent(shape: &[i64], strides: Option<&[i64]>) -> Option<usize> {
+    let shape: Vec<usize> = shape.iter().map(|&d| usize::try_from(d).ok()).collect::<Option<_>>()?;
+    match strides {
+        None => shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)),
+        Some(_) if shape.contains(&0) => Some(0),
+        Some(st) => {
+            let st: Vec<usize> = st.iter().map(|&s| usize::try_from(s).ok()).collect::<Option<_>>()?;
+            shape.iter().zip(&st).try_fold(1usize, |a, (&d, &s)| (d - 1).checked_mul(s)?.checked_add(a))
+        }
+    }
+    .filter(|&e| e <= BUFFER)
+}
+
+fuzz_target!(|data: &[u8]| {
+    static DATA: OnceLock<Vec<f32>> = OnceLock::new();
+    let buffer = DATA.get_or_init(|| (0..BUFFER).map(|i| (i % 97) as f32 / 97.0).collect());
+    let mut bytes = data.iter().copied();
+    let mut next = || bytes.next().unwrap_or(0);
+    let n = usize::from(next() % 9);
+    let n_taps = usize::from(next() % 7);
+    let mut shapes = vec![[0i64; 4]; n_taps];
+    let mut strides = vec![[0i64; 4]; n_taps];
+    let mut taps = Vec::with_capacity(n_taps);
+    for t in 0..n_taps {
+        let (dtype, form, layout, rank) =
+            (u32::from(next() % 4), u32::from(next() % 4), u32::from(next() % 4), next() % 6);
+        for d in 0..4 {
+            // Dimensions up to 249 (every shipped tap's), the odd huge or negative one.
+            shapes[t][d] = match next() {
+                250 => -1,
+                251 => 1 << 40,
+                252 => i64::MAX,
+                b => i64::from(b),
+            };
+            strides[t][d] = i64::from(next() % 64);
+        }
+        let rank = usize::from(rank);
+        let strided = layout == MINT_LAYOUT_STRIDED;
+        let shape = &shapes[t][..rank.min(4)];
+        if extent(shape, strided.then(|| &strides[t][..rank.min(4)])).is_none() && rank <= 4 {
+            return; // the C contract: the caller provides every element it describes
+        }
+        taps.push(mint_tensor {
+            data: buffer.as_ptr().cast(),
+            dtype,
+            form,
+            layout,
+            rank,
+            shape: shapes[t].as_ptr(),
+            strides: strides[t].as_ptr(),
+        });
+    }
+    let ids: Vec<u64> = (0..n as u64).collect();
+    let mut report = mint_submit_report::default();
+    // SAFETY: every pointer is valid for what the descriptors address (checked above).
+    let status = unsafe { mint_auditor_submit(auditor(), ids.as_ptr(), n, taps.as_ptr(), taps.len(), &mut report) };
+    assert!(report.accepted <= report.chosen && report.chosen <= n, "{status:?}");
+});
