@@ -21,16 +21,6 @@ fn auditor(edit: impl FnOnce(&mut HttpConfig)) -> (Auditor, SocketAddr) {
     (auditor, addr)
 }
 
-/// One scrape on a fresh connection; `None` when refused, cut or late.
-fn scrape(addr: SocketAddr) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    text.starts_with("HTTP/1.1 200").then_some(text)
-}
-
 /// Scrapes until one succeeds or `within` passes.
 fn scrape_within(addr: SocketAddr, within: Duration) -> Option<String> {
     let until = Instant::now() + within;

@@ -61,36 +61,12 @@ fn a_real_prometheus_scrapes_the_audited_series() {
         String::from_utf8_lossy(&checked.stderr)
     );
 
-    let port = free_port();
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: mint\n    static_configs:\n      - targets: ['{addr}']\n"),
-    )
-    .unwrap();
-    let _server = Server(
-        Command::new(&prometheus)
-            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
-            .spawn()
-            .unwrap(),
+    let (_server, base) = start_prometheus(
+        &prometheus,
+        &dir,
+        &format!("  - job_name: mint\n    static_configs:\n      - targets: ['{addr}']\n"),
     );
-    let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    let audited = loop {
-        if let Some((_, v)) = query(&base, "sum(mint_samples_audited_total{job=\"mint\"})") {
-            break v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "Prometheus never returned the series; log: {}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    };
+    let audited = wait_for(&base, &dir, "sum(mint_samples_audited_total{job=\"mint\"})");
     assert_eq!(audited, 199.0);
     let (_, up) = query(&base, "up{job=\"mint\"}").unwrap();
     assert_eq!(up, 1.0);
