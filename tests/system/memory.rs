@@ -1,0 +1,86 @@
+//! Memory after bursts on the CNN path, in a test binary of its own: resident memory is a
+//! property of the whole process, which other tests running beside it would change.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use mint_audit::{Auditor, Config, Form, Layout, TensorView};
+use serde_json::json;
+
+/// The C test plugin, compiled once.
+fn c_plugin(name: &str) -> PathBuf {
+    let dir = scratch(&format!("plugin-{name}"));
+    let lib = dir.join(format!("libtest_{name}.so"));
+    let mut cmd = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()));
+    cmd.args(["-std=c11", "-shared", "-fPIC", "-Wall", "-Wextra", "-Werror", "-O1"])
+        .arg(format!("-I{}", repo().join("include").display()))
+        .arg(repo().join("tests/system/c/test_plugin.c"))
+        .arg("-o")
+        .arg(&lib);
+    run(&mut cmd);
+    lib
+}
+
+fn cnn_config(library: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Config {
+    let mut c = shipped_config();
+    c.as_object_mut().unwrap().remove("metrics");
+    c["head"] = json!({"kind": "cnn", "tap": "stage1", "backend": {"library": library, "config": {"mode": "echo"}}});
+    edit(&mut c);
+    Config::from_json(&c.to_string(), &repo().join("models/fmnist-memorizing")).unwrap()
+}
+
+/// Like `cnn_taps`, borrowing instead of leaking (this test measures memory).
+fn borrowed_taps<'a>(maps: &'a [f32], rest: &'a [Vec<f32>], n: usize) -> Vec<TensorView<'a>> {
+    let mut views = vec![TensorView::map(maps, Layout::Nchw, [n, 16, 28, 28]).unwrap()];
+    for (i, (d, c)) in rest.iter().zip(SHIPPED_CHANNELS).enumerate().skip(1) {
+        views.push(
+            TensorView::vectors(&d[..n * c], if i == 4 { Form::Vector } else { Form::ChannelMax }, n, c).unwrap(),
+        );
+    }
+    views
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    statm.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 4096
+}
+
+#[test]
+fn memory_stays_within_the_copy_budget_after_bursts() {
+    if !ready("the C plugin tests", &[CC]) {
+        return;
+    }
+    let lib = c_plugin("echo-memory");
+    let budget = 16usize << 20;
+    let config = cnn_config(&lib, |c| {
+        c["head"]["copy_budget_bytes"] = json!(budget);
+        c["queue"] = json!({"capacity": 100000});
+    });
+    let auditor = Auditor::new(config).unwrap();
+    let rest = synthetic_reduced(64, 9);
+    let maps = vec![0.25f32; 64 * 16 * 28 * 28];
+    let warm = |k: u64| {
+        let n = [1usize, 8, 64, 33, 5, 64, 2, 48][k as usize % 8];
+        let ids: Vec<u64> = (0..n as u64).map(|i| k * 64 + i).collect();
+        let _ = auditor.submit(&ids, &borrowed_taps(&maps[..n * 16 * 28 * 28], &rest, n));
+    };
+    for k in 0..50 {
+        warm(k);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let before = resident_bytes();
+    for k in 50..1050 {
+        warm(k);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let grown = resident_bytes().saturating_sub(before);
+    // Copies in flight are bounded by the budget, recycled buffers by a quarter of it.
+    assert!(grown < (budget as u64) * 2 + (32 << 20), "resident memory grew by {grown} bytes");
+    let s = auditor.close(Duration::from_secs(10)).stats;
+    assert_eq!(s.submitted, s.audited() + s.dropped_total());
+    assert!(s.audited() > 0);
+}
