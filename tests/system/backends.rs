@@ -252,17 +252,6 @@ fn full_maps_over_the_copy_budget_are_dropped_and_counted() {
     assert_eq!(stats.submitted, stats.audited() + stats.dropped_total());
 }
 
-/// Like `cnn_taps`, borrowing instead of leaking (for tests that submit many batches).
-fn borrowed_taps<'a>(maps: &'a [f32], rest: &'a [Vec<f32>], n: usize) -> Vec<TensorView<'a>> {
-    let mut views = vec![TensorView::map(maps, Layout::Nchw, [n, 16, 28, 28]).unwrap()];
-    for (i, (d, c)) in rest.iter().zip(SHIPPED_CHANNELS).enumerate().skip(1) {
-        views.push(
-            TensorView::vectors(&d[..n * c], if i == 4 { Form::Vector } else { Form::ChannelMax }, n, c).unwrap(),
-        );
-    }
-    views
-}
-
 /// A KServe v2 server that says its model is ready, accepts every infer request and never
 /// answers one; it stops when dropped.
 struct SilentServer {

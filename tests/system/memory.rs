@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::*;
-use mint_audit::{Auditor, Config, Form, Layout, TensorView};
+use mint_audit::{Auditor, Config};
 use serde_json::json;
 
 /// The C test plugin, compiled once.
@@ -31,17 +31,6 @@ fn cnn_config(library: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Conf
     c["head"] = json!({"kind": "cnn", "tap": "stage1", "backend": {"library": library, "config": {"mode": "echo"}}});
     edit(&mut c);
     Config::from_json(&c.to_string(), &repo().join("models/fmnist-memorizing")).unwrap()
-}
-
-/// Like `cnn_taps`, borrowing instead of leaking (this test measures memory).
-fn borrowed_taps<'a>(maps: &'a [f32], rest: &'a [Vec<f32>], n: usize) -> Vec<TensorView<'a>> {
-    let mut views = vec![TensorView::map(maps, Layout::Nchw, [n, 16, 28, 28]).unwrap()];
-    for (i, (d, c)) in rest.iter().zip(SHIPPED_CHANNELS).enumerate().skip(1) {
-        views.push(
-            TensorView::vectors(&d[..n * c], if i == 4 { Form::Vector } else { Form::ChannelMax }, n, c).unwrap(),
-        );
-    }
-    views
 }
 
 fn resident_bytes() -> u64 {

@@ -157,3 +157,15 @@ impl Drop for Server {
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// The shipped taps for a CNN head on stage1: the full stage1 maps, then the other taps as
+/// vendor-reduced vectors, all borrowed.
+pub fn borrowed_taps<'a>(maps: &'a [f32], rest: &'a [Vec<f32>], n: usize) -> Vec<mint_audit::TensorView<'a>> {
+    use mint_audit::{Form, Layout, TensorView};
+    let mut views = vec![TensorView::map(maps, Layout::Nchw, [n, 16, 28, 28]).unwrap()];
+    for (i, (d, c)) in rest.iter().zip(SHIPPED_CHANNELS).enumerate().skip(1) {
+        let form = if i == 4 { Form::Vector } else { Form::ChannelMax };
+        views.push(TensorView::vectors(&d[..n * c], form, n, c).unwrap());
+    }
+    views
+}
