@@ -137,7 +137,6 @@ impl Auditor {
             sender: ShardedLock::new(Some(tx)),
             closing: Default::default(),
             queue_capacity: capacity,
-            byte_budget: plan.byte_budget(),
         };
         Ok(Auditor {
             config,
@@ -252,7 +251,7 @@ impl Auditor {
     /// [`Auditor::close`], refusing with [`Error::Reentrant`] when called from this auditor's
     /// own result sink.
     pub fn try_close(&self, timeout: Duration) -> Result<CloseReport> {
-        if worker::is_worker_of(&self.delivery) {
+        if self.on_own_worker() {
             return Err(Error::Reentrant("close"));
         }
         Ok(self.close_waiting(timeout))

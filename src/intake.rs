@@ -49,7 +49,6 @@ pub(crate) struct Intake {
     pub sender: ShardedLock<Option<Sender<Job>>>,
     pub closing: AtomicBool,
     pub queue_capacity: usize,
-    pub byte_budget: Option<usize>,
 }
 
 impl Intake {
@@ -91,7 +90,7 @@ impl Intake {
                     DropReason::OverBudget => Error::OverBudget {
                         samples: k,
                         bytes: k * record_bytes,
-                        budget: self.byte_budget.unwrap_or(usize::MAX),
+                        budget: self.admission.byte_cap().unwrap_or(usize::MAX),
                     },
                     _ => Error::QueueFull { samples: k, capacity: self.queue_capacity },
                 };

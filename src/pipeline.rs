@@ -63,6 +63,11 @@ impl Admission {
         }
     }
 
+    /// The bound on bytes, when there is one.
+    pub(crate) fn byte_cap(&self) -> Option<usize> {
+        self.byte_cap
+    }
+
     /// Samples waiting now.
     pub(crate) fn depth(&self) -> usize {
         self.samples.load(Ordering::Acquire)
