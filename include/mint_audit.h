@@ -46,9 +46,11 @@
 
 /**
  * Minor version of the C ABI: changes when functions or constants are added.
- * 1.1 added `MINT_ERR_REENTRANT`.
+ * 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
+ * `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
+ * and evidence (`mint_auditor_cohort_evidence`).
  */
-#define MINT_ABI_VERSION_MINOR 1
+#define MINT_ABI_VERSION_MINOR 2
 
 /**
  * The head judged the sample not a member (score below the threshold).
@@ -74,6 +76,11 @@
  * Dropped: still queued when `mint_auditor_close`'s deadline passed.
  */
 #define MINT_OUTCOME_DROPPED_SHUTDOWN 4
+
+/**
+ * The cohort `mint_auditor_submit` and `mint_auditor_infer` use: `default`, numbered 0.
+ */
+#define MINT_COHORT_DEFAULT 0
 
 /**
  * 32-bit IEEE float.
@@ -322,6 +329,52 @@ typedef struct {
 } mint_stats;
 
 /**
+ * The membership evidence on one cohort (docs/evidence.md says how to read it). A value
+ * that does not exist yet (no completed window, no calibration, too few reference samples)
+ * is NaN. Since ABI 1.2.
+ */
+typedef struct {
+  /**
+   * Samples of the cohort scored since start.
+   */
+  uint64_t audited;
+  /**
+   * Of those, scored at or above the calibrated threshold.
+   */
+  uint64_t flagged;
+  /**
+   * Estimated share of members since start, and its 95% interval (NaN uncalibrated).
+   */
+  double member_fraction;
+  double member_fraction_low;
+  double member_fraction_high;
+  /**
+   * Completed evidence windows, and the samples of the current one.
+   */
+  uint64_t windows;
+  uint64_t window_progress;
+  /**
+   * One-sided p-values of the last completed window: flags against the calibrated FPR
+   * (binomial), scores against the `reference` cohort (rank).
+   */
+  double window_binomial_p;
+  double window_rank_p;
+  /**
+   * Completed windows with p below the configured alpha, per test.
+   */
+  uint64_t binomial_alarms;
+  uint64_t rank_alarms;
+  /**
+   * Rank test of every score so far against every reference score so far: the z
+   * statistic, its one-sided p-value, and the AUC (0.5: no difference). Valid when looked
+   * at once, at a size planned in advance.
+   */
+  double overall_rank_z;
+  double overall_rank_p;
+  double overall_auc;
+} mint_cohort_evidence;
+
+/**
  * What closing did.
  */
 typedef struct {
@@ -387,7 +440,8 @@ void mint_auditor_free(mint_auditor *auditor);
  * Hands over one batch: `n` sample ids and one tensor per configured tap, in the
  * configuration's order (`n_taps` must equal the number of taps). Reads the samples chosen
  * by sampling once (reducing maps to per-channel maxima, or copying the CNN tap), queues
- * them without blocking, and returns; nothing is retained after the call.
+ * them without blocking, and returns; nothing is retained after the call. The samples
+ * belong to the `default` cohort (`mint_auditor_submit_cohort` names another).
  *
  * Errors: `MINT_ERR_INVALID_INPUT` (a descriptor or shape does not fit its tap: the batch is
  * dropped and counted), `MINT_ERR_NON_FINITE` (those samples were dropped and counted, the
@@ -402,13 +456,27 @@ mint_status mint_auditor_submit(const mint_auditor *auditor,
                                 mint_submit_report *report);
 
 /**
+ * `mint_auditor_submit` for samples of `cohort` (a number from `mint_auditor_cohort`):
+ * they are counted, and tested as evidence, in that cohort. A cohort the configuration does
+ * not declare loses the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input` in
+ * the `default` cohort. Since ABI 1.2.
+ */
+mint_status mint_auditor_submit_cohort(const mint_auditor *auditor,
+                                       uint32_t cohort,
+                                       const uint64_t *sample_ids,
+                                       size_t n,
+                                       const mint_tensor *taps,
+                                       size_t n_taps,
+                                       mint_submit_report *report);
+
+/**
  * For vendors who let mint-audit run their model: runs the audited model of the
  * configuration (`model.onnx`, `model.input_shape`, and a `tensor` per tap) on `n` samples
  * (`inputs`: `inputs_len` floats, `n ×` the input sample size, row-major), writes the
  * model's first output into `outputs` (`outputs_len` floats, `n ×` its size), and audits
- * the taps as `mint_auditor_submit` does, on this thread. The model is compiled on the first
- * call; each calling thread keeps its own state. When only the audit fails, `outputs` is
- * still written and the status says why.
+ * the taps as `mint_auditor_submit` does, on this thread, in the `default` cohort. The model
+ * is compiled on the first call; each calling thread keeps its own state. When only the
+ * audit fails, `outputs` is still written and the status says why.
  */
 mint_status mint_auditor_infer(const mint_auditor *auditor,
                                const uint64_t *sample_ids,
@@ -418,6 +486,20 @@ mint_status mint_auditor_infer(const mint_auditor *auditor,
                                float *outputs,
                                size_t outputs_len,
                                mint_submit_report *report);
+
+/**
+ * `mint_auditor_infer` for samples of `cohort`, as `mint_auditor_submit_cohort` takes it.
+ * Since ABI 1.2.
+ */
+mint_status mint_auditor_infer_cohort(const mint_auditor *auditor,
+                                      uint32_t cohort,
+                                      const uint64_t *sample_ids,
+                                      size_t n,
+                                      const float *inputs,
+                                      size_t inputs_len,
+                                      float *outputs,
+                                      size_t outputs_len,
+                                      mint_submit_report *report);
 
 /**
  * Renders the auditor's metrics in the Prometheus text format (0.0.4) into `buf`, NUL
@@ -450,6 +532,30 @@ mint_status mint_auditor_head_sha256(const mint_auditor *auditor,
  * Reads the counters.
  */
 mint_status mint_auditor_stats(const mint_auditor *auditor, mint_stats *out);
+
+/**
+ * Finds the cohort named `name` (`"default"`, or one of the configuration's `cohorts`) and
+ * writes its number to `*out`, for `mint_auditor_submit_cohort`. Numbers are positions in
+ * the configuration (`default` is 0) and stay fixed for the auditor's life. An unknown
+ * name is `MINT_ERR_INVALID_ARGUMENT`, and the message lists the declared ones. Since ABI 1.2.
+ */
+mint_status mint_auditor_cohort(const mint_auditor *auditor, const char *name, uint32_t *out);
+
+/**
+ * Reads the counters of one cohort (`queue_depth` is the whole queue's). A cohort the
+ * configuration does not declare is `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.2.
+ */
+mint_status mint_auditor_cohort_stats(const mint_auditor *auditor,
+                                      uint32_t cohort,
+                                      mint_stats *out);
+
+/**
+ * Reads the evidence on one cohort. A cohort the configuration does not declare is
+ * `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.2.
+ */
+mint_status mint_auditor_cohort_evidence(const mint_auditor *auditor,
+                                         uint32_t cohort,
+                                         mint_cohort_evidence *out);
 
 /**
  * Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued

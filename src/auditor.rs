@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::sync::ShardedLock;
 
+use crate::cohort::Cohort;
 use crate::config::Config;
 use crate::delivery::Delivery;
 use crate::error::{Error, Result};
+use crate::evidence::{CohortEvidence, Evidence};
 use crate::intake::{Intake, SubmitReport};
 use crate::ledger::{Ledger, Stats};
 use crate::metrics::{Identity, Metrics, MetricsServer, Render};
@@ -76,7 +78,8 @@ impl Auditor {
         let width = plan.assembly().width();
         let capacity = config.queue.capacity;
 
-        let ledger = Arc::new(Ledger::new()?);
+        let ledger = Arc::new(Ledger::new(&config.cohort_names())?);
+        let mut evidence = Evidence::new(&config)?;
         let admission = Arc::new(Admission::new(capacity, plan.byte_budget()));
         let identity = Identity {
             model_id: config.model.id.clone(),
@@ -85,10 +88,8 @@ impl Auditor {
             head_sha256: plan.sha256().to_string(),
         };
         let depth = Arc::clone(&admission);
-        let metrics = Metrics::new(&ledger, &identity, config.metrics.score_buckets.clone(), capacity, move || {
-            depth.depth() as i64
-        })?;
-        let delivery = Arc::new(Delivery::new(Arc::clone(&ledger), metrics, sink, config.threshold()));
+        let metrics = Metrics::new(&config, &ledger, &mut evidence, &identity, move || depth.depth() as i64)?;
+        let delivery = Arc::new(Delivery::new(Arc::clone(&ledger), metrics, evidence, sink, config.threshold()));
         let scorers = (0..config.workers).map(|_| plan.spawn(&delivery)).collect::<Result<Vec<_>>>()?;
 
         let render: Render = {
@@ -163,23 +164,40 @@ impl Auditor {
         self.plan.sha256()
     }
 
-    /// Hands over one batch of samples: their ids and one tensor per configured tap, in the
-    /// configuration's order. Reads the chosen samples once (reducing maps to per-channel
-    /// maxima, or copying the CNN tap), queues them without blocking, and returns.
+    /// The cohort named `name` (`default`, or one of the configuration's `cohorts`); look it
+    /// up once and pass it to every [`Auditor::submit_in`].
+    pub fn cohort(&self, name: &str) -> Result<Cohort> {
+        let names = self.config.cohort_names();
+        names.iter().position(|&n| n == name).and_then(Cohort::from_index).ok_or_else(|| {
+            Error::InvalidInput(format!("no cohort is named '{name}': the configuration declares {}", names.join(", ")))
+        })
+    }
+
+    /// Hands over one batch of samples of the `default` cohort: their ids and one tensor per
+    /// configured tap, in the configuration's order. Reads the chosen samples once (reducing
+    /// maps to per-channel maxima, or copying the CNN tap), queues them without blocking, and
+    /// returns.
     ///
     /// Errors say what was lost and why; each lost sample is also counted as dropped.
     /// [`Error::NonFinite`] means the other samples of the batch *were* accepted.
     pub fn submit(&self, ids: &[u64], taps: &[TensorView<'_>]) -> Result<SubmitReport> {
-        self.submit_decoded(ids, Ok(taps))
+        self.submit_decoded(Cohort::DEFAULT, ids, Ok(taps))
+    }
+
+    /// [`Auditor::submit`] for samples of `cohort`: they are counted, and tested as evidence,
+    /// in that cohort. A cohort this auditor does not declare loses the batch as invalid
+    /// input (counted in `default`).
+    pub fn submit_in(&self, cohort: Cohort, ids: &[u64], taps: &[TensorView<'_>]) -> Result<SubmitReport> {
+        self.submit_decoded(cohort, ids, Ok(taps))
     }
 
     /// For bindings that turn foreign tensor descriptors into views: `taps` is the outcome of
     /// that decoding. A batch whose descriptors could not be read (`Err`) is counted like any
     /// malformed batch (its chosen samples submitted, then dropped as `invalid_input`) and
     /// its error returned, so that the loss shows in the metrics like any other.
-    pub fn submit_decoded(&self, ids: &[u64], taps: Result<&[TensorView<'_>]>) -> Result<SubmitReport> {
+    pub fn submit_decoded(&self, cohort: Cohort, ids: &[u64], taps: Result<&[TensorView<'_>]>) -> Result<SubmitReport> {
         let started = Instant::now();
-        let outcome = self.intake.submit(ids, taps);
+        let outcome = self.intake.submit(cohort, ids, taps);
         self.delivery.metrics.observe_capture(started.elapsed().as_secs_f64());
         outcome
     }
@@ -193,6 +211,11 @@ impl Auditor {
     /// The model's output is written even when the audit of the batch fails (the error then
     /// says why): serving never depends on auditing.
     pub fn infer(&self, ids: &[u64], inputs: &[f32], outputs: &mut [f32]) -> Result<SubmitReport> {
+        self.infer_in(Cohort::DEFAULT, ids, inputs, outputs)
+    }
+
+    /// [`Auditor::infer`] for samples of `cohort`.
+    pub fn infer_in(&self, cohort: Cohort, ids: &[u64], inputs: &[f32], outputs: &mut [f32]) -> Result<SubmitReport> {
         self.model.run(&self.config, inputs, ids.len(), |runner| {
             let produced = runner.model_output()?;
             if produced.len() != outputs.len() {
@@ -205,7 +228,7 @@ impl Auditor {
             }
             outputs.copy_from_slice(produced);
             let views = runner.views()?;
-            self.submit(ids, &views)
+            self.submit_in(cohort, ids, &views)
         })
     }
 
@@ -229,9 +252,31 @@ impl Auditor {
         self.delivery.last_error()
     }
 
-    /// Counters since the auditor was created.
+    /// Counters since the auditor was created, all cohorts together.
     pub fn stats(&self) -> Stats {
         Stats { queue_depth: self.intake.admission.depth() as u64, ..self.intake.ledger.stats() }
+    }
+
+    /// Counters of one cohort since the auditor was created (`queue_depth` is the whole
+    /// queue's). A cohort the auditor does not declare is an error.
+    pub fn cohort_stats(&self, cohort: Cohort) -> Result<Stats> {
+        self.check_cohort(cohort)?;
+        let depth = self.intake.admission.depth() as u64;
+        Ok(Stats { queue_depth: depth, ..self.intake.ledger.cohort_stats(cohort.index()) })
+    }
+
+    /// The membership evidence on one cohort now (docs/evidence.md says how to read it).
+    pub fn evidence(&self, cohort: Cohort) -> Result<CohortEvidence> {
+        self.check_cohort(cohort)?;
+        Ok(self.delivery.evidence.snapshot(cohort.index()))
+    }
+
+    fn check_cohort(&self, cohort: Cohort) -> Result<()> {
+        if cohort.index() < self.intake.ledger.cohorts() {
+            Ok(())
+        } else {
+            Err(Error::InvalidInput(format!("cohort {} is not declared", cohort.index())))
+        }
     }
 
     /// Stops accepting samples, scores what is queued until `timeout` has passed, drops (as

@@ -31,6 +31,19 @@ pub const MAX_COPY_BUDGET_BYTES: usize = 1 << 34;
 
 /// Most connections the `/metrics` endpoint holds at once (`metrics.http.max_connections`).
 pub const MAX_HTTP_CONNECTIONS: usize = 1024;
+/// Most cohorts one auditor declares, `default` included.
+pub const MAX_COHORTS: usize = 64;
+/// Longest cohort name.
+pub const MAX_COHORT_NAME: usize = 64;
+/// Most non-member quantiles a calibration block lists.
+pub const MAX_CALIBRATION_QUANTILES: usize = 64;
+/// Largest evidence window, in audited samples.
+pub const MAX_EVIDENCE_WINDOW: u64 = 1 << 24;
+
+/// The cohort of samples submitted without one: ordinary traffic.
+pub const DEFAULT_COHORT: &str = "default";
+/// The cohort of known non-members that suspect cohorts are compared with.
+pub const REFERENCE_COHORT: &str = "reference";
 
 /// Complete configuration of one auditor.
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +74,13 @@ pub struct Config {
     /// Worker threads running the head (each owns one state of the shared compiled plan).
     #[serde(default = "default_workers")]
     pub workers: usize,
+    /// Cohorts the vendor may tag samples with, besides `default` (always there, first):
+    /// `reference` for known non-members, and any number of named suspect cohorts.
+    #[serde(default)]
+    pub cohorts: Vec<String>,
+    /// How the per-cohort evidence is computed.
+    #[serde(default)]
+    pub evidence: EvidenceConfig,
     /// Folder relative paths were resolved against (the configuration file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -128,9 +148,13 @@ pub enum HeadConfig {
         path: PathBuf,
         /// The file's sha256: a head whose digest differs is refused.
         sha256: String,
-        /// Scores at or above it are counted as members.
-        #[serde(default = "default_threshold")]
-        threshold: f32,
+        /// Scores at or above it are counted as members: the calibration's when there is one,
+        /// else 0.5.
+        #[serde(default)]
+        threshold: Option<f32>,
+        /// Where the threshold comes from, as `mint eval --calibrate` measured it.
+        #[serde(default)]
+        calibration: Option<Calibration>,
         /// Whether the head outputs probabilities or logits.
         #[serde(default)]
         output: ScoreOutput,
@@ -142,9 +166,13 @@ pub enum HeadConfig {
     Cnn {
         /// The tap whose full maps the head takes.
         tap: String,
-        /// Scores at or above it are counted as members.
-        #[serde(default = "default_threshold")]
-        threshold: f32,
+        /// Scores at or above it are counted as members: the calibration's when there is one,
+        /// else 0.5.
+        #[serde(default)]
+        threshold: Option<f32>,
+        /// Where the threshold comes from, as `mint eval --calibrate` measured it.
+        #[serde(default)]
+        calibration: Option<Calibration>,
         /// The plugin that runs the head.
         backend: BackendConfig,
         /// Bytes of full maps that may wait for the backend at once; past it, batches are dropped.
@@ -161,6 +189,89 @@ impl HeadConfig {
             HeadConfig::Cnn { .. } => "cnn",
         }
     }
+}
+
+/// A rate measured on a calibration set, with its 95% bootstrap interval.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    /// The rate on the calibration set.
+    pub estimate: f64,
+    /// Lower bound of the interval.
+    pub low: f64,
+    /// Upper bound of the interval.
+    pub high: f64,
+}
+
+/// A non-member score quantile of the calibration set.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quantile {
+    /// The probability, in (0, 1).
+    pub q: f64,
+    /// The score below which that share of the calibration non-members fall.
+    pub score: f64,
+}
+
+/// How the live threshold was chosen: on held-out non-members, for a target false-positive
+/// rate, with the rates it achieved (written by `mint eval --calibrate`).
+#[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Calibration {
+    /// The false-positive rate asked for.
+    pub target_fpr: f64,
+    /// The threshold chosen: the lowest whose FPR on the calibration non-members is at most
+    /// the target.
+    pub threshold: f32,
+    /// FPR of the threshold on the calibration non-members.
+    pub fpr: Rate,
+    /// TPR of the threshold on the calibration members.
+    pub tpr: Rate,
+    /// Calibration non-members scored.
+    pub non_members: u64,
+    /// Calibration members scored.
+    pub members: u64,
+    /// sha256 of the calibration sets (ids and scores), to tell calibrations apart.
+    pub digest: String,
+    /// Non-member score quantiles, by increasing `q`.
+    #[serde(default)]
+    pub quantiles: Vec<Quantile>,
+    /// What the sets were (free text, for the record).
+    #[serde(default)]
+    pub source: String,
+}
+
+/// How per-cohort evidence is computed (docs/evidence.md says why fixed windows).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EvidenceConfig {
+    /// Audited samples per window: each completed window of a cohort gets its own tests.
+    #[serde(default = "default_window")]
+    pub window: u64,
+    /// Significance level of a window's tests: a window whose p-value is below it is an alarm.
+    #[serde(default = "default_alpha")]
+    pub alpha: f64,
+    /// Reference samples needed before a window's rank test is computed.
+    #[serde(default = "default_min_reference")]
+    pub min_reference: u64,
+}
+
+impl Default for EvidenceConfig {
+    fn default() -> Self {
+        EvidenceConfig { window: default_window(), alpha: default_alpha(), min_reference: default_min_reference() }
+    }
+}
+
+fn default_window() -> u64 {
+    500
+}
+fn default_alpha() -> f64 {
+    0.01
+}
+fn default_min_reference() -> u64 {
+    100
 }
 
 /// A backend plugin and its own configuration.
@@ -340,9 +451,8 @@ fn default_true() -> bool {
 fn default_workers() -> usize {
     1
 }
-fn default_threshold() -> f32 {
-    0.5
-}
+/// The threshold of a head with neither `threshold` nor `calibration`.
+pub const DEFAULT_THRESHOLD: f32 = 0.5;
 fn default_copy_budget() -> usize {
     256 << 20
 }
@@ -447,9 +557,8 @@ impl Config {
             }
         }
         match &self.head {
-            HeadConfig::Vanilla { sha256, threshold, output, taps, .. } => {
+            HeadConfig::Vanilla { sha256, taps, .. } => {
                 check_sha256("head.sha256", sha256)?;
-                check_threshold(*threshold, *output)?;
                 if let Some(list) = taps {
                     if list.is_empty() {
                         return Err(Error::config("head.taps", "must list at least one tap when given"));
@@ -465,8 +574,7 @@ impl Config {
                     }
                 }
             }
-            HeadConfig::Cnn { tap, threshold, copy_budget_bytes, backend } => {
-                check_threshold(*threshold, ScoreOutput::Probability)?;
+            HeadConfig::Cnn { tap, copy_budget_bytes, backend, .. } => {
                 match self.taps.iter().find(|t| &t.name == tap) {
                     None => return Err(Error::config("head.tap", format!("no tap is named '{tap}'"))),
                     Some(t) if t.kind != TapKind::ActivationMap => {
@@ -486,6 +594,8 @@ impl Config {
                 }
             }
         }
+        self.validate_threshold()?;
+        self.validate_cohorts()?;
         within("queue.capacity", self.queue.capacity, 1, MAX_QUEUE_CAPACITY)?;
         within("batching.max_batch", self.batching.max_batch, 1, MAX_BATCH)?;
         if self.batching.max_wait_ms > 60_000 {
@@ -538,10 +648,109 @@ impl Config {
         }
     }
 
-    /// Decision threshold on the membership score.
+    /// Decision threshold on the membership score: the calibration's, the configured one, or
+    /// [`DEFAULT_THRESHOLD`].
     pub fn threshold(&self) -> f32 {
-        match &self.head {
-            HeadConfig::Vanilla { threshold, .. } | HeadConfig::Cnn { threshold, .. } => *threshold,
+        let (threshold, calibration) = self.head.threshold_parts();
+        calibration.map(|c| c.threshold).or(threshold).unwrap_or(DEFAULT_THRESHOLD)
+    }
+
+    /// The head's calibration, when it has one.
+    pub fn calibration(&self) -> Option<&Calibration> {
+        self.head.threshold_parts().1
+    }
+
+    /// Every cohort, `default` first, in index order.
+    pub fn cohort_names(&self) -> Vec<&str> {
+        std::iter::once(DEFAULT_COHORT).chain(self.cohorts.iter().map(String::as_str)).collect()
+    }
+
+    fn validate_threshold(&self) -> Result<()> {
+        let (threshold, calibration) = self.head.threshold_parts();
+        if let Some(t) = threshold {
+            if !(0.0..=1.0).contains(&t) {
+                return Err(Error::config("head.threshold", format!("{t} is outside [0, 1]")));
+            }
+        }
+        let Some(c) = calibration else { return Ok(()) };
+        if let Some(t) = threshold.filter(|&t| t != c.threshold) {
+            return Err(Error::config(
+                "head.threshold",
+                format!("{t} differs from head.calibration.threshold {}; keep one of them", c.threshold),
+            ));
+        }
+        let field = |f: &str| format!("head.calibration.{f}");
+        if !(0.0..=1.0).contains(&c.threshold) {
+            return Err(Error::config(field("threshold"), format!("{} is outside [0, 1]", c.threshold)));
+        }
+        if !(c.target_fpr > 0.0 && c.target_fpr < 1.0) {
+            return Err(Error::config(field("target_fpr"), "must lie strictly between 0 and 1"));
+        }
+        for (name, r) in [("fpr", c.fpr), ("tpr", c.tpr)] {
+            let ordered = 0.0 <= r.low && r.low <= r.estimate && r.estimate <= r.high && r.high <= 1.0;
+            if !ordered {
+                return Err(Error::config(field(name), "needs 0 <= low <= estimate <= high <= 1"));
+            }
+        }
+        if c.non_members == 0 {
+            return Err(Error::config(field("non_members"), "must be at least 1"));
+        }
+        check_sha256(&field("digest"), &c.digest)?;
+        if c.quantiles.len() > MAX_CALIBRATION_QUANTILES {
+            return Err(Error::config(field("quantiles"), format!("at most {MAX_CALIBRATION_QUANTILES} are allowed")));
+        }
+        let valid = c.quantiles.iter().all(|q| q.q > 0.0 && q.q < 1.0 && (0.0..=1.0).contains(&q.score));
+        let sorted = c.quantiles.windows(2).all(|w| w[0].q < w[1].q && w[0].score <= w[1].score);
+        if !valid || !sorted {
+            return Err(Error::config(
+                field("quantiles"),
+                "need q in (0, 1) strictly increasing and scores in [0, 1], non-decreasing",
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_cohorts(&self) -> Result<()> {
+        if self.cohorts.len() + 1 > MAX_COHORTS {
+            return Err(Error::config("cohorts", format!("at most {} cohorts besides default", MAX_COHORTS - 1)));
+        }
+        let mut seen = HashSet::new();
+        for (i, name) in self.cohorts.iter().enumerate() {
+            let field = format!("cohorts[{i}]");
+            let fits = !name.is_empty()
+                && name.len() <= MAX_COHORT_NAME
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+            if !fits {
+                return Err(Error::config(
+                    field,
+                    format!("'{name}' must be 1 to {MAX_COHORT_NAME} letters, digits, '_', '-', '.' or ':'"),
+                ));
+            }
+            if name == DEFAULT_COHORT {
+                return Err(Error::config(field, "'default' is always there: list only the others"));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(Error::config(field, format!("'{name}' is listed twice")));
+            }
+        }
+        let e = &self.evidence;
+        let window = usize::try_from(e.window).unwrap_or(usize::MAX);
+        within("evidence.window", window, 10, MAX_EVIDENCE_WINDOW as usize)?;
+        if !(e.alpha > 0.0 && e.alpha < 0.5) {
+            return Err(Error::config("evidence.alpha", format!("{} must lie in (0, 0.5)", e.alpha)));
+        }
+        let min_reference = usize::try_from(e.min_reference).unwrap_or(usize::MAX);
+        within("evidence.min_reference", min_reference, 1, MAX_EVIDENCE_WINDOW as usize)?;
+        Ok(())
+    }
+}
+
+impl HeadConfig {
+    fn threshold_parts(&self) -> (Option<f32>, Option<&Calibration>) {
+        match self {
+            HeadConfig::Vanilla { threshold, calibration, .. } | HeadConfig::Cnn { threshold, calibration, .. } => {
+                (*threshold, calibration.as_ref())
+            }
         }
     }
 }
@@ -562,20 +771,11 @@ fn within(field: &str, value: usize, lo: usize, hi: usize) -> Result<()> {
     }
 }
 
-fn check_threshold(threshold: f32, output: ScoreOutput) -> Result<()> {
-    // Scores are always probabilities (logit heads go through a sigmoid), so is the threshold.
-    let _ = output;
-    if !(0.0..=1.0).contains(&threshold) {
-        return Err(Error::config("head.threshold", format!("{threshold} is outside [0, 1]")));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const GOOD: &str = r#"{
+    pub(crate) const GOOD: &str = r#"{
         "model": {"id": "m", "version": "3"},
         "taps": [
             {"name": "stage1", "channels": 16, "kind": "activation_map"},
@@ -637,6 +837,53 @@ mod tests {
         assert!(e.contains("head.taps[0]") && e.contains("nope"), "{e}");
         let e = err(&GOOD.replace(r#""name": "logits""#, r#""name": "stage1""#));
         assert!(e.contains("taps[1].name"), "{e}");
+    }
+
+    /// A calibration block as `mint eval --calibrate` writes it, at `threshold`.
+    pub(crate) fn calibration_json(threshold: f32) -> String {
+        format!(
+            r#""calibration": {{"target_fpr": 0.01, "threshold": {threshold},
+                "fpr": {{"estimate": 0.01, "low": 0.005, "high": 0.016}},
+                "tpr": {{"estimate": 0.6, "low": 0.55, "high": 0.65}},
+                "non_members": 2000, "members": 2000, "digest": "{}",
+                "quantiles": [{{"q": 0.5, "score": 0.2}}, {{"q": 0.99, "score": {threshold}}}]}}"#,
+            "ab".repeat(32)
+        )
+    }
+
+    #[test]
+    fn cohorts_are_a_closed_set_of_names() {
+        let with = |extra: &str| GOOD.replacen('{', &format!("{{{extra},"), 1);
+        let c = Config::from_json(&with(r#""cohorts": ["reference", "owner-17"]"#), Path::new("/c")).unwrap();
+        assert_eq!(c.cohort_names(), vec!["default", "reference", "owner-17"]);
+        assert_eq!(Config::from_json(GOOD, Path::new("/c")).unwrap().cohort_names(), vec!["default"]);
+        assert!(err(&with(r#""cohorts": ["default"]"#)).contains("cohorts[0]"));
+        assert!(err(&with(r#""cohorts": ["a", "a"]"#)).contains("cohorts[1]"));
+        assert!(err(&with(r#""cohorts": ["a b"]"#)).contains("cohorts[0]"));
+        assert!(err(&with(r#""cohorts": [""]"#)).contains("cohorts[0]"));
+        let many: Vec<String> = (0..MAX_COHORTS).map(|i| format!("\"c{i}\"")).collect();
+        assert!(err(&with(&format!(r#""cohorts": [{}]"#, many.join(",")))).contains("cohorts"));
+        assert!(err(&with(r#""evidence": {"window": 1}"#)).contains("evidence.window"));
+        assert!(err(&with(r#""evidence": {"alpha": 0.7}"#)).contains("evidence.alpha"));
+    }
+
+    #[test]
+    fn a_calibration_sets_the_threshold_and_must_agree_with_an_explicit_one() {
+        let vanilla = r#""kind": "vanilla","#;
+        let calibrated = GOOD.replace(vanilla, &format!("{vanilla} {},", calibration_json(0.731)));
+        let c = Config::from_json(&calibrated, Path::new("/c")).unwrap();
+        assert_eq!(c.threshold(), 0.731);
+        assert_eq!(c.calibration().unwrap().non_members, 2000);
+        let agreeing = calibrated.replace(vanilla, &format!("{vanilla} \"threshold\": 0.731,"));
+        assert_eq!(Config::from_json(&agreeing, Path::new("/c")).unwrap().threshold(), 0.731);
+        let e = err(&calibrated.replace(vanilla, &format!("{vanilla} \"threshold\": 0.5,")));
+        assert!(e.contains("head.threshold") && e.contains("calibration"), "{e}");
+        let e = err(&calibrated.replace(r#""low": 0.005"#, r#""low": 0.05"#));
+        assert!(e.contains("head.calibration.fpr"), "{e}");
+        let e = err(&calibrated.replace(r#""q": 0.5"#, r#""q": 0.995"#));
+        assert!(e.contains("head.calibration.quantiles"), "{e}");
+        let e = err(&calibrated.replace(&"ab".repeat(32), "abc"));
+        assert!(e.contains("head.calibration.digest"), "{e}");
     }
 
     #[test]

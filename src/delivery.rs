@@ -1,8 +1,10 @@
-//! Where a scored or lost sample goes: the ledger, the score histogram, and the vendor's
-//! result sink.
+//! Where a scored or lost sample goes: the ledger, the score histogram, the cohort's
+//! evidence, and the vendor's result sink.
 
 use std::sync::{Arc, Mutex};
 
+use crate::cohort::runs;
+use crate::evidence::Evidence;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
 use crate::results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
@@ -11,6 +13,7 @@ use crate::results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
 pub(crate) struct Delivery {
     pub ledger: Arc<Ledger>,
     pub metrics: Metrics,
+    pub evidence: Evidence,
     sink: Option<Arc<dyn ResultSink>>,
     threshold: f32,
     last_error: Mutex<Option<String>>,
@@ -20,37 +23,45 @@ impl Delivery {
     pub(crate) fn new(
         ledger: Arc<Ledger>,
         metrics: Metrics,
+        evidence: Evidence,
         sink: Option<Arc<dyn ResultSink>>,
         threshold: f32,
     ) -> Delivery {
-        Delivery { ledger, metrics, sink, threshold, last_error: Mutex::new(None) }
+        Delivery { ledger, metrics, evidence, sink, threshold, last_error: Mutex::new(None) }
     }
 
-    /// Records scores. A score that is not a probability (non-finite, or outside [0, 1]) is
-    /// no verdict: that sample is dropped for `invalid` (the head's or the backend's error).
-    pub(crate) fn scored(&self, ids: &[u64], scores: &[f32], invalid: DropReason) {
-        debug_assert_eq!(ids.len(), scores.len());
+    /// Records scores of samples of `cohorts` (one per sample). A score that is not a
+    /// probability (non-finite, or outside [0, 1]) is no verdict: that sample is dropped for
+    /// `invalid` (the head's or the backend's error).
+    pub(crate) fn scored(&self, ids: &[u64], cohorts: &[u16], scores: &[f32], invalid: DropReason) {
+        debug_assert!(ids.len() == scores.len() && ids.len() == cohorts.len());
         let mut results = Vec::with_capacity(ids.len());
-        let (mut members, mut non_members, mut broken) = (0, 0, 0);
-        for (&sample_id, &score) in ids.iter().zip(scores) {
-            let outcome = if !(0.0..=1.0).contains(&score) {
-                broken += 1;
-                Outcome::Dropped(invalid)
-            } else if score >= self.threshold {
-                members += 1;
-                self.metrics.observe_score(score);
-                Outcome::Audited(Verdict::Member)
-            } else {
-                non_members += 1;
-                self.metrics.observe_score(score);
-                Outcome::Audited(Verdict::NonMember)
-            };
-            results.push(AuditResult { sample_id, score, outcome });
+        let mut broken = 0;
+        for (cohort, run) in runs(cohorts) {
+            let (mut members, mut non_members, mut invalid_here) = (0, 0, 0);
+            for (&sample_id, &score) in ids[run.clone()].iter().zip(&scores[run.clone()]) {
+                let outcome = if !(0.0..=1.0).contains(&score) {
+                    invalid_here += 1;
+                    Outcome::Dropped(invalid)
+                } else if score >= self.threshold {
+                    members += 1;
+                    self.metrics.observe_score(cohort, score);
+                    Outcome::Audited(Verdict::Member)
+                } else {
+                    non_members += 1;
+                    self.metrics.observe_score(cohort, score);
+                    Outcome::Audited(Verdict::NonMember)
+                };
+                results.push(AuditResult { sample_id, score, outcome });
+            }
+            self.ledger.audited(cohort, Verdict::Member, members);
+            self.ledger.audited(cohort, Verdict::NonMember, non_members);
+            self.ledger.dropped(cohort, invalid, invalid_here);
+            let valid = scores[run].iter().filter(|s| (0.0..=1.0).contains(*s));
+            self.evidence.record(cohort, valid.map(|&s| (s, s >= self.threshold)));
+            broken += invalid_here;
         }
-        self.ledger.audited(Verdict::Member, members);
-        self.ledger.audited(Verdict::NonMember, non_members);
         if broken > 0 {
-            self.ledger.dropped(invalid, broken);
             let who = if invalid == DropReason::BackendError { "backend" } else { "head" };
             self.note_error(format!(
                 "the {who} gave {broken} scores that are not probabilities (non-finite or outside [0, 1])"
@@ -59,9 +70,12 @@ impl Delivery {
         self.deliver(&results);
     }
 
-    /// Records samples lost after the submit call returned.
-    pub(crate) fn dropped(&self, ids: &[u64], reason: DropReason) {
-        self.ledger.dropped(reason, ids.len());
+    /// Records samples of `cohorts` (one per sample) lost after the submit call returned.
+    pub(crate) fn dropped(&self, ids: &[u64], cohorts: &[u16], reason: DropReason) {
+        debug_assert_eq!(ids.len(), cohorts.len());
+        for (cohort, run) in runs(cohorts) {
+            self.ledger.dropped(cohort, reason, run.len());
+        }
         if self.sink.is_some() {
             let results: Vec<AuditResult> = ids
                 .iter()

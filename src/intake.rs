@@ -18,6 +18,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use crossbeam_utils::sync::ShardedLock;
 
 use crate::capture::{self, Assembly};
+use crate::cohort::Cohort;
 use crate::config::TapConfig;
 use crate::error::{Error, Result};
 use crate::ledger::Ledger;
@@ -52,10 +53,11 @@ pub(crate) struct Intake {
 }
 
 impl Intake {
-    /// Takes one batch, or counts why it could not be taken. `taps` is `Err` when a binding
-    /// could not even read the batch's descriptors: the chosen samples are then dropped as
-    /// invalid input like any malformed batch.
-    pub(crate) fn submit(&self, ids: &[u64], taps: Result<&[TensorView<'_>]>) -> Result<SubmitReport> {
+    /// Takes one batch of samples of `cohort`, or counts why it could not be taken. `taps` is
+    /// `Err` when a binding could not even read the batch's descriptors: the chosen samples
+    /// are then dropped as invalid input like any malformed batch; so are the samples of a
+    /// cohort the auditor does not declare (counted in `default`).
+    pub(crate) fn submit(&self, cohort: Cohort, ids: &[u64], taps: Result<&[TensorView<'_>]>) -> Result<SubmitReport> {
         thread_local! {
             static CHOSEN: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
         }
@@ -66,11 +68,21 @@ impl Intake {
             chosen.extend((0..ids.len()).filter(|&i| self.sampler.selects(ids[i])));
             let k = chosen.len();
             let mut report = SubmitReport { seen: ids.len(), chosen: k, accepted: 0 };
-            self.ledger.received(ids.len(), k);
+            let declared = cohort.index() < self.ledger.cohorts();
+            let row = if declared { cohort.index() } else { Cohort::DEFAULT.index() };
+            self.ledger.received(row, ids.len(), k);
             let lose = |reason: DropReason, n: usize, error: Error| {
-                self.ledger.dropped(reason, n);
+                self.ledger.dropped(row, reason, n);
                 Err(error)
             };
+            if !declared {
+                let error = Error::InvalidInput(format!(
+                    "cohort {} is not declared: the configuration declares {} (default and \"cohorts\")",
+                    cohort.index(),
+                    self.ledger.cohorts()
+                ));
+                return lose(DropReason::InvalidInput, k, error);
+            }
             if self.closing.load(Ordering::Acquire) {
                 return lose(DropReason::Closed, k, Error::Closed);
             }
@@ -102,10 +114,10 @@ impl Intake {
             let accepted = job_ids.len();
             if let Some(r) = &rejected {
                 self.admission.release(r.count, r.count * record_bytes);
-                self.ledger.dropped(DropReason::NonFinite, r.count);
+                self.ledger.dropped(row, DropReason::NonFinite, r.count);
             }
             if accepted > 0 {
-                let job = Job { ids: job_ids, records, enqueued: Instant::now() };
+                let job = Job { ids: job_ids, cohort: row as u16, records, enqueued: Instant::now() };
                 if let Err((job, reason)) = hand_off(sender.as_ref(), job) {
                     self.admission.release(accepted, job.bytes());
                     self.pool.give(job.ids, job.records);

@@ -4,7 +4,7 @@
 //! from then on it ends exactly once, *audited* with a verdict or *dropped* with a reason, so
 //! that `submitted = audited + dropped` once the pipeline is empty. Nothing else in the crate
 //! counts samples: the submit path, the workers and the backend host report here, and the
-//! metrics and [`Stats`] read from here. (Cohorts add one index to each array.)
+//! metrics and [`Stats`] read from here. Every count is kept per cohort (one row each).
 
 use prometheus::core::Collector;
 use prometheus::{IntCounter, IntCounterVec, Opts};
@@ -47,78 +47,16 @@ impl Stats {
     }
 }
 
-/// Every count of what happened to a sample. The counters are Prometheus' atomics, private to
-/// the ledger; the metrics registry exports them as they are.
-pub(crate) struct Ledger {
+/// The counters of one cohort.
+struct Row {
     seen: IntCounter,
     submitted: IntCounter,
-    audited_vec: IntCounterVec,
     audited: [IntCounter; Verdict::ALL.len()],
-    dropped_vec: IntCounterVec,
     dropped: [IntCounter; DropReason::ALL.len()],
 }
 
-fn metrics_error(e: prometheus::Error) -> Error {
-    Error::config("metrics", e.to_string())
-}
-
-impl Ledger {
-    pub(crate) fn new() -> Result<Ledger> {
-        let seen = IntCounter::new(
-            "mint_samples_seen_total",
-            "Samples handed to the auditor, before sampling chose which to audit.",
-        )
-        .map_err(metrics_error)?;
-        let submitted = IntCounter::new(
-            "mint_samples_submitted_total",
-            "Samples chosen for audit; each ends counted once as audited or dropped.",
-        )
-        .map_err(metrics_error)?;
-        let audited_vec = IntCounterVec::new(
-            Opts::new("mint_samples_audited_total", "Samples scored by the MINT head, by verdict."),
-            &["verdict"],
-        )
-        .map_err(metrics_error)?;
-        let dropped_vec = IntCounterVec::new(
-            Opts::new("mint_samples_dropped_total", "Samples chosen for audit that were not scored, by reason."),
-            &["reason"],
-        )
-        .map_err(metrics_error)?;
-        // Every labelled series exists at zero from the start.
-        let audited = Verdict::ALL.map(|v| audited_vec.with_label_values(&[v.label()]));
-        let dropped = DropReason::ALL.map(|r| dropped_vec.with_label_values(&[r.label()]));
-        Ok(Ledger { seen, submitted, audited_vec, audited, dropped_vec, dropped })
-    }
-
-    /// The counters, for the auditor's registry.
-    pub(crate) fn collectors(&self) -> Vec<Box<dyn Collector>> {
-        vec![
-            Box::new(self.seen.clone()),
-            Box::new(self.submitted.clone()),
-            Box::new(self.audited_vec.clone()),
-            Box::new(self.dropped_vec.clone()),
-        ]
-    }
-
-    /// `n` samples handed over, of which `chosen` were chosen for audit: each of those must
-    /// later reach [`Ledger::audited`] or [`Ledger::dropped`] exactly once.
-    pub(crate) fn received(&self, n: usize, chosen: usize) {
-        self.seen.inc_by(n as u64);
-        self.submitted.inc_by(chosen as u64);
-    }
-
-    /// `n` submitted samples scored with `verdict`.
-    pub(crate) fn audited(&self, verdict: Verdict, n: usize) {
-        self.audited[verdict.index()].inc_by(n as u64);
-    }
-
-    /// `n` submitted samples lost for `reason`.
-    pub(crate) fn dropped(&self, reason: DropReason, n: usize) {
-        self.dropped[reason.index()].inc_by(n as u64);
-    }
-
-    /// The counts now; `queue_depth` is the caller's to fill.
-    pub(crate) fn stats(&self) -> Stats {
+impl Row {
+    fn stats(&self) -> Stats {
         Stats {
             seen: self.seen.get(),
             submitted: self.submitted.get(),
@@ -130,21 +68,126 @@ impl Ledger {
     }
 }
 
+/// Every count of what happened to a sample, one row per cohort. The counters are
+/// Prometheus' atomics, private to the ledger; the metrics registry exports them as they are.
+pub(crate) struct Ledger {
+    rows: Vec<Row>,
+    collectors: Vec<IntCounterVec>,
+}
+
+fn metrics_error(e: prometheus::Error) -> Error {
+    Error::config("metrics", e.to_string())
+}
+
+impl Ledger {
+    /// A ledger for `cohorts`, by index.
+    pub(crate) fn new(cohorts: &[&str]) -> Result<Ledger> {
+        let vec = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).map_err(metrics_error)
+        };
+        let seen = vec(
+            "mint_samples_seen_total",
+            "Samples handed to the auditor, by cohort, before sampling chose which to audit.",
+            &["cohort"],
+        )?;
+        let submitted = vec(
+            "mint_samples_submitted_total",
+            "Samples chosen for audit, by cohort; each ends counted once as audited or dropped.",
+            &["cohort"],
+        )?;
+        let audited = vec(
+            "mint_samples_audited_total",
+            "Samples scored by the MINT head, by cohort and verdict.",
+            &["cohort", "verdict"],
+        )?;
+        let dropped = vec(
+            "mint_samples_dropped_total",
+            "Samples chosen for audit that were not scored, by cohort and reason.",
+            &["cohort", "reason"],
+        )?;
+        // Every labelled series exists at zero from the start.
+        let rows = cohorts
+            .iter()
+            .map(|&c| Row {
+                seen: seen.with_label_values(&[c]),
+                submitted: submitted.with_label_values(&[c]),
+                audited: Verdict::ALL.map(|v| audited.with_label_values(&[c, v.label()])),
+                dropped: DropReason::ALL.map(|r| dropped.with_label_values(&[c, r.label()])),
+            })
+            .collect();
+        Ok(Ledger { rows, collectors: vec![seen, submitted, audited, dropped] })
+    }
+
+    /// The counters, for the auditor's registry.
+    pub(crate) fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        self.collectors.iter().map(|c| Box::new(c.clone()) as Box<dyn Collector>).collect()
+    }
+
+    /// Cohorts the ledger counts.
+    pub(crate) fn cohorts(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// `n` samples of `cohort` handed over, of which `chosen` were chosen for audit: each of
+    /// those must later reach [`Ledger::audited`] or [`Ledger::dropped`] exactly once.
+    pub(crate) fn received(&self, cohort: usize, n: usize, chosen: usize) {
+        self.rows[cohort].seen.inc_by(n as u64);
+        self.rows[cohort].submitted.inc_by(chosen as u64);
+    }
+
+    /// `n` submitted samples of `cohort` scored with `verdict`.
+    pub(crate) fn audited(&self, cohort: usize, verdict: Verdict, n: usize) {
+        if n > 0 {
+            self.rows[cohort].audited[verdict.index()].inc_by(n as u64);
+        }
+    }
+
+    /// `n` submitted samples of `cohort` lost for `reason`.
+    pub(crate) fn dropped(&self, cohort: usize, reason: DropReason, n: usize) {
+        if n > 0 {
+            self.rows[cohort].dropped[reason.index()].inc_by(n as u64);
+        }
+    }
+
+    /// The counts of `cohort` now; `queue_depth` is the caller's to fill.
+    pub(crate) fn cohort_stats(&self, cohort: usize) -> Stats {
+        self.rows[cohort].stats()
+    }
+
+    /// The counts of every cohort together; `queue_depth` is the caller's to fill.
+    pub(crate) fn stats(&self) -> Stats {
+        self.rows.iter().map(Row::stats).fold(Stats::default(), |mut a, s| {
+            a.seen += s.seen;
+            a.submitted += s.submitted;
+            a.audited_member += s.audited_member;
+            a.audited_non_member += s.audited_non_member;
+            for (x, y) in a.dropped.iter_mut().zip(s.dropped) {
+                *x += y;
+            }
+            a
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_sample_ends_once() {
-        let ledger = Ledger::new().unwrap();
-        ledger.received(10, 7);
-        ledger.audited(Verdict::Member, 2);
-        ledger.audited(Verdict::NonMember, 3);
-        ledger.dropped(DropReason::QueueFull, 1);
-        ledger.dropped(DropReason::Shutdown, 1);
+        let ledger = Ledger::new(&["default", "reference"]).unwrap();
+        ledger.received(0, 10, 7);
+        ledger.audited(0, Verdict::Member, 2);
+        ledger.audited(0, Verdict::NonMember, 3);
+        ledger.dropped(0, DropReason::QueueFull, 1);
+        ledger.dropped(0, DropReason::Shutdown, 1);
+        ledger.received(1, 4, 4);
+        ledger.audited(1, Verdict::NonMember, 4);
         let s = ledger.stats();
-        assert_eq!((s.seen, s.submitted, s.audited(), s.dropped_total()), (10, 7, 5, 2));
+        assert_eq!((s.seen, s.submitted, s.audited(), s.dropped_total()), (14, 11, 9, 2));
         assert_eq!(s.dropped(DropReason::Shutdown), 1);
         assert_eq!(s.submitted, s.audited() + s.dropped_total());
+        let r = ledger.cohort_stats(1);
+        assert_eq!((r.seen, r.audited_non_member, r.dropped_total()), (4, 4, 0));
     }
 }

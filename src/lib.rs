@@ -47,9 +47,11 @@
 mod auditor;
 mod backend;
 mod capture;
+mod cohort;
 pub mod config;
 mod delivery;
 mod error;
+pub mod evidence;
 mod intake;
 mod ledger;
 mod metrics;
@@ -65,8 +67,10 @@ mod worker;
 
 pub use auditor::{Auditor, CloseReport};
 pub use capture::FeatureExtractor;
+pub use cohort::Cohort;
 pub use config::Config;
 pub use error::{Error, ErrorKind, Result};
+pub use evidence::CohortEvidence;
 pub use intake::SubmitReport;
 pub use ledger::Stats;
 pub use model::{TappedModel, TappedRunner};

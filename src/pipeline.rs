@@ -12,6 +12,8 @@ use crate::results::DropReason;
 /// Records of one submit call, on their way to a worker.
 pub(crate) struct Job {
     pub ids: Vec<u64>,
+    /// The cohort of every sample of the call.
+    pub cohort: u16,
     /// `ids.len()` records of the assembly's width, back to back.
     pub records: Vec<f32>,
     pub enqueued: Instant,

@@ -42,8 +42,9 @@ pub(crate) trait HeadPlan: Send + Sync {
 
 /// One worker's state: turns batches of records into scores.
 pub(crate) trait Scorer: Send {
-    /// Scores `ids.len()` records of `records`; every id reaches `delivery`, now or later.
-    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery);
+    /// Scores `ids.len()` records of `records` (of samples of `cohorts`, one per id); every
+    /// id reaches `delivery` with its cohort, now or later.
+    fn score(&mut self, ids: &[u64], cohorts: &[u16], records: &[f32], delivery: &Delivery);
 
     /// Called once the queue is closed and drained; waits for late results until `deadline`.
     fn finish(&mut self, _deadline: Instant, _delivery: &Delivery) {}

@@ -71,8 +71,9 @@ struct HeadScorer {
 }
 
 impl Scorer for HeadScorer {
-    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery) {
-        for (ids, records) in ids.chunks(self.max_batch).zip(records.chunks(self.max_batch * self.width)) {
+    fn score(&mut self, ids: &[u64], cohorts: &[u16], records: &[f32], delivery: &Delivery) {
+        let chunks = ids.chunks(self.max_batch).zip(cohorts.chunks(self.max_batch));
+        for ((ids, cohorts), records) in chunks.zip(records.chunks(self.max_batch * self.width)) {
             self.scores.clear();
             let started = Instant::now();
             // A panic in the runtime loses this batch (counted as head errors), not the worker.
@@ -81,14 +82,14 @@ impl Scorer for HeadScorer {
             let outcome = mint_backend_abi::boundary::catch(|| runner.score(records, ids.len(), scores));
             delivery.metrics.observe_head_batch(started.elapsed().as_secs_f64(), ids.len());
             match outcome {
-                Ok(Ok(())) => delivery.scored(ids, &self.scores, DropReason::HeadError),
+                Ok(Ok(())) => delivery.scored(ids, cohorts, &self.scores, DropReason::HeadError),
                 Ok(Err(e)) => {
                     delivery.note_error(e.to_string());
-                    delivery.dropped(ids, DropReason::HeadError);
+                    delivery.dropped(ids, cohorts, DropReason::HeadError);
                 }
                 Err(what) => {
                     delivery.note_error(format!("the head panicked: {what}"));
-                    delivery.dropped(ids, DropReason::HeadError);
+                    delivery.dropped(ids, cohorts, DropReason::HeadError);
                 }
             }
         }

@@ -48,6 +48,7 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
     WORKING_FOR.with(|w| w.set(Arc::as_ptr(&ctx.delivery) as usize));
     let mut jobs: Vec<Job> = Vec::new();
     let mut ids: Vec<u64> = Vec::new();
+    let mut cohorts: Vec<u16> = Vec::new();
     let mut records: Vec<f32> = Vec::new();
     while let Ok(first) = rx.recv() {
         // Wait for the batch to fill, but never longer than the oldest record's allowance.
@@ -68,22 +69,16 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
             // once per job, so closing with a short timeout stays short.
             jobs.extend(rx.try_iter());
             samples = jobs.iter().map(|j| j.ids.len()).sum();
-            ids.clear();
-            for job in &jobs {
-                ids.extend_from_slice(&job.ids);
-            }
-            ctx.delivery.dropped(&ids, DropReason::Shutdown);
+            gather(&jobs, &mut ids, &mut cohorts, None);
+            ctx.delivery.dropped(&ids, &cohorts, DropReason::Shutdown);
         } else if let [job] = jobs.as_slice() {
-            scorer.score(&job.ids, &job.records, &ctx.delivery);
+            cohorts.clear();
+            cohorts.resize(job.ids.len(), job.cohort);
+            scorer.score(&job.ids, &cohorts, &job.records, &ctx.delivery);
         } else {
-            ids.clear();
-            records.clear();
-            for job in &jobs {
-                ids.extend_from_slice(&job.ids);
-                records.extend_from_slice(&job.records);
-            }
+            gather(&jobs, &mut ids, &mut cohorts, Some(&mut records));
             debug_assert_eq!(records.len(), ids.len() * ctx.width);
-            scorer.score(&ids, &records, &ctx.delivery);
+            scorer.score(&ids, &cohorts, &records, &ctx.delivery);
         }
         // Room is given back only once the records were scored (or copied by a backend).
         let bytes: usize = jobs.iter().map(Job::bytes).sum();
@@ -94,4 +89,20 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
     }
     let deadline = ctx.drain_deadline.get().copied().unwrap_or_else(Instant::now);
     scorer.finish(deadline, &ctx.delivery);
+}
+
+/// Concatenates the jobs' ids, their cohorts (one per id) and, when asked, their records.
+fn gather(jobs: &[Job], ids: &mut Vec<u64>, cohorts: &mut Vec<u16>, mut records: Option<&mut Vec<f32>>) {
+    ids.clear();
+    cohorts.clear();
+    if let Some(r) = records.as_deref_mut() {
+        r.clear();
+    }
+    for job in jobs {
+        ids.extend_from_slice(&job.ids);
+        cohorts.extend(std::iter::repeat_n(job.cohort, job.ids.len()));
+        if let Some(r) = records.as_deref_mut() {
+            r.extend_from_slice(&job.records);
+        }
+    }
 }

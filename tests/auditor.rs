@@ -175,7 +175,7 @@ fn the_endpoint_serves_the_registry() {
     let content_type = response.headers().get("content-type").unwrap().to_str().unwrap().to_string();
     assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
     let body = response.into_body().read_to_string().unwrap();
-    assert!(body.contains("mint_samples_submitted_total 10"), "{body}");
+    assert!(body.contains("mint_samples_submitted_total{cohort=\"default\"} 10"), "{body}");
     assert!(body.contains("model_id=\"fmnist-memorizing\""));
     assert_eq!(
         ureq::get(&format!("http://{addr}/nope")).call().map(|r| r.status().as_u16()).unwrap_or_else(|e| match e {
@@ -194,6 +194,50 @@ fn two_auditors_keep_separate_registries() {
     a.submit(&[1, 2, 3], &reduced_views(&data, 3)).unwrap();
     a.close(Duration::from_secs(10));
     b.close(Duration::from_secs(10));
-    assert!(a.render_metrics().contains("mint_samples_submitted_total 3"));
-    assert!(b.render_metrics().contains("mint_samples_submitted_total 0"));
+    assert!(a.render_metrics().contains("mint_samples_submitted_total{cohort=\"default\"} 3"));
+    assert!(b.render_metrics().contains("mint_samples_submitted_total{cohort=\"default\"} 0"));
+}
+
+#[test]
+fn cohorts_are_counted_apart_and_an_unknown_one_is_refused_and_counted() {
+    let (auditor, got) = auditor_with(|c| {
+        c.cohorts = vec!["reference".into(), "suspect".into()];
+        c.evidence.window = 100;
+        c.evidence.min_reference = 100;
+    });
+    let (reference, suspect) = (auditor.cohort("reference").unwrap(), auditor.cohort("suspect").unwrap());
+    assert_eq!((reference.index(), suspect.index()), (1, 2));
+    let e = auditor.cohort("owner").unwrap_err().to_string();
+    assert!(e.contains("owner") && e.contains("reference, suspect"), "{e}");
+    let data = synthetic_reduced(300, 9);
+    let views = reduced_views(&data, 300);
+    auditor.submit_in(reference, &(0..300).collect::<Vec<_>>(), &views).unwrap();
+    // The suspect cohort is scored exactly like the reference: no evidence either way.
+    auditor.submit_in(suspect, &(300..600).collect::<Vec<_>>(), &views).unwrap();
+    auditor.submit(&(600..650).collect::<Vec<_>>(), &reduced_views(&data, 50)).unwrap();
+    let undeclared = mint_audit::Cohort::from_number(3);
+    let e = auditor.submit_in(undeclared, &[7, 8], &reduced_views(&data, 2)).unwrap_err();
+    assert!(matches!(e, Error::InvalidInput(_)) && e.to_string().contains("cohort 3"), "{e}");
+    auditor.close(Duration::from_secs(60));
+    assert_exact_accounting(&auditor, &got);
+
+    let by = |c| auditor.cohort_stats(c).unwrap();
+    assert_eq!((by(reference).audited(), by(suspect).audited()), (300, 300));
+    let default = by(mint_audit::Cohort::DEFAULT);
+    assert_eq!((default.audited(), default.dropped(DropReason::InvalidInput)), (50, 2));
+    assert!(auditor.cohort_stats(undeclared).is_err());
+
+    let evidence = auditor.evidence(suspect).unwrap();
+    assert_eq!((evidence.audited, evidence.windows), (300, 3));
+    let (overall, auc) = evidence.overall_rank.unwrap();
+    assert!((auc - 0.5).abs() < 1e-9 && overall.p_value > 0.4, "{overall:?} {auc}");
+    let metrics = auditor.render_metrics();
+    for series in [
+        r#"mint_samples_audited_total{cohort="suspect",verdict="member"}"#,
+        r#"mint_samples_dropped_total{cohort="default",reason="invalid_input"} 2"#,
+        r#"mint_evidence_windows_total{cohort="suspect",result="quiet",test="rank"} 3"#,
+        r#"mint_membership_score_bucket{cohort="reference","#,
+    ] {
+        assert!(metrics.contains(series), "{series} missing from\n{metrics}");
+    }
 }

@@ -5,10 +5,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mint_audit::{AuditResult, Auditor, CloseReport, Config, DropReason, Outcome, ResultSink, Stats, Verdict};
+use mint_audit::{
+    AuditResult, Auditor, CloseReport, Cohort, CohortEvidence, Config, DropReason, Outcome, ResultSink, Stats, Verdict,
+};
 
 use crate::args::{try_mut, try_ref, try_slice, try_slice_mut, try_str, write_opt};
-use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL};
+use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT};
 use crate::tensor::{self, mint_tensor};
 
 /// An auditor: created by `mint_auditor_new*`, released by `mint_auditor_free`.
@@ -283,10 +285,14 @@ unsafe fn write_report(out: *mut mint_submit_report, seen: usize, chosen: usize,
     unsafe { write_opt(out, mint_submit_report { seen, chosen, accepted }) }
 }
 
+/// The cohort `mint_auditor_submit` and `mint_auditor_infer` use: `default`, numbered 0.
+pub const MINT_COHORT_DEFAULT: u32 = 0;
+
 /// Hands over one batch: `n` sample ids and one tensor per configured tap, in the
 /// configuration's order (`n_taps` must equal the number of taps). Reads the samples chosen
 /// by sampling once (reducing maps to per-channel maxima, or copying the CNN tap), queues
-/// them without blocking, and returns; nothing is retained after the call.
+/// them without blocking, and returns; nothing is retained after the call. The samples
+/// belong to the `default` cohort (`mint_auditor_submit_cohort` names another).
 ///
 /// Errors: `MINT_ERR_INVALID_INPUT` (a descriptor or shape does not fit its tap: the batch is
 /// dropped and counted), `MINT_ERR_NON_FINITE` (those samples were dropped and counted, the
@@ -302,37 +308,71 @@ pub unsafe extern "C" fn mint_auditor_submit(
     report: *mut mint_submit_report,
 ) -> mint_status {
     boundary("mint_auditor_submit", || {
-        // SAFETY: `report` is NULL or writable, per the header.
-        unsafe { write_report(report, n, 0, 0) };
-        // SAFETY: NULL or a live handle, per the header.
-        let a = unsafe { auditor_ref(auditor) }?;
-        // SAFETY: `n` readable ids, per the header.
-        let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
-        // A batch whose descriptors cannot be read is handed over as such: the core counts it.
-        let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
-        // SAFETY: `taps` is NULL or `n_taps` descriptors, per the header.
-        let decoded = unsafe { decode(&mut views, taps, n_taps) };
-        let unreadable = decoded.as_ref().err().map(|f| mint_audit::Error::InvalidInput(f.message.clone()));
-        let outcome = match unreadable {
-            None => a.submit(ids, &views),
-            Some(e) => a.submit_decoded(ids, Err(e)),
-        };
-        match outcome {
-            Ok(r) => {
-                // SAFETY: as documented above.
-                unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
-                Ok(())
-            }
-            Err(e) => {
-                if let mint_audit::Error::NonFinite { rejected, total, .. } = &e {
-                    // SAFETY: as documented above.
-                    unsafe { write_report(report, n, *total, total - rejected) };
-                }
-                // The decoding failure keeps its own status (a NULL `taps`, a bad descriptor).
-                Err(decoded.err().unwrap_or_else(|| e.into()))
-            }
-        }
+        // SAFETY: forwarded from the caller, per the header.
+        unsafe { submit(auditor, Cohort::DEFAULT, sample_ids, n, taps, n_taps, report) }
     })
+}
+
+/// `mint_auditor_submit` for samples of `cohort` (a number from `mint_auditor_cohort`):
+/// they are counted, and tested as evidence, in that cohort. A cohort the configuration does
+/// not declare loses the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input` in
+/// the `default` cohort. Since ABI 1.2.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_submit_cohort(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    sample_ids: *const u64,
+    n: usize,
+    taps: *const mint_tensor,
+    n_taps: usize,
+    report: *mut mint_submit_report,
+) -> mint_status {
+    boundary("mint_auditor_submit_cohort", || {
+        // SAFETY: forwarded from the caller, per the header.
+        unsafe { submit(auditor, Cohort::from_number(cohort), sample_ids, n, taps, n_taps, report) }
+    })
+}
+
+/// # Safety
+/// As `mint_auditor_submit` documents its arguments.
+unsafe fn submit(
+    auditor: *const mint_auditor,
+    cohort: Cohort,
+    sample_ids: *const u64,
+    n: usize,
+    taps: *const mint_tensor,
+    n_taps: usize,
+    report: *mut mint_submit_report,
+) -> Result<(), Failure> {
+    // SAFETY: `report` is NULL or writable, per the header.
+    unsafe { write_report(report, n, 0, 0) };
+    // SAFETY: NULL or a live handle, per the header.
+    let a = unsafe { auditor_ref(auditor) }?;
+    // SAFETY: `n` readable ids, per the header.
+    let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
+    // A batch whose descriptors cannot be read is handed over as such: the core counts it.
+    let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
+    // SAFETY: `taps` is NULL or `n_taps` descriptors, per the header.
+    let decoded = unsafe { decode(&mut views, taps, n_taps) };
+    let readable = match &decoded {
+        Ok(()) => Ok(&views[..]),
+        Err(f) => Err(mint_audit::Error::InvalidInput(f.message.clone())),
+    };
+    match a.submit_decoded(cohort, ids, readable) {
+        Ok(r) => {
+            // SAFETY: as documented above.
+            unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
+            Ok(())
+        }
+        Err(e) => {
+            if let mint_audit::Error::NonFinite { rejected, total, .. } = &e {
+                // SAFETY: as documented above.
+                unsafe { write_report(report, n, *total, total - rejected) };
+            }
+            // The decoding failure keeps its own status (a NULL `taps`, a bad descriptor).
+            Err(decoded.err().unwrap_or_else(|| e.into()))
+        }
+    }
 }
 
 /// Turns the C descriptors into views, or says which one cannot be read.
@@ -357,9 +397,9 @@ unsafe fn decode<'a>(
 /// configuration (`model.onnx`, `model.input_shape`, and a `tensor` per tap) on `n` samples
 /// (`inputs`: `inputs_len` floats, `n ×` the input sample size, row-major), writes the
 /// model's first output into `outputs` (`outputs_len` floats, `n ×` its size), and audits
-/// the taps as `mint_auditor_submit` does, on this thread. The model is compiled on the first
-/// call; each calling thread keeps its own state. When only the audit fails, `outputs` is
-/// still written and the status says why.
+/// the taps as `mint_auditor_submit` does, on this thread, in the `default` cohort. The model
+/// is compiled on the first call; each calling thread keeps its own state. When only the
+/// audit fails, `outputs` is still written and the status says why.
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_infer(
     auditor: *const mint_auditor,
@@ -372,21 +412,60 @@ pub unsafe extern "C" fn mint_auditor_infer(
     report: *mut mint_submit_report,
 ) -> mint_status {
     boundary("mint_auditor_infer", || {
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        unsafe { write_report(report, n, 0, 0) };
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        let a = unsafe { auditor_ref(auditor) }?;
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        let inputs = unsafe { try_slice(inputs, inputs_len, "inputs") }?;
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        let outputs = unsafe { try_slice_mut(outputs, outputs_len, "outputs") }?;
-        let r = a.infer(ids, inputs, outputs)?;
-        // SAFETY: NULL (refused) or valid for the call, per the header.
-        unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
-        Ok(())
+        // SAFETY: forwarded from the caller, per the header.
+        unsafe { infer(auditor, Cohort::DEFAULT, sample_ids, n, inputs, inputs_len, outputs, outputs_len, report) }
     })
+}
+
+/// `mint_auditor_infer` for samples of `cohort`, as `mint_auditor_submit_cohort` takes it.
+/// Since ABI 1.2.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_infer_cohort(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    sample_ids: *const u64,
+    n: usize,
+    inputs: *const f32,
+    inputs_len: usize,
+    outputs: *mut f32,
+    outputs_len: usize,
+    report: *mut mint_submit_report,
+) -> mint_status {
+    boundary("mint_auditor_infer_cohort", || {
+        let cohort = Cohort::from_number(cohort);
+        // SAFETY: forwarded from the caller, per the header.
+        unsafe { infer(auditor, cohort, sample_ids, n, inputs, inputs_len, outputs, outputs_len, report) }
+    })
+}
+
+/// # Safety
+/// As `mint_auditor_infer` documents its arguments.
+#[allow(clippy::too_many_arguments)]
+unsafe fn infer(
+    auditor: *const mint_auditor,
+    cohort: Cohort,
+    sample_ids: *const u64,
+    n: usize,
+    inputs: *const f32,
+    inputs_len: usize,
+    outputs: *mut f32,
+    outputs_len: usize,
+    report: *mut mint_submit_report,
+) -> Result<(), Failure> {
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    unsafe { write_report(report, n, 0, 0) };
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    let a = unsafe { auditor_ref(auditor) }?;
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    let inputs = unsafe { try_slice(inputs, inputs_len, "inputs") }?;
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    let outputs = unsafe { try_slice_mut(outputs, outputs_len, "outputs") }?;
+    let r = a.infer_in(cohort, ids, inputs, outputs)?;
+    // SAFETY: NULL (refused) or valid for the call, per the header.
+    unsafe { write_report(report, r.seen, r.chosen, r.accepted) };
+    Ok(())
 }
 
 /// Writes `text` and a NUL into `buf` (`capacity` bytes). `*out_len` receives the bytes
@@ -473,6 +552,121 @@ pub unsafe extern "C" fn mint_auditor_stats(auditor: *const mint_auditor, out: *
         *out = a.stats().into();
         Ok(())
     })
+}
+
+/// Finds the cohort named `name` (`"default"`, or one of the configuration's `cohorts`) and
+/// writes its number to `*out`, for `mint_auditor_submit_cohort`. Numbers are positions in
+/// the configuration (`default` is 0) and stay fixed for the auditor's life. An unknown
+/// name is `MINT_ERR_INVALID_ARGUMENT`, and the message lists the declared ones. Since ABI 1.2.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_cohort(
+    auditor: *const mint_auditor,
+    name: *const c_char,
+    out: *mut u32,
+) -> mint_status {
+    boundary("mint_auditor_cohort", || {
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let (a, name, out) = unsafe { (auditor_ref(auditor)?, try_str(name, "name")?, try_mut(out, "out")?) };
+        let cohort = a.cohort(name).map_err(|e| Failure::new(MINT_ERR_INVALID_ARGUMENT, e.to_string()))?;
+        *out = cohort.index() as u32;
+        Ok(())
+    })
+}
+
+/// Reads the counters of one cohort (`queue_depth` is the whole queue's). A cohort the
+/// configuration does not declare is `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.2.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_cohort_stats(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    out: *mut mint_stats,
+) -> mint_status {
+    boundary("mint_auditor_cohort_stats", || {
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let (a, out) = unsafe { (auditor_ref(auditor)?, try_mut(out, "out")?) };
+        let stats = a.cohort_stats(Cohort::from_number(cohort)).map_err(undeclared)?;
+        *out = stats.into();
+        Ok(())
+    })
+}
+
+/// The membership evidence on one cohort (docs/evidence.md says how to read it). A value
+/// that does not exist yet (no completed window, no calibration, too few reference samples)
+/// is NaN. Since ABI 1.2.
+#[repr(C)]
+#[derive(Default)]
+#[allow(non_camel_case_types)]
+pub struct mint_cohort_evidence {
+    /// Samples of the cohort scored since start.
+    pub audited: u64,
+    /// Of those, scored at or above the calibrated threshold.
+    pub flagged: u64,
+    /// Estimated share of members since start, and its 95% interval (NaN uncalibrated).
+    pub member_fraction: f64,
+    pub member_fraction_low: f64,
+    pub member_fraction_high: f64,
+    /// Completed evidence windows, and the samples of the current one.
+    pub windows: u64,
+    pub window_progress: u64,
+    /// One-sided p-values of the last completed window: flags against the calibrated FPR
+    /// (binomial), scores against the `reference` cohort (rank).
+    pub window_binomial_p: f64,
+    pub window_rank_p: f64,
+    /// Completed windows with p below the configured alpha, per test.
+    pub binomial_alarms: u64,
+    pub rank_alarms: u64,
+    /// Rank test of every score so far against every reference score so far: the z
+    /// statistic, its one-sided p-value, and the AUC (0.5: no difference). Valid when looked
+    /// at once, at a size planned in advance.
+    pub overall_rank_z: f64,
+    pub overall_rank_p: f64,
+    pub overall_auc: f64,
+}
+
+impl From<CohortEvidence> for mint_cohort_evidence {
+    fn from(e: CohortEvidence) -> Self {
+        let p = |t: Option<mint_audit::evidence::stats::Test>| t.map_or(f64::NAN, |t| t.p_value);
+        let (rank_z, rank_p, auc) =
+            e.overall_rank.map_or((f64::NAN, f64::NAN, f64::NAN), |(t, auc)| (t.statistic, t.p_value, auc));
+        mint_cohort_evidence {
+            audited: e.audited,
+            flagged: e.flagged,
+            member_fraction: e.member_fraction.estimate,
+            member_fraction_low: e.member_fraction.low,
+            member_fraction_high: e.member_fraction.high,
+            windows: e.windows,
+            window_progress: e.window_progress,
+            window_binomial_p: p(e.last_window[0]),
+            window_rank_p: p(e.last_window[1]),
+            binomial_alarms: e.alarms[0],
+            rank_alarms: e.alarms[1],
+            overall_rank_z: rank_z,
+            overall_rank_p: rank_p,
+            overall_auc: auc,
+        }
+    }
+}
+
+/// Reads the evidence on one cohort. A cohort the configuration does not declare is
+/// `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.2.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_cohort_evidence(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    out: *mut mint_cohort_evidence,
+) -> mint_status {
+    boundary("mint_auditor_cohort_evidence", || {
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let (a, out) = unsafe { (auditor_ref(auditor)?, try_mut(out, "out")?) };
+        let evidence = a.evidence(Cohort::from_number(cohort)).map_err(undeclared)?;
+        *out = evidence.into();
+        Ok(())
+    })
+}
+
+/// Reading a cohort that is not declared is a bad argument (nothing was lost).
+fn undeclared(e: mint_audit::Error) -> Failure {
+    Failure::new(MINT_ERR_INVALID_ARGUMENT, e.to_string())
 }
 
 /// Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued

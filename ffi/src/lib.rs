@@ -21,8 +21,10 @@ pub use tensor::*;
 /// Major version of the C ABI: changes when a change breaks existing callers.
 pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: changes when functions or constants are added.
-/// 1.1 added `MINT_ERR_REENTRANT`.
-pub const MINT_ABI_VERSION_MINOR: u32 = 1;
+/// 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
+/// `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
+/// and evidence (`mint_auditor_cohort_evidence`).
+pub const MINT_ABI_VERSION_MINOR: u32 = 2;
 
 /// The ABI version of the loaded library, `(major << 16) | minor`. Compare the major with
 /// `MINT_ABI_VERSION_MAJOR` from the header you compiled against.

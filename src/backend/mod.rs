@@ -48,20 +48,24 @@ unsafe impl Sync for Backend {}
 /// What the plugin's callbacks reach.
 struct HostSide {
     delivery: Arc<Delivery>,
-    /// Ids submitted and not answered yet (a multiset: vendors may reuse ids).
-    outstanding: Mutex<HashMap<u64, u32>>,
+    /// Ids submitted and not answered yet, with the cohort of each submission (vendors may
+    /// reuse ids: each is answered once per submission, and while one id is in flight in two
+    /// cohorts, which answer goes to which is not defined).
+    outstanding: Mutex<HashMap<u64, Vec<u16>>>,
     pending: AtomicUsize,
 }
 
 impl HostSide {
-    /// Removes answered ids; returns the positions of those that were outstanding.
-    fn settle(&self, ids: &[u64]) -> Vec<usize> {
+    /// Removes answered ids; returns the positions of those that were outstanding, with
+    /// their cohorts.
+    fn settle(&self, ids: &[u64]) -> (Vec<usize>, Vec<u16>) {
         let mut outstanding = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
         let mut known = Vec::with_capacity(ids.len());
+        let mut cohorts = Vec::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
-            if let Some(count) = outstanding.get_mut(id) {
-                *count -= 1;
-                if *count == 0 {
+            if let Some(waiting) = outstanding.get_mut(id) {
+                cohorts.push(waiting.pop().unwrap_or_default());
+                if waiting.is_empty() {
                     outstanding.remove(id);
                 }
                 known.push(i);
@@ -69,37 +73,37 @@ impl HostSide {
         }
         self.pending.fetch_sub(known.len(), Ordering::AcqRel);
         self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
-        known
+        (known, cohorts)
     }
 
-    fn expect(&self, ids: &[u64]) {
+    fn expect(&self, ids: &[u64], cohorts: &[u16]) {
         let mut outstanding = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-        for id in ids {
-            *outstanding.entry(*id).or_default() += 1;
+        for (id, &cohort) in ids.iter().zip(cohorts) {
+            outstanding.entry(*id).or_default().push(cohort);
         }
         self.pending.fetch_add(ids.len(), Ordering::AcqRel);
         self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
     }
 
     fn scored(&self, ids: &[u64], scores: &[f32]) {
-        let known = self.settle(ids);
+        let (known, cohorts) = self.settle(ids);
         if known.len() != ids.len() {
             self.unexpected(ids.len() - known.len());
         }
         let ids: Vec<u64> = known.iter().map(|&i| ids[i]).collect();
         let scores: Vec<f32> = known.iter().map(|&i| scores[i]).collect();
-        self.delivery.scored(&ids, &scores, DropReason::BackendError);
+        self.delivery.scored(&ids, &cohorts, &scores, DropReason::BackendError);
     }
 
     fn failed(&self, ids: &[u64], message: &str) {
-        let known = self.settle(ids);
+        let (known, cohorts) = self.settle(ids);
         if known.len() != ids.len() {
             self.unexpected(ids.len() - known.len());
         }
         let ids: Vec<u64> = known.iter().map(|&i| ids[i]).collect();
         self.delivery.metrics.backend_error();
         self.delivery.note_error(format!("backend: {message}"));
-        self.delivery.dropped(&ids, DropReason::BackendError);
+        self.delivery.dropped(&ids, &cohorts, DropReason::BackendError);
     }
 
     fn unexpected(&self, n: usize) {
@@ -107,14 +111,17 @@ impl HostSide {
         self.delivery.note_error(format!("backend answered {n} samples it was not waiting for (ignored)"));
     }
 
-    /// Takes every id still outstanding.
-    fn drain(&self) -> Vec<u64> {
+    /// Takes every id still outstanding, with its cohort.
+    fn drain(&self) -> (Vec<u64>, Vec<u16>) {
         let mut outstanding = self.outstanding.lock().unwrap_or_else(|e| e.into_inner());
-        let ids: Vec<u64> =
-            outstanding.drain().flat_map(|(id, count)| std::iter::repeat_n(id, count as usize)).collect();
+        let (mut ids, mut cohorts) = (Vec::new(), Vec::new());
+        for (id, waiting) in outstanding.drain() {
+            ids.extend(std::iter::repeat_n(id, waiting.len()));
+            cohorts.extend(waiting);
+        }
         self.pending.fetch_sub(ids.len(), Ordering::AcqRel);
         self.delivery.metrics.set_backend_in_flight(self.pending.load(Ordering::Acquire));
-        ids
+        (ids, cohorts)
     }
 }
 
@@ -250,9 +257,9 @@ pub(crate) struct BackendScorer {
 }
 
 impl Scorer for BackendScorer {
-    fn score(&mut self, ids: &[u64], records: &[f32], delivery: &Delivery) {
+    fn score(&mut self, ids: &[u64], cohorts: &[u16], records: &[f32], delivery: &Delivery) {
         let b = &self.backend;
-        b.host.expect(ids);
+        b.host.expect(ids, cohorts);
         let batch = mint_backend_batch { sample_ids: ids.as_ptr(), count: ids.len(), maps: records.as_ptr() };
         let started = Instant::now();
         // SAFETY: a live instance; `batch` and its arrays are valid for the call.
@@ -274,10 +281,10 @@ impl Scorer for BackendScorer {
         let left = deadline.saturating_duration_since(Instant::now());
         // SAFETY: a live instance.
         unsafe { (b.functions.flush)(b.handle, left.as_millis().min(u32::MAX as u128) as u32) };
-        let abandoned = b.host.drain();
+        let (abandoned, cohorts) = b.host.drain();
         if !abandoned.is_empty() {
             delivery.note_error(format!("backend: {} samples unanswered at shutdown", abandoned.len()));
-            delivery.dropped(&abandoned, DropReason::Shutdown);
+            delivery.dropped(&abandoned, &cohorts, DropReason::Shutdown);
         }
     }
 }

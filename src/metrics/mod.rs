@@ -10,12 +10,15 @@ mod http;
 
 use prometheus::core::Collector;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
 };
 
 pub(crate) use http::{HttpHealth, MetricsServer, Render};
 
+use crate::config::{Calibration, Config};
 use crate::error::{Error, Result};
+use crate::evidence::Evidence;
 use crate::ledger::Ledger;
 
 /// Values of the `mint_auditor_info` gauge.
@@ -32,7 +35,8 @@ pub(crate) struct Identity {
 /// The metrics of one auditor; every handle is private, so only this crate's pipeline moves them.
 pub(crate) struct Metrics {
     registry: Registry,
-    score: Histogram,
+    /// The score histogram of each cohort, by index.
+    score: Vec<Histogram>,
     capture_seconds: Histogram,
     head_batch_seconds: Histogram,
     head_batch_size: Histogram,
@@ -41,28 +45,95 @@ pub(crate) struct Metrics {
     http: HttpHealth,
 }
 
-/// Default bounds of the membership score histogram: 0.05 steps over [0, 1].
-fn default_score_buckets() -> Vec<f64> {
-    (1..=20).map(|i| i as f64 / 20.0).collect()
+/// Bounds of the membership score histogram: the configured ones; else, with a calibration,
+/// where decisions happen (the non-member quantiles, the threshold and steps beside it);
+/// else 0.05 steps over [0, 1].
+fn score_buckets(config: &Config) -> Vec<f64> {
+    if let Some(buckets) = &config.metrics.score_buckets {
+        return buckets.clone();
+    }
+    let Some(c) = config.calibration() else {
+        return (1..=20).map(|i| i as f64 / 20.0).collect();
+    };
+    let t = (c.threshold as f64).clamp(1e-6, 1.0 - 1e-6);
+    let logit = (t / (1.0 - t)).ln();
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let mut bounds: Vec<f64> = c.quantiles.iter().map(|q| q.score).collect();
+    bounds.extend([-2.0, -1.0, -0.5, -0.25, 0.0, 0.25, 0.5, 1.0].map(|d| sigmoid(logit + d)));
+    bounds.extend([0.1, 0.25, 0.5, 0.75, 0.9, 1.0]);
+    bounds.retain(|b| b.is_finite() && *b > 0.0 && *b <= 1.0);
+    bounds.sort_by(f64::total_cmp);
+    bounds.dedup_by(|a, b| (*a - *b).abs() < 1e-9);
+    bounds
+}
+
+/// The calibration's gauges; an uncalibrated head says so, with NaN rates.
+fn calibration_collectors(config: &Config, calibration: Option<&Calibration>) -> Result<Vec<Box<dyn Collector>>> {
+    let info = IntGaugeVec::new(
+        Opts::new(
+            "mint_calibration_info",
+            "How the live threshold was chosen; always 1. state=calibrated (by mint eval --calibrate, for target_fpr) or uncalibrated (a fixed threshold: the rates are unknown).",
+        ),
+        &["state", "target_fpr", "digest"],
+    )
+    .map_err(metrics_error)?;
+    let threshold =
+        Gauge::new("mint_calibration_threshold", "The live threshold: scores at or above it count as members.")
+            .map_err(metrics_error)?;
+    threshold.set(config.threshold() as f64);
+    let rates = GaugeVec::new(
+        Opts::new(
+            "mint_calibration_rate",
+            "False- and true-positive rates of the threshold on the calibration sets, with 95% bootstrap intervals (NaN when uncalibrated).",
+        ),
+        &["rate", "bound"],
+    )
+    .map_err(metrics_error)?;
+    let samples = IntGaugeVec::new(
+        Opts::new("mint_calibration_samples", "Samples of the calibration sets (0 when uncalibrated)."),
+        &["set"],
+    )
+    .map_err(metrics_error)?;
+    let nan = crate::config::Rate { estimate: f64::NAN, low: f64::NAN, high: f64::NAN };
+    let (fpr, tpr) = calibration.map_or((nan, nan), |c| (c.fpr, c.tpr));
+    for (rate, r) in [("fpr", fpr), ("tpr", tpr)] {
+        for (bound, v) in [("estimate", r.estimate), ("low", r.low), ("high", r.high)] {
+            rates.with_label_values(&[rate, bound]).set(v);
+        }
+    }
+    let (members, non_members) = calibration.map_or((0, 0), |c| (c.members, c.non_members));
+    samples.with_label_values(&["members"]).set(i64::try_from(members).unwrap_or(i64::MAX));
+    samples.with_label_values(&["non_members"]).set(i64::try_from(non_members).unwrap_or(i64::MAX));
+    match calibration {
+        Some(c) => info.with_label_values(&["calibrated", &c.target_fpr.to_string(), &c.digest]).set(1),
+        None => info.with_label_values(&["uncalibrated", "", ""]).set(1),
+    }
+    Ok(vec![Box::new(info), Box::new(threshold), Box::new(rates), Box::new(samples)])
 }
 
 impl Metrics {
     /// `queue_depth` is read at every scrape, so the gauge is exact rather than last-written.
     pub(crate) fn new(
+        config: &Config,
         ledger: &Ledger,
+        evidence: &mut Evidence,
         identity: &Identity,
-        score_buckets: Option<Vec<f64>>,
-        queue_capacity: usize,
         queue_depth: impl Fn() -> i64 + Send + Sync + 'static,
     ) -> Result<Metrics> {
         let registry = Registry::new();
         let reg = |c: Box<dyn Collector>| registry.register(c).map_err(metrics_error);
+        let queue_capacity = config.queue.capacity;
 
-        let score = Histogram::with_opts(
-            HistogramOpts::new("mint_membership_score", "Membership scores given by the MINT head (0 to 1).")
-                .buckets(score_buckets.unwrap_or_else(default_score_buckets)),
+        let score_vec = HistogramVec::new(
+            HistogramOpts::new(
+                "mint_membership_score",
+                "Membership scores given by the MINT head (0 to 1), by cohort.",
+            )
+            .buckets(score_buckets(config)),
+            &["cohort"],
         )
         .map_err(metrics_error)?;
+        let score = config.cohort_names().iter().map(|c| score_vec.with_label_values(&[c])).collect();
         let capture_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "mint_capture_duration_seconds",
@@ -137,7 +208,13 @@ impl Metrics {
         for collector in ledger.collectors() {
             reg(collector)?;
         }
-        reg(Box::new(score.clone()))?;
+        reg(Box::new(score_vec))?;
+        for collector in calibration_collectors(config, config.calibration())? {
+            reg(collector)?;
+        }
+        for collector in evidence.collectors() {
+            reg(collector)?;
+        }
         reg(Box::new(capture_seconds.clone()))?;
         reg(Box::new(head_batch_seconds.clone()))?;
         reg(Box::new(head_batch_size.clone()))?;
@@ -162,9 +239,9 @@ impl Metrics {
         })
     }
 
-    /// One score given by the head.
-    pub(crate) fn observe_score(&self, score: f32) {
-        self.score.observe(score as f64);
+    /// One score given by the head to a sample of `cohort`.
+    pub(crate) fn observe_score(&self, cohort: usize, score: f32) {
+        self.score[cohort].observe(score as f64);
     }
 
     /// The time one submit call took on the vendor's thread.

@@ -70,10 +70,10 @@ fn a_real_prometheus_scrapes_the_audited_series() {
     assert_eq!(audited, 199.0);
     let (_, up) = query(&base, "up{job=\"mint\"}").unwrap();
     assert_eq!(up, 1.0);
-    let (_, submitted) = query(&base, "mint_samples_submitted_total").unwrap();
+    let (_, submitted) = query(&base, "sum(mint_samples_submitted_total)").unwrap();
     let (_, dropped) = query(&base, "sum(mint_samples_dropped_total)").unwrap();
     assert_eq!(submitted, audited + dropped);
-    let (_, non_finite) = query(&base, "mint_samples_dropped_total{reason=\"non_finite\"}").unwrap();
+    let (_, non_finite) = query(&base, "sum(mint_samples_dropped_total{reason=\"non_finite\"})").unwrap();
     assert_eq!(non_finite, 1.0);
     let (labels, _) = query(&base, "mint_auditor_info").unwrap();
     assert_eq!(labels["model_id"], "fmnist-memorizing");
@@ -151,7 +151,7 @@ fn a_real_prometheus_scrapes_over_tls_with_a_token_and_an_anonymous_scrape_is_re
     let scrape_configs = job("mint_tls", &format!("    authorization:\n      credentials_file: {}\n", token.display()))
         + &job("mint_anonymous", "");
     let (_server, base) = start_prometheus(&prometheus, &dir, &scrape_configs);
-    assert_eq!(wait_for(&base, &dir, "mint_samples_submitted_total{job=\"mint_tls\"}"), 50.0);
+    assert_eq!(wait_for(&base, &dir, "sum(mint_samples_submitted_total{job=\"mint_tls\"})"), 50.0);
     assert_eq!(wait_for(&base, &dir, "up{job=\"mint_tls\"}"), 1.0);
     assert_eq!(wait_for(&base, &dir, "up{job=\"mint_anonymous\"}"), 0.0, "an unauthenticated scrape must fail");
     assert!(query(&base, "mint_samples_submitted_total{job=\"mint_anonymous\"}").is_none());

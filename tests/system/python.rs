@@ -24,5 +24,5 @@ fn python_drives_the_c_api_through_ctypes() {
         .arg(&config_path));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("submitted 256 = audited 256 + dropped 0; 256 results reached the callback"), "{stdout}");
-    assert!(stdout.contains("mint_samples_submitted_total 256"), "{stdout}");
+    assert!(stdout.contains("mint_samples_submitted_total{cohort=\"default\"} 256"), "{stdout}");
 }
