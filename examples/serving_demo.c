@@ -5,8 +5,10 @@
  * model. They let mint-audit run the model (mint_auditor_infer): each call returns the
  * model's logits for the request and, on the same thread, hands the taps of the audited
  * layers to the auditor, which scores them with the MINT head on its own workers. Half the
- * requests are known members of the model's training set, half are not; at the end the demo
- * prints how many of each the head flagged, and the metrics a regulator would scrape.
+ * requests are known members of the model's training set, tagged as the "suspect" cohort;
+ * half are known non-members, tagged as the "reference" cohort (when the configuration
+ * declares those cohorts; else all is "default"). At the end the demo prints how many of each
+ * the head flagged, the membership evidence per cohort, and the metrics a regulator scrapes.
  *
  *   serving_demo CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]
  *
@@ -80,11 +82,18 @@ static void on_results(void *userdata, const mint_sample_result *r, size_t n) {
 
 /* ---- the serving threads ---------------------------------------------------------------- */
 
+/* One request batch: `n` consecutive requests, all of one cohort. */
+typedef struct {
+  size_t start, n;
+  uint32_t cohort;
+} batch;
+
 typedef struct {
   const mint_auditor *auditor;
   const float *images;
   const uint64_t *ids;
-  size_t count, pixels;
+  const batch *batches;
+  size_t count, pixels, n_batches;
   atomic_size_t next;
   atomic_ulong predictions[CLASSES], audit_errors;
 } work;
@@ -93,12 +102,12 @@ static void *serve(void *p) {
   work *w = p;
   float logits[BATCH * CLASSES];
   for (;;) {
-    size_t start = atomic_fetch_add(&w->next, BATCH);
-    if (start >= w->count) return NULL;
-    size_t n = w->count - start < BATCH ? w->count - start : BATCH;
-    mint_status s = mint_auditor_infer(w->auditor, w->ids + start, n, w->images + start * w->pixels, n * w->pixels,
-                                       logits, n * CLASSES, NULL);
-    if (s != MINT_OK && s != MINT_ERR_QUEUE_FULL && s != MINT_ERR_NON_FINITE) die("mint_auditor_infer", s);
+    size_t next = atomic_fetch_add(&w->next, 1);
+    if (next >= w->n_batches) return NULL;
+    size_t start = w->batches[next].start, n = w->batches[next].n;
+    mint_status s = mint_auditor_infer_cohort(w->auditor, w->batches[next].cohort, w->ids + start, n,
+                                              w->images + start * w->pixels, n * w->pixels, logits, n * CLASSES, NULL);
+    if (s != MINT_OK && s != MINT_ERR_QUEUE_FULL && s != MINT_ERR_NON_FINITE) die("mint_auditor_infer_cohort", s);
     if (s != MINT_OK) atomic_fetch_add(&w->audit_errors, 1); /* counted by the auditor too */
     for (size_t i = 0; i < n; i++) { /* answer the request: the predicted class */
       int best = 0;
@@ -120,13 +129,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "usage: %s CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]\n", argv[0]);
     return 2;
   }
-  if ((mint_abi_version() >> 16) != MINT_ABI_VERSION_MAJOR) {
-    fprintf(stderr, "libmint_audit ABI %u does not match the header's %d\n", mint_abi_version() >> 16,
-            MINT_ABI_VERSION_MAJOR);
+  /* Cohorts arrived in ABI 1.2: a library older than the header cannot serve this program. */
+  if ((mint_abi_version() >> 16) != MINT_ABI_VERSION_MAJOR || (mint_abi_version() & 0xffff) < MINT_ABI_VERSION_MINOR) {
+    fprintf(stderr, "libmint_audit ABI %u.%u is older than the header's %d.%d\n", mint_abi_version() >> 16,
+            mint_abi_version() & 0xffff, MINT_ABI_VERSION_MAJOR, MINT_ABI_VERSION_MINOR);
     return 1;
   }
 
-  /* Requests: known members and known non-members, interleaved. */
+  /* Requests: batches of known members and of known non-members, alternating. */
   size_t nm, nn, pm, pn;
   float *members = read_idx(argv[2], &nm, &pm);
   float *non_members = read_idx(argv[3], &nn, &pn);
@@ -137,11 +147,19 @@ int main(int argc, char **argv) {
   size_t count = nm + nn;
   float *images = malloc(count * pm * sizeof(float));
   uint64_t *ids = malloc(count * sizeof(uint64_t));
-  for (size_t i = 0, a = 0, b = 0; i < count; i++) {
-    int take_member = (i % 2 == 0 && a < nm) || b >= nn;
-    const float *src = take_member ? members + a * pm : non_members + b * pm;
-    memcpy(images + i * pm, src, pm * sizeof(float));
-    ids[i] = take_member ? a++ : NON_MEMBER_IDS + b++;
+  size_t max_batches = nm / BATCH + nn / BATCH + 2, n_batches = 0;
+  batch *batches = malloc(max_batches * sizeof(batch));
+  int *batch_set = malloc(max_batches * sizeof(int));
+  for (size_t i = 0, a = 0, b = 0; i < count; n_batches++) {
+    int take_member = (n_batches % 2 == 0 && a < nm) || b >= nn;
+    size_t left = take_member ? nm - a : nn - b, n = left < BATCH ? left : BATCH;
+    batches[n_batches] = (batch){.start = i, .n = n};
+    batch_set[n_batches] = !take_member;
+    for (size_t k = 0; k < n; k++, i++) {
+      const float *src = take_member ? members + a * pm : non_members + b * pm;
+      memcpy(images + i * pm, src, pm * sizeof(float));
+      ids[i] = take_member ? a++ : NON_MEMBER_IDS + b++;
+    }
   }
 
   tally t = {0};
@@ -155,9 +173,22 @@ int main(int argc, char **argv) {
   if ((s = mint_auditor_head_sha256(auditor, sha, sizeof sha, &len)) != MINT_OK) die("head sha256", s);
   printf("mint-audit %s: auditing with head %.12s..., metrics at http://%s/metrics\n", mint_version(), sha,
          addr[0] ? addr : "(endpoint off)");
+
+  /* Members go to the "suspect" cohort, non-members to "reference", where declared. */
+  static const char *const COHORT_NAMES[2] = {"suspect", "reference"};
+  uint32_t cohorts[2] = {MINT_COHORT_DEFAULT, MINT_COHORT_DEFAULT};
+  int tagged = 1;
+  for (int set = 0; set < 2; set++)
+    if (mint_auditor_cohort(auditor, COHORT_NAMES[set], &cohorts[set]) != MINT_OK) tagged = 0;
+  if (!tagged) {
+    cohorts[0] = cohorts[1] = MINT_COHORT_DEFAULT;
+    printf("the configuration declares no \"suspect\" and \"reference\" cohorts: all requests go to \"default\"\n");
+  }
+  for (size_t i = 0; i < n_batches; i++) batches[i].cohort = cohorts[batch_set[i]];
   fflush(stdout);
 
-  work w = {.auditor = auditor, .images = images, .ids = ids, .count = count, .pixels = pm};
+  work w = {.auditor = auditor, .images = images, .ids = ids, .batches = batches, .count = count, .pixels = pm,
+            .n_batches = n_batches};
   double t0 = now();
   pthread_t threads[THREADS];
   for (int i = 0; i < THREADS; i++) pthread_create(&threads[i], NULL, serve, &w);
@@ -192,6 +223,27 @@ int main(int argc, char **argv) {
   printf("  accounting: submitted %llu = audited %llu + dropped %llu\n", (unsigned long long)st.submitted,
          (unsigned long long)(st.audited_member + st.audited_non_member), dropped);
 
+  /* The evidence a regulator acts on: per cohort, against the calibrated FPR and the reference. */
+  if (tagged) {
+    static const char *const WHO[2] = {"known members", "known non-members"};
+    printf("\nmembership evidence per cohort (docs/evidence.md):\n");
+    for (int set = 0; set < 2; set++) {
+      mint_cohort_evidence e;
+      if ((s = mint_auditor_cohort_evidence(auditor, cohorts[set], &e)) != MINT_OK) die("cohort evidence", s);
+      printf("  %-9s (%s): %llu audited, %llu flagged; member fraction %.2f [%.2f, %.2f]\n", COHORT_NAMES[set],
+             WHO[set], (unsigned long long)e.audited, (unsigned long long)e.flagged, e.member_fraction,
+             e.member_fraction_low, e.member_fraction_high);
+      printf("             %llu windows; binomial test (flags vs the calibrated FPR): %llu alarms, last p = %.3g\n",
+             (unsigned long long)e.windows, (unsigned long long)e.binomial_alarms, e.window_binomial_p);
+      if (set == 0) { /* the reference is not tested against itself */
+        printf("             rank test against the reference: %llu alarms, last p = %.3g\n",
+               (unsigned long long)e.rank_alarms, e.window_rank_p);
+        printf("             all scores against the reference: AUC %.3f, z %.2f, p = %.3g\n", e.overall_auc,
+               e.overall_rank_z, e.overall_rank_p);
+      }
+    }
+  }
+
   /* What a regulator's Prometheus sees (histogram buckets left out). */
   size_t need = 0;
   mint_auditor_render_metrics(auditor, NULL, 0, &need);
@@ -205,6 +257,8 @@ int main(int argc, char **argv) {
   mint_auditor_free(auditor);
   free(images);
   free(ids);
+  free(batches);
+  free(batch_set);
   free(members);
   free(non_members);
   return st.submitted == st.audited_member + st.audited_non_member + dropped ? 0 : 1;

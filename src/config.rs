@@ -191,7 +191,8 @@ impl HeadConfig {
     }
 }
 
-/// A rate measured on a calibration set, with its 95% bootstrap interval.
+/// A rate measured on a calibration set, with its 95% interval (for the FPR, the exact
+/// interval of the threshold's rate on new non-members; for the TPR, a bootstrap interval).
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {

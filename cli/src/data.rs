@@ -229,6 +229,18 @@ impl Split {
         }
     }
 
+    /// The eval members and non-members of protocol `name`, and a note of where they come
+    /// from for a report.
+    pub fn load_eval(&self, name: &str, input: [usize; 3]) -> Result<(Images, Images, serde_json::Value)> {
+        let protocol = self.protocol(name)?;
+        let mut cache = SourceCache::default();
+        let members = self.load_subset(&protocol.eval.members, input, &mut cache)?;
+        let non_members = self.load_subset(&protocol.eval.non_members, input, &mut cache)?;
+        let note = serde_json::json!({"protocol": name, "description": protocol.description,
+            "members_source": protocol.eval.members.source, "non_members_source": protocol.eval.non_members.source});
+        Ok((members, non_members, note))
+    }
+
     /// Loads the samples of a subset, with labels when the source has them.
     pub fn load_subset(&self, subset: &Subset, input: [usize; 3], cache: &mut SourceCache) -> Result<Images> {
         let source = self.sources.get(&subset.source).with_context(|| format!("no source '{}'", subset.source))?;

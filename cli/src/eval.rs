@@ -18,7 +18,8 @@ use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
 use serde_json::json;
 
 use crate::blind;
-use crate::data::{self, Images, SourceCache, Split};
+use crate::calibrate;
+use crate::data::{self, Images, Split};
 use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
 use crate::report::{self, Check, Curve};
@@ -83,6 +84,17 @@ pub struct Args {
     /// Report a distribution shift as a warning instead of failing the run.
     #[arg(long)]
     allow_shift: bool,
+    /// Choose the live threshold for this false-positive rate (e.g. 0.01) on a seeded part of
+    /// the non-members, measure it on the rest, and report both (docs/evidence.md).
+    #[arg(long, value_name = "FPR")]
+    calibrate: Option<f64>,
+    /// Share of the non-members that choose the threshold; the rest check it.
+    #[arg(long, default_value_t = 0.5, requires = "calibrate")]
+    calibration_fraction: f64,
+    /// Write the configuration with its `head.calibration` block here (beside the original,
+    /// whose relative paths it keeps; may be the original itself).
+    #[arg(long, requires = "calibrate")]
+    write_config: Option<PathBuf>,
 }
 
 fn parse_pair(s: &str) -> Result<(f64, f64), String> {
@@ -108,18 +120,51 @@ const NON_MEMBER_IDS: u64 = 1 << 32;
 /// the figures and baselines, check the gates, write the reports.
 pub fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let mut config = Config::from_path(&args.config)?;
+    let config = Config::from_path(&args.config)?;
     let desc = Descriptor::from_config(&config)?;
     let (members, non_members, data_note) = load_sets(&args, desc.input_shape())?;
-
-    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
-    config.sampling.one_in = 1;
-    config.metrics.http = None;
-    config.queue.capacity = config.queue.capacity.max(members.len() + non_members.len());
-    let scored = score_sets(&args, &config, &desc, &members, &non_members)?;
-    let threshold = config.threshold() as f64;
+    let scored = score_sets(args.threads, args.batch, &config, &desc, &members, &non_members)?;
+    let calibrated = match args.calibrate {
+        Some(target) => Some(calibrate::calibrate(
+            &scored.pos,
+            &scored.neg,
+            target,
+            args.calibration_fraction,
+            args.bootstrap,
+            args.seed,
+        )?),
+        None => None,
+    };
+    let threshold = calibrated.as_ref().map_or(config.threshold(), |c| c.threshold) as f64;
     let figures = compute_figures(&args, &scored, &members, &non_members, threshold);
-    let (checks, shift_message) = gates(&args, &scored, &figures);
+    let (mut checks, shift_message) = gates(&args, &scored, &figures);
+    let calibration_source = format!(
+        "mint eval --calibrate: {} of {} non-members of {}, seed {}",
+        calibrated.as_ref().map_or(0, |c| c.flagged.1),
+        non_members.len(),
+        match (data_note["split"].as_str(), data_note["non_members"].as_str()) {
+            (Some(split), _) => format!(
+                "{split} ({} eval, {})",
+                data_note["protocol"].as_str().unwrap_or_default(),
+                data_note["non_members_source"].as_str().unwrap_or_default()
+            ),
+            (None, Some(path)) => path.to_string(),
+            (None, None) => "the given set".to_string(),
+        },
+        args.seed
+    );
+    if let Some(c) = &calibrated {
+        if let Some(agrees) = c.check_agrees() {
+            checks.push(Check {
+                name: "calibration: the check non-members' FPR agrees with the calibrated interval".into(),
+                passed: agrees,
+                message: format!(
+                    "{} of {} check non-members at or above {} (calibrated FPR interval [{:.4}, {:.4}])",
+                    c.check.0, c.check.1, c.threshold, c.fpr_interval.0, c.fpr_interval.1
+                ),
+            });
+        }
+    }
     let passed = checks.iter().all(|c| c.passed);
 
     std::fs::create_dir_all(&args.out_dir)?;
@@ -133,6 +178,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "data": data_note,
         "mint": figures.head,
         "baselines": figures.baselines,
+        "calibration": calibrated.as_ref().map(|c| c.report(&calibration_source)),
         "distribution_shift": {"blind_auc": figures.blind.auc, "threshold": args.shift_auc,
                                "detected": figures.shift, "message": shift_message},
         "checks": checks,
@@ -142,8 +188,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     });
     let summary = summary(&config, &figures.head, &figures.blind, &figures.baselines, &shift_message);
     write_reports(&args, &config, head_kind, &report, &checks, &summary, &scored, &figures, started)?;
+    if let Some(c) = &calibrated {
+        write_scores_parts(&args, c)?;
+    }
+    if let (Some(c), Some(path)) = (&calibrated, &args.write_config) {
+        write_config(&args.config, path, &c.config_block(&calibration_source))?;
+        println!("calibrated configuration written to {}", path.display());
+    }
 
     println!("{summary}");
+    if let Some(c) = &calibrated {
+        println!(
+            "  calibrated threshold {} for FPR {}: {} of {} calibration non-members flagged, FPR on new non-members in [{:.4}, {:.4}] (95%), TPR {:.3} [{:.3}, {:.3}]; check: {} of {}",
+            c.threshold, c.target_fpr, c.flagged.0, c.flagged.1, c.fpr_interval.0, c.fpr_interval.1,
+            c.tpr.0, c.tpr.1, c.tpr.2, c.check.0, c.check.1
+        );
+    }
     for c in &checks {
         println!("  [{}] {}", if c.passed { "pass" } else { "FAIL" }, c.name);
     }
@@ -155,14 +215,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
 fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_json::Value)> {
     let (mut members, mut non_members, data_note) = match (&args.split, &args.members, &args.non_members) {
         (Some(split_path), None, None) => {
-            let split = Split::load(split_path)?;
             let name = args.protocol.as_deref().expect("required by clap");
-            let protocol = split.protocol(name)?;
-            let mut cache = SourceCache::default();
-            let m = split.load_subset(&protocol.eval.members, input, &mut cache)?;
-            let n = split.load_subset(&protocol.eval.non_members, input, &mut cache)?;
-            let note = json!({"split": split_path, "protocol": name, "description": protocol.description,
-                              "members_source": protocol.eval.members.source, "non_members_source": protocol.eval.non_members.source});
+            let (m, n, mut note) = Split::load(split_path)?.load_eval(name, input)?;
+            note["split"] = json!(split_path);
             (m, n, note)
         }
         (None, Some(m), Some(n)) => {
@@ -188,26 +243,34 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
 }
 
 /// What scoring both sets through the auditor gave.
-struct Scored {
+pub(crate) struct Scored {
     /// Head scores of the members, then of the non-members.
-    pos: Vec<f64>,
-    neg: Vec<f64>,
+    pub(crate) pos: Vec<f64>,
+    pub(crate) neg: Vec<f64>,
     /// The model's outcome per sample of each set (for the baselines), `outcome_width` each.
     outcomes: [Vec<f32>; 2],
     outcome_width: usize,
     has_outcome: bool,
-    head_sha256: String,
+    pub(crate) head_sha256: String,
 }
 
-/// Runs both sets through the model and the auditor, as a vendor's serving path would.
-fn score_sets(
-    args: &Args,
+/// Runs both sets through the model and the auditor, as a vendor's serving path would, with
+/// every sample audited.
+pub(crate) fn score_sets(
+    threads: usize,
+    batch: usize,
     config: &Config,
     desc: &Descriptor,
     members: &Images,
     non_members: &Images,
 ) -> Result<Scored> {
     let total = members.len() + non_members.len();
+    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
+    let mut config = config.clone();
+    config.sampling.one_in = 1;
+    config.metrics.http = None;
+    config.queue.capacity = config.queue.capacity.max(total);
+    let config = &config;
     let outcome_tap = config.taps.iter().position(|t| t.kind == TapKind::Outcome);
     let outcome_width = outcome_tap.map(|i| config.taps[i].channels).unwrap_or(0);
 
@@ -235,7 +298,7 @@ fn score_sets(
     for (set, (images, id_base)) in [(members, 0u64), (non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
         let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
         let what = if set == 0 { "members" } else { "non-members" };
-        for_each_batch(&model, images, args.batch, args.threads, what, |start, views| {
+        for_each_batch(&model, images, batch, threads, what, |start, views| {
             let n = views[0].batch();
             let ids: Vec<u64> = (0..n as u64).map(|i| id_base + start as u64 + i).collect();
             auditor.submit(&ids, views).with_context(|| format!("submitting {what} {start}..{}", start + n))?;
@@ -401,6 +464,43 @@ fn write_reports(
         csv.push_str(&format!("non_member,{i},{v}\n"));
     }
     std::fs::write(args.out_dir.join("scores.csv"), csv)?;
+    Ok(())
+}
+
+/// calibration.csv: which non-members chose the threshold and which checked it, so that a
+/// later measurement (docs/evidence.md) can use non-members calibration never saw.
+fn write_scores_parts(args: &Args, c: &calibrate::Calibrated) -> Result<()> {
+    let mut csv = String::from("part,index\n");
+    for (part, indices) in [("calibration", &c.calibration_part), ("check", &c.check_part)] {
+        for i in indices.iter() {
+            csv.push_str(&format!("{part},{i}\n"));
+        }
+    }
+    std::fs::write(args.out_dir.join("calibration.csv"), csv)?;
+    Ok(())
+}
+
+/// Writes `original` with `head.calibration` set (and `head.threshold` to match) to `path`,
+/// then reads it back as the library would.
+fn write_config(original: &std::path::Path, path: &std::path::Path, block: &serde_json::Value) -> Result<()> {
+    let folder = |p: &std::path::Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        std::fs::canonicalize(parent).with_context(|| format!("no folder {}", parent.display()))
+    };
+    ensure!(
+        folder(original)? == folder(path)?,
+        "--write-config {} must lie beside {}: relative paths in the configuration are resolved against its folder",
+        path.display(),
+        original.display()
+    );
+    let text = std::fs::read_to_string(original).with_context(|| format!("reading {}", original.display()))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text)?;
+    let head = json.get_mut("head").and_then(|h| h.as_object_mut()).context("the configuration has no head")?;
+    head.insert("threshold".into(), block["threshold"].clone());
+    head.insert("calibration".into(), block.clone());
+    std::fs::write(path, serde_json::to_string_pretty(&json)? + "\n")?;
+    Config::from_path(path)
+        .with_context(|| format!("the calibrated configuration {} does not load", path.display()))?;
     Ok(())
 }
 

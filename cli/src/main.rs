@@ -5,10 +5,15 @@
 //! - `mint train`    trains a MINT head on extracted features (driving a shipped PyTorch recipe).
 //! - `mint eval`     scores member and non-member sets through the library's own runtime and
 //!   writes accuracy, ROC AUC, TPR at low FPR (bootstrap intervals), a ROC plot, JSON and JUnit
-//!   reports, with a distribution-shift control; exits non-zero when a threshold is missed.
+//!   reports, with a distribution-shift control; exits non-zero when a threshold is missed;
+//!   `--calibrate FPR` chooses the live threshold and writes it into the configuration.
+//! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
+//!   reference of known non-members: p-values, effect size, member fraction, a power table.
 
 mod blind;
+mod calibrate;
 mod data;
+mod dataset_test;
 mod descriptor;
 mod eval;
 mod extract;
@@ -35,6 +40,7 @@ enum Command {
     Extract(extract::Args),
     Train(train::Args),
     Eval(eval::Args),
+    DatasetTest(dataset_test::Args),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +50,7 @@ fn main() -> ExitCode {
         Command::Extract(args) => extract::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::DatasetTest(args) => dataset_test::run(args),
     };
     match outcome {
         Ok(code) => code,

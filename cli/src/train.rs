@@ -62,6 +62,9 @@ pub struct Args {
     /// Address of the `/metrics` endpoint written into --config-out (off when not given).
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// A cohort declared in --config-out besides `default` (repeatable; e.g. `reference`).
+    #[arg(long = "cohort", value_name = "NAME")]
+    cohorts: Vec<String>,
     /// Python with PyTorch and onnx.
     #[arg(long, env = "MINT_PYTHON", default_value = "/usr/bin/python3")]
     python: PathBuf,
@@ -187,7 +190,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "head": {"kind": "vanilla", "path": relative_to(&args.out, base), "sha256": head.sha256(),
                      "threshold": args.threshold, "taps": sel.taps},
         });
-        write_config(config_out, config, args.metrics_listen.as_deref())?;
+        write_config(config_out, config, args.metrics_listen.as_deref(), &args.cohorts)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -250,7 +253,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
                 },
             },
         });
-        write_config(config_out, config, args.metrics_listen.as_deref())?;
+        write_config(config_out, config, args.metrics_listen.as_deref(), &args.cohorts)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -303,9 +306,12 @@ fn model_section(desc: &Descriptor, base: &Path) -> Result<Value> {
 }
 
 /// Writes an auditor configuration, once the library has accepted it.
-fn write_config(path: &Path, mut config: Value, metrics_listen: Option<&str>) -> Result<()> {
+fn write_config(path: &Path, mut config: Value, metrics_listen: Option<&str>, cohorts: &[String]) -> Result<()> {
     if let Some(listen) = metrics_listen {
         config["metrics"] = json!({"http": {"listen": listen}});
+    }
+    if !cohorts.is_empty() {
+        config["cohorts"] = json!(cohorts);
     }
     let text = serde_json::to_string_pretty(&config)?;
     mint_audit::Config::from_json(&text, path.parent().unwrap_or(Path::new(".")))?;

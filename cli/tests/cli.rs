@@ -64,7 +64,12 @@ fn eval_of_the_shipped_head_reproduces_the_docs_table() {
         .iter()
         .find(|r| r["row"] == shipped["row"] && r["recipe"] == shipped["recipe"])
         .expect("the shipped head's row");
-    for figure in ["auc", "balanced_accuracy", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"] {
+    // The table's balanced accuracy is at the training-time threshold (0.5); the shipped
+    // configuration's threshold is calibrated, so only threshold-free figures compare.
+    let config = json(&repo().join("models/fmnist-memorizing/auditor.json"));
+    let threshold = config["head"]["calibration"]["threshold"].as_f64().unwrap();
+    assert_eq!(report["head"]["threshold"].as_f64().unwrap() as f32, threshold as f32);
+    for figure in ["auc", "tpr_at_1pct_fpr", "tpr_at_0_1pct_fpr"] {
         for part in ["value", "low", "high"] {
             let ours = report["mint"][figure][part].as_f64().unwrap();
             let table = row[figure][part].as_f64().unwrap();
@@ -274,4 +279,92 @@ fn trained_heads_score_alike_in_onnxruntime_and_the_library() {
         let cfg = json(&config);
         assert_eq!(cfg["head"]["sha256"], head_model.sha256());
     }
+}
+
+/// `mint eval --calibrate` chooses a threshold for 1% FPR on half the non-members, checks it on
+/// the other half, and writes a configuration the library loads, with the calibration in it.
+#[test]
+fn calibration_writes_a_configuration_the_library_serves() {
+    let out = scratch("calibrate");
+    let models = repo().join("models/fmnist-memorizing");
+    let mut config = json(&models.join("auditor.json"));
+    config["model"]["onnx"] = s(&models.join("model.onnx")).into();
+    config["head"]["path"] = s(&models.join("head.onnx")).into();
+    let head = config["head"].as_object_mut().unwrap();
+    head.remove("calibration");
+    head.remove("threshold");
+    let path = out.join("auditor.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let reports = out.join("report");
+    let calibrate = |extra: &[&str]| {
+        let base = ["eval", "--config", s(&path), "--split", "models/fmnist-memorizing/split.json"];
+        let more = ["--protocol", "same_distribution", "--out-dir", s(&reports), "--calibrate", "0.01"];
+        mint(&[&base[..], &more[..], extra].concat())
+    };
+    let stdout = ok(&calibrate(&[]));
+    assert!(stdout.contains("[pass] calibration: the check non-members"), "{stdout}");
+    let report = json(&reports.join("report.json"));
+    let c = &report["calibration"];
+    assert_eq!(c["non_members"], 500);
+    assert_eq!(c["check"]["non_members"], 500);
+    assert!(c["check"]["flagged"].as_u64().unwrap() <= 25);
+    let (low, high) = (c["fpr"]["low"].as_f64().unwrap(), c["fpr"]["high"].as_f64().unwrap());
+    assert!(low < 0.01 && 0.01 < high && high < 0.03, "{c}");
+    assert!(c["tpr"]["estimate"].as_f64().unwrap() > 0.02, "the memorizing head finds some members at 1% FPR: {c}");
+    let parts = std::fs::read_to_string(reports.join("calibration.csv")).unwrap();
+    assert_eq!(parts.lines().count(), 1 + 1000);
+    // Not written without --write-config; written beside the original with it, and only there.
+    assert!(json(&path)["head"].get("calibration").is_none());
+    let refused = calibrate(&["--write-config", s(&out.join("report/auditor.json"))]);
+    assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("beside"));
+    ok(&calibrate(&["--write-config", s(&path)]));
+    let written = json(&path);
+    assert_eq!(written["head"]["threshold"], c["threshold"]);
+    assert_eq!(written["head"]["calibration"]["digest"], c["digest"]);
+    let loaded = mint_audit::Config::from_path(&path).unwrap();
+    assert_eq!(loaded.threshold(), c["threshold"].as_f64().unwrap() as f32);
+    assert!(loaded.calibration().is_some_and(|k| k.non_members == 500));
+}
+
+/// `mint dataset-test` finds 100 members of the memorizing model against 500 non-members, says
+/// so in its reports, and its exit code follows `--expect`.
+#[test]
+fn the_dataset_test_finds_members_and_its_exit_code_follows_the_expectation() {
+    let out = scratch("dataset-test");
+    let args = |expect: &str| {
+        mint(&[
+            "dataset-test",
+            "--config",
+            "models/fmnist-memorizing/auditor.json",
+            "--split",
+            "models/fmnist-memorizing/split.json",
+            "--protocol",
+            "same_distribution",
+            "--suspect-limit",
+            "100",
+            "--reference-limit",
+            "500",
+            "--out-dir",
+            s(&out),
+            "--expect",
+            expect,
+        ])
+    };
+    let stdout = ok(&args("evidence"));
+    assert!(stdout.contains("EVIDENCE of membership") && stdout.contains("[pass]"), "{stdout}");
+    let report = json(&out.join("report.json"));
+    assert_eq!(
+        (report["suspect"]["samples"].as_u64(), report["reference"]["samples"].as_u64()),
+        (Some(100), Some(500))
+    );
+    assert!(report["rank_test"]["p_value"].as_f64().unwrap() < 1e-6, "{report}");
+    assert!(report["rank_test"]["auc"].as_f64().unwrap() > 0.7);
+    assert!(report["binomial_test"]["p_value"].as_f64().unwrap() < 0.05);
+    assert!(report["member_fraction"]["high"].as_f64().unwrap() > 0.5);
+    assert_eq!(report["power"]["rows"].as_array().unwrap().len(), 3);
+    assert!(!report["distribution_shift"]["detected"].as_bool().unwrap());
+    let refused = args("no-evidence");
+    assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
+    let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
+    assert!(junit.contains("failures=\"1\""), "{junit}");
 }

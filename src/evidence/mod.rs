@@ -285,7 +285,11 @@ mod tests {
     fn evidence() -> Evidence {
         let json = GOOD
             .replace(r#""kind": "vanilla","#, &format!(r#""kind": "vanilla", {},"#, calibration_json(0.9)))
-            .replacen('{', r#"{"cohorts": ["reference", "suspect"], "evidence": {"window": 200, "min_reference": 200},"#, 1);
+            .replacen(
+                '{',
+                r#"{"cohorts": ["reference", "suspect"], "evidence": {"window": 200, "min_reference": 200},"#,
+                1,
+            );
         Evidence::new(&Config::from_json(&json, Path::new("/c")).unwrap()).unwrap()
     }
 

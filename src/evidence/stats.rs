@@ -158,15 +158,16 @@ pub fn wilson(k: u64, n: u64) -> Interval {
 /// The share of members in a cohort where `flagged` of `n` samples scored at or above a
 /// threshold of known rates: a flag rate `r` is `π·tpr + (1 − π)·fpr`, so `π = (r − fpr) /
 /// (tpr − fpr)`. The interval joins Wilson's on `r` with the calibration's intervals on both
-/// rates (each bound taken at its least favourable end), clamped to [0, 1]. Unknown when the
-/// head does not separate (`tpr <= fpr`) or there are no samples.
+/// rates (each bound taken at its least favourable end), clamped to [0, 1]. Unknown (NaN) when
+/// the head does not separate (the TPR's interval reaches down to the FPR's) or there are no
+/// samples.
 pub fn member_fraction(flagged: u64, n: u64, fpr: Interval, tpr: Interval) -> Interval {
     let r = wilson(flagged, n);
     let solve = |r: f64, f: f64, t: f64| ((r - f) / (t - f)).clamp(0.0, 1.0);
-    if n == 0 || tpr.estimate <= fpr.estimate || tpr.low <= fpr.high {
-        let estimate =
-            if n > 0 && tpr.estimate > fpr.estimate { solve(r.estimate, fpr.estimate, tpr.estimate) } else { f64::NAN };
-        return Interval { estimate, low: f64::NAN, high: f64::NAN };
+    // A head whose rates' intervals overlap cannot tell how many members there are: a point
+    // estimate without its interval would mislead.
+    if n == 0 || tpr.low <= fpr.high {
+        return Interval::UNKNOWN;
     }
     Interval {
         estimate: solve(r.estimate, fpr.estimate, tpr.estimate),
@@ -229,5 +230,9 @@ mod tests {
         assert_eq!(member_fraction(0, 1000, fpr, tpr).low, 0.0);
         let blind = Interval { estimate: 0.01, low: 0.0, high: 0.02 };
         assert!(member_fraction(10, 1000, fpr, blind).estimate.is_nan());
+        // A TPR just above the FPR, but within its interval: not identifiable either.
+        let weak = Interval { estimate: 0.012, low: 0.009, high: 0.015 };
+        let f = member_fraction(13, 1000, fpr, weak);
+        assert!(f.estimate.is_nan() && f.low.is_nan(), "{f:?}");
     }
 }

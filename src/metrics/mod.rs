@@ -84,7 +84,7 @@ fn calibration_collectors(config: &Config, calibration: Option<&Calibration>) ->
     let rates = GaugeVec::new(
         Opts::new(
             "mint_calibration_rate",
-            "False- and true-positive rates of the threshold on the calibration sets, with 95% bootstrap intervals (NaN when uncalibrated).",
+            "False- and true-positive rates of the threshold (bound=estimate|low|high): FPR with its exact 95% interval on new non-members, TPR with a 95% bootstrap interval; NaN when uncalibrated.",
         ),
         &["rate", "bound"],
     )

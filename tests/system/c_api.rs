@@ -22,6 +22,16 @@ fn write_fixtures(dir: &Path) {
     write("tiny_queue.json", &c);
 
     let mut c = good.clone();
+    c["cohorts"] = json!(["reference", "suspect"]);
+    c["evidence"] = json!({"window": 10, "min_reference": 10});
+    // One worker scores batches in the order submitted: the reference is ahead of each window.
+    c["workers"] = json!(1);
+    // A fixed threshold, so that the test sees the uncalibrated state whatever ships.
+    c["head"].as_object_mut().unwrap().remove("calibration");
+    c["head"]["threshold"] = json!(0.5);
+    write("cohorts.json", &c);
+
+    let mut c = good.clone();
     c["head"]["sha256"] = json!("0".repeat(64));
     write("digest_mismatch.json", &c);
 

@@ -8,8 +8,9 @@
  *                                             a panic becomes MINT_ERR_PANIC, the handle lives on
  *
  * FIXTURE_DIR holds configurations written by the driver: good.json (the shipped model and
- * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json, and
- * cnn_small_budget.json (the CNN head through the installed CPU plugin, room for one map).
+ * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json,
+ * cnn_small_budget.json (the CNN head through the installed CPU plugin, room for one map),
+ * and cohorts.json (cohorts "reference" and "suspect", evidence windows of 10 samples).
  */
 #include <mint_audit.h>
 
@@ -391,10 +392,84 @@ static void test_infer(void) {
   CHECK(r.accepted == N);
   for (int i = 0; i < N * 10; i++) CHECK(isfinite(logits[i]));
   EXPECT(mint_auditor_infer(a, ids, N, inputs, N * 28 * 28 - 1, logits, N * 10, &r), MINT_ERR_INVALID_INPUT);
+  /* By cohort (ABI 1.2): the default cohort by number; an undeclared one still gets the logits. */
+  float again[N * 10];
+  EXPECT(mint_auditor_infer_cohort(a, MINT_COHORT_DEFAULT, ids, N, inputs, N * 28 * 28, again, N * 10, &r), MINT_OK);
+  CHECK(memcmp(again, logits, sizeof again) == 0 && r.accepted == N);
+  memset(again, 0, sizeof again);
+  EXPECT(mint_auditor_infer_cohort(a, 7, ids, N, inputs, N * 28 * 28, again, N * 10, &r), MINT_ERR_INVALID_INPUT);
+  CHECK(memcmp(again, logits, sizeof again) == 0);
   EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
-  CHECK(atomic_load(&c.member) + atomic_load(&c.non_member) == N);
+  CHECK(atomic_load(&c.member) + atomic_load(&c.non_member) == 2 * N);
+  mint_stats st;
+  EXPECT(mint_auditor_stats(a, &st), MINT_OK);
+  CHECK(st.dropped_invalid_input == N);
   mint_auditor_free(a);
   puts("ok infer");
+}
+
+/* Cohorts (ABI 1.2): samples tagged by cohort are counted and tested apart; an undeclared
+ * cohort loses its batch as invalid input, counted in "default". */
+static void test_cohorts(void) {
+  counts c = {0};
+  mint_auditor *a = open_auditor("cohorts.json", &c);
+  uint32_t reference = 99, suspect = 99, deflt = 99;
+  EXPECT(mint_auditor_cohort(a, "reference", &reference), MINT_OK);
+  EXPECT(mint_auditor_cohort(a, "suspect", &suspect), MINT_OK);
+  EXPECT(mint_auditor_cohort(a, "default", &deflt), MINT_OK);
+  CHECK(reference == 1 && suspect == 2 && deflt == MINT_COHORT_DEFAULT);
+  EXPECT(mint_auditor_cohort(a, "owner-17", &suspect), MINT_ERR_INVALID_ARGUMENT);
+  CHECK(strstr(mint_last_error(), "reference, suspect") != NULL);
+  EXPECT(mint_auditor_cohort(a, NULL, &suspect), MINT_ERR_NULL_ARGUMENT);
+  CHECK(suspect == 2);
+
+  batch b;
+  make_batch(&b, 10, 21);
+  uint64_t ids[10];
+  for (int k = 0; k < 4; k++) { /* the suspect cohort gets exactly the reference's samples */
+    for (int i = 0; i < 10; i++) ids[i] = (uint64_t)k * 10 + (uint64_t)i;
+    EXPECT(mint_auditor_submit_cohort(a, k % 2 ? suspect : reference, ids, 10, b.taps, NTAPS, NULL), MINT_OK);
+  }
+  mint_submit_report r;
+  EXPECT(mint_auditor_submit_cohort(a, 3, ids, 10, b.taps, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "cohort 3") != NULL);
+  EXPECT(mint_auditor_submit_cohort(a, UINT32_MAX, ids, 10, b.taps, NTAPS, &r), MINT_ERR_INVALID_INPUT);
+  EXPECT(mint_auditor_submit_cohort(a, suspect, ids, 2, b.taps, NTAPS, NULL), MINT_ERR_INVALID_INPUT); /* shapes say 10 */
+  EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
+
+  mint_stats st;
+  EXPECT(mint_auditor_cohort_stats(a, reference, &st), MINT_OK);
+  CHECK(st.submitted == 20 && st.audited_member + st.audited_non_member == 20);
+  EXPECT(mint_auditor_cohort_stats(a, suspect, &st), MINT_OK);
+  CHECK(st.submitted == 22 && st.dropped_invalid_input == 2);
+  EXPECT(mint_auditor_cohort_stats(a, MINT_COHORT_DEFAULT, &st), MINT_OK);
+  CHECK(st.submitted == 20 && st.dropped_invalid_input == 20);
+  EXPECT(mint_auditor_cohort_stats(a, 3, &st), MINT_ERR_INVALID_ARGUMENT);
+  EXPECT(mint_auditor_stats(a, &st), MINT_OK);
+  CHECK(st.submitted == 62 && st.dropped_invalid_input == 22);
+
+  mint_cohort_evidence e;
+  EXPECT(mint_auditor_cohort_evidence(a, suspect, &e), MINT_OK);
+  CHECK(e.audited == 20 && e.windows == 2 && e.window_progress == 0);
+  /* Uncalibrated: no binomial test, no member fraction. Equal scores: AUC one half. */
+  CHECK(isnan(e.window_binomial_p) && isnan(e.member_fraction));
+  CHECK(!isnan(e.window_rank_p) && e.rank_alarms == 0);
+  CHECK(e.overall_auc > 0.45 && e.overall_auc < 0.55 && e.overall_rank_p > 0.1);
+  EXPECT(mint_auditor_cohort_evidence(a, reference, &e), MINT_OK);
+  CHECK(e.audited == 20 && isnan(e.window_rank_p) && isnan(e.overall_auc)); /* not ranked against itself */
+  EXPECT(mint_auditor_cohort_evidence(a, 3, &e), MINT_ERR_INVALID_ARGUMENT);
+  EXPECT(mint_auditor_cohort_evidence(a, suspect, NULL), MINT_ERR_NULL_ARGUMENT);
+
+  size_t need = text_len(a);
+  char *text = malloc(need);
+  EXPECT(mint_auditor_render_metrics(a, text, need, &need), MINT_OK);
+  CHECK(strstr(text, "mint_samples_dropped_total{cohort=\"default\",reason=\"invalid_input\"} 20") != NULL);
+  CHECK(strstr(text, "mint_evidence_windows_total{cohort=\"suspect\",result=\"quiet\",test=\"rank\"} 2") != NULL);
+  CHECK(strstr(text, "mint_calibration_info{digest=\"\",state=\"uncalibrated\"") != NULL);
+  free(text);
+  mint_auditor_free(a);
+  free_batch(&b);
+  puts("ok cohorts");
 }
 
 /* ---- a callback that calls close and free on its own auditor ------------------------------ */
@@ -547,9 +622,10 @@ static void test_concurrent(const char *metrics_out) {
   text = realloc(text, need);
   EXPECT(mint_auditor_render_metrics(a, text, need, &len), MINT_OK);
   CHECK(len == need && strlen(text) + 1 == need);
-  CHECK(metric_value(text, "mint_samples_submitted_total ") == s.submitted);
-  CHECK(metric_value(text, "mint_samples_audited_total{verdict=\"member\"} ") == s.audited_member);
-  CHECK(metric_value(text, "mint_samples_dropped_total{reason=\"non_finite\"} ") == s.dropped_non_finite);
+  CHECK(metric_value(text, "mint_samples_submitted_total{cohort=\"default\"} ") == s.submitted);
+  CHECK(metric_value(text, "mint_samples_audited_total{cohort=\"default\",verdict=\"member\"} ") == s.audited_member);
+  CHECK(metric_value(text, "mint_samples_dropped_total{cohort=\"default\",reason=\"non_finite\"} ") ==
+        s.dropped_non_finite);
   FILE *f = fopen(metrics_out, "w");
   CHECK(f != NULL);
   fputs(text, f);
@@ -586,6 +662,7 @@ int main(int argc, char **argv) {
     test_errors();
     test_forms_agree();
     test_infer();
+    test_cohorts();
     test_reentrant();
     puts("quick C API tests passed");
     return 0;
@@ -599,6 +676,7 @@ int main(int argc, char **argv) {
   test_errors();
   test_forms_agree();
   test_infer();
+  test_cohorts();
   test_reentrant();
   test_concurrent(argv[2]);
   puts("all C API tests passed");
