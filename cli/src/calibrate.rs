@@ -2,12 +2,14 @@
 //! non-members, with intervals a regulator can rely on.
 //!
 //! The non-member set is split (seeded) into a calibration part, which chooses the threshold,
-//! and a check part, which measures it afresh. The threshold is just above the `(m + 1)`-th
-//! highest calibration score, `m = ⌊target · n⌋`, so at most `m` calibration non-members reach
-//! it. Its false-positive rate on new non-members is then `Beta(m + 1, n − m)` distributed
-//! whatever the score distribution (an order statistic of `n` exchangeable scores): that
-//! distribution's 2.5% and 97.5% quantiles are the FPR interval. A bootstrap of the very set
-//! that chose the threshold would be optimistic; this interval is exact. The TPR is measured at
+//! and a check part, which measures it afresh. The threshold lies midway between the `m`-th
+//! and the `(m + 1)`-th highest calibration scores, `m = ⌊target · n⌋`, so that `m`
+//! calibration non-members reach it. The false-positive rate of a threshold at an order
+//! statistic of `n` exchangeable scores is Beta distributed whatever the score distribution;
+//! ours lies between two of them, so the interval runs from the 2.5% quantile of
+//! `Beta(m, n − m + 1)` to the 97.5% quantile of `Beta(m + 1, n − m)`: distribution-free, and
+//! conservative by the width of one gap. A bootstrap of the very set that chose the threshold
+//! would be optimistic instead. The TPR is measured at
 //! that threshold on the members (which played no part in choosing it), with a stratified
 //! bootstrap interval.
 
@@ -54,12 +56,9 @@ pub fn calibrate(
 ) -> Result<Calibrated> {
     ensure!(target_fpr > 0.0 && target_fpr < 0.5, "--calibrate takes a target FPR in (0, 0.5), not {target_fpr}");
     ensure!(fraction > 0.0 && fraction <= 1.0, "--calibration-fraction must lie in (0, 1], not {fraction}");
-    let mut order: Vec<usize> = (0..neg.len()).collect();
-    SplitMix::new(seed ^ 0xca11_b7a7_e5ee_d000).shuffle(&mut order);
-    let n = ((neg.len() as f64 * fraction).round() as usize).min(neg.len());
-    let (mut calibration_part, mut check_part) = (order[..n].to_vec(), order[n..].to_vec());
-    calibration_part.sort_unstable();
-    check_part.sort_unstable();
+    let (calibration_part, check_part) = parts(neg.len(), fraction, seed);
+    let n = calibration_part.len();
+    let digest = digest(&calibration_part, neg);
     ensure!(
         n as f64 * target_fpr >= 1.0,
         "{n} calibration non-members cannot calibrate an FPR of {target_fpr}: at least {} are needed",
@@ -74,10 +73,18 @@ pub fn calibrate(
         "the head scores {} calibration non-members at 1.0: no threshold in [0, 1] has FPR {target_fpr}",
         m + 1
     );
-    let threshold = at.next_up();
+    // Any threshold above the (m + 1)-th highest score and up to the m-th flags the same
+    // calibration non-members; the middle of that gap keeps a score recomputed on another CPU
+    // (whose kernels may round differently in the last bit) on the same side of it.
+    let above = if m == 0 { 1.0 } else { scores[m - 1] };
+    let middle = at + (above - at) / 2.0;
+    let threshold = if middle > at { middle } else { at.next_up() };
     let flagged = scores.iter().filter(|&&s| s >= threshold).count();
-    let beta = Beta::new((m + 1) as f64, (n - m) as f64)?;
-    let fpr_interval = (beta.inverse_cdf(0.025), beta.inverse_cdf(0.975));
+    // The FPR of such a threshold on new non-members lies between those of the two order
+    // statistics around it: Beta(m, n − m + 1) (the m-th highest) and Beta(m + 1, n − m).
+    let upper = Beta::new((m + 1) as f64, (n - m) as f64)?;
+    let lower = if m == 0 { 0.0 } else { Beta::new(m as f64, (n - m + 1) as f64)?.inverse_cdf(0.025) };
+    let fpr_interval = (lower, upper.inverse_cdf(0.975));
 
     let members_flagged = |p: &mut dyn Iterator<Item = f64>| p.filter(|&s| s as f32 >= threshold).count();
     let tpr = members_flagged(&mut pos.iter().copied()) as f64 / pos.len().max(1) as f64;
@@ -99,10 +106,6 @@ pub fn calibrate(
         .filter(|&&p| (1.0 - p) * n as f64 >= 1.0)
         .map(|&p| (p, scores[((n - 1) as f64 * p).round() as usize] as f64))
         .collect();
-    let mut digest = Sha256::new();
-    for &i in &calibration_part {
-        digest.update(format!("{i}:{}\n", neg[i] as f32).as_bytes());
-    }
     Ok(Calibrated {
         target_fpr,
         threshold,
@@ -114,8 +117,30 @@ pub fn calibrate(
         calibration_part,
         check_part,
         quantiles,
-        digest: format!("{:x}", digest.finalize()),
+        digest,
     })
+}
+
+/// The seeded split of `n` non-members into a calibration part (`fraction` of them) and a
+/// check part, as positions in increasing order.
+pub fn parts(n: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut order: Vec<usize> = (0..n).collect();
+    SplitMix::new(seed ^ 0xca11_b7a7_e5ee_d000).shuffle(&mut order);
+    let k = ((n as f64 * fraction).round() as usize).min(n);
+    let (mut calibration, mut check) = (order[..k].to_vec(), order[k..].to_vec());
+    calibration.sort_unstable();
+    check.sort_unstable();
+    (calibration, check)
+}
+
+/// The calibration digest: sha256 over the calibration part's positions and scores, so that
+/// a later run can tell it scored the very same non-members.
+pub fn digest(part: &[usize], neg: &[f64]) -> String {
+    let mut digest = Sha256::new();
+    for &i in part {
+        digest.update(format!("{i}:{}\n", neg[i] as f32).as_bytes());
+    }
+    format!("{:x}", digest.finalize())
 }
 
 impl Calibrated {
@@ -192,7 +217,7 @@ mod tests {
     #[test]
     fn the_interval_covers_the_fpr_on_new_non_members() {
         // Over 200 calibrations on fresh uniform non-members, the true FPR of the threshold
-        // (1 − threshold) falls inside the 95% interval about 95% of the time.
+        // (1 − threshold) falls inside the 95% interval at least about 95% of the time.
         let covered = (0..200)
             .filter(|&seed| {
                 let c = calibrate(&[0.9], &uniform(1000, seed + 10, 0.0), 0.01, 1.0, 0, seed).unwrap();
@@ -200,6 +225,6 @@ mod tests {
                 c.fpr_interval.0 <= true_fpr && true_fpr <= c.fpr_interval.1
             })
             .count();
-        assert!((180..=199).contains(&covered), "{covered} of 200");
+        assert!(covered >= 180, "{covered} of 200");
     }
 }

@@ -9,6 +9,7 @@
 //!   `--calibrate FPR` chooses the live threshold and writes it into the configuration.
 //! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
 //!   reference of known non-members: p-values, effect size, member fraction, a power table.
+//! - `mint evidence-study` validates those tests on calibrated models and writes docs/evidence.md's tables.
 
 mod blind;
 mod calibrate;
@@ -16,6 +17,7 @@ mod data;
 mod dataset_test;
 mod descriptor;
 mod eval;
+mod evidence_study;
 mod extract;
 mod inspect;
 mod progress;
@@ -41,6 +43,7 @@ enum Command {
     Train(train::Args),
     Eval(eval::Args),
     DatasetTest(dataset_test::Args),
+    EvidenceStudy(evidence_study::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::DatasetTest(args) => dataset_test::run(args),
+        Command::EvidenceStudy(args) => evidence_study::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -368,3 +368,46 @@ fn the_dataset_test_finds_members_and_its_exit_code_follows_the_expectation() {
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\""), "{junit}");
 }
+
+/// Numbers agree within `tolerance` (absolute, or relative for large ones), everything else
+/// exactly; `skip` names keys left out (timings, machine-dependent digests).
+fn assert_close(ours: &serde_json::Value, theirs: &serde_json::Value, at: &str, skip: &[&str]) {
+    use serde_json::Value;
+    match (ours, theirs) {
+        (Value::Number(a), Value::Number(b)) => {
+            let (a, b) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+            assert!((a - b).abs() <= 0.02_f64.max(0.02 * b.abs()), "{at}: {a} here, {b} in the docs");
+        }
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b.iter().filter(|(k, _)| !skip.contains(&k.as_str())) {
+                assert_close(&a[k], v, &format!("{at}.{k}"), skip);
+            }
+        }
+        (Value::Array(a), Value::Array(b)) => {
+            assert_eq!(a.len(), b.len(), "{at}");
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert_close(x, y, &format!("{at}[{i}]"), skip);
+            }
+        }
+        (a, b) => assert_eq!(a, b, "{at}"),
+    }
+}
+
+/// docs/evidence.md's tables for the memorizing model are what `mint evidence-study` computes
+/// (within a count or two: another CPU's kernels may round a score differently).
+#[test]
+fn the_evidence_study_reproduces_the_docs_figures() {
+    let out = scratch("evidence-study");
+    let json_out = out.join("evidence.json");
+    ok(&mint(&["evidence-study", "--model", "models/fmnist-memorizing", "--json", s(&json_out)]));
+    let ours = json(&json_out);
+    let docs = json(&repo().join("docs/evidence.json"));
+    let theirs = docs["models"].as_array().unwrap().iter().find(|m| m["model"] == "fmnist-memorizing").unwrap();
+    assert_close(&ours["models"][0], theirs, "fmnist-memorizing", &["digest_matches", "count"]);
+    assert_eq!(ours["settings"], docs["settings"]);
+    // The claims the doc's prose rests on.
+    let m = &ours["models"][0];
+    assert!(m["detected_at_95"]["rank"].as_u64().is_some_and(|k| k <= 100), "power target: {m}");
+    assert!(m["null"]["rank"]["alarms"]["low"].as_f64().unwrap() <= 0.01, "rank alarms above alpha: {m}");
+    assert!(m["null"]["binomial"]["alarms"]["low"].as_f64().unwrap() <= 0.01, "binomial alarms above alpha: {m}");
+}
