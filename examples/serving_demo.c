@@ -18,6 +18,7 @@
 #define _POSIX_C_SOURCE 200809L
 #include <mint_audit.h>
 
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -59,6 +60,13 @@ static float *read_idx(const char *path, size_t *n, size_t *pixels) {
   free(raw);
   fclose(f);
   return out;
+}
+
+/* The value of the series that `prefix` (name, labels and a space) starts; NaN when absent. */
+static double metric(const char *text, const char *prefix) {
+  for (const char *line = text; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+    if (strncmp(line, prefix, strlen(prefix)) == 0) return strtod(line + strlen(prefix), NULL);
+  return NAN;
 }
 
 /* ---- the audit's answers, from the auditor's workers ---------------------------------------- */
@@ -217,6 +225,21 @@ int main(int argc, char **argv) {
          sm ? 100.0 * fm / sm : 0.0);
   printf("  known non-members  %5zu requests, %5lu scored, flagged as members: %5lu (%.1f%%)\n", nn, sn, fn,
          sn ? 100.0 * fn / sn : 0.0);
+
+  /* The false-positive rate calibration promised, against the one these non-members show (the
+   * demo's non-members are ones calibration did not use: scripts/demo_samples.py). */
+  size_t need = 0;
+  mint_auditor_render_metrics(auditor, NULL, 0, &need);
+  char *text = malloc(need);
+  if ((s = mint_auditor_render_metrics(auditor, text, need, &len)) != MINT_OK) die("render metrics", s);
+  double fpr_low = metric(text, "mint_calibration_rate{bound=\"low\",rate=\"fpr\"} ");
+  double fpr_high = metric(text, "mint_calibration_rate{bound=\"high\",rate=\"fpr\"} ");
+  double measured = sn ? (double)fn / sn : 0.0;
+  if (fpr_low == fpr_low && fpr_high == fpr_high) /* not NaN: calibrated */
+    printf("  calibrated FPR interval [%.4f, %.4f] (95%%); the known non-members' %.4f lies %s it\n", fpr_low,
+           fpr_high, measured, fpr_low <= measured && measured <= fpr_high ? "inside" : "OUTSIDE");
+  else
+    printf("  uncalibrated threshold: its false-positive rate is unknown (mint eval --calibrate)\n");
   unsigned long long dropped = st.dropped_queue_full + st.dropped_invalid_input + st.dropped_non_finite +
                                st.dropped_over_budget + st.dropped_head_error + st.dropped_backend_error +
                                st.dropped_shutdown + st.dropped_closed;
@@ -245,10 +268,6 @@ int main(int argc, char **argv) {
   }
 
   /* What a regulator's Prometheus sees (histogram buckets left out). */
-  size_t need = 0;
-  mint_auditor_render_metrics(auditor, NULL, 0, &need);
-  char *text = malloc(need);
-  if ((s = mint_auditor_render_metrics(auditor, text, need, &len)) != MINT_OK) die("render metrics", s);
   printf("\nmetrics:\n");
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
     if (line[0] != '#' && !strstr(line, "_bucket{")) printf("  %s\n", line);

@@ -33,6 +33,9 @@ fn the_serving_demo_runs_both_heads_by_configuration_alone() {
             stdout.contains("mint_calibration_info{digest=") && stdout.contains("state=\"calibrated\""),
             "{stdout}"
         );
+        // The demo's non-members are ones calibration never used: the calibrated FPR holds on
+        // them, measured through the C API.
+        assert!(stdout.contains("the known non-members' ") && stdout.contains("lies inside it"), "{config}:\n{stdout}");
     }
     // The Vanilla head finds the members in both window tests and not the non-members; the
     // stage-1 CNN head is too weak at 1% FPR to say much either way (docs/experiments.md).
