@@ -253,9 +253,13 @@ int main(int argc, char **argv) {
     for (int set = 0; set < 2; set++) {
       mint_cohort_evidence e;
       if ((s = mint_auditor_cohort_evidence(auditor, cohorts[set], &e)) != MINT_OK) die("cohort evidence", s);
-      printf("  %-9s (%s): %llu audited, %llu flagged; member fraction %.2f [%.2f, %.2f]\n", COHORT_NAMES[set],
-             WHO[set], (unsigned long long)e.audited, (unsigned long long)e.flagged, e.member_fraction,
-             e.member_fraction_low, e.member_fraction_high);
+      printf("  %-9s (%s): %llu audited, %llu flagged; ", COHORT_NAMES[set], WHO[set],
+             (unsigned long long)e.audited, (unsigned long long)e.flagged);
+      if (e.member_fraction == e.member_fraction) /* not NaN */
+        printf("member fraction %.2f [%.2f, %.2f]\n", e.member_fraction, e.member_fraction_low,
+               e.member_fraction_high);
+      else /* uncalibrated, or a head whose TPR interval reaches down to its FPR's */
+        printf("member fraction not identifiable with this head\n");
       printf("             %llu windows; binomial test (flags vs the calibrated FPR): %llu alarms, last p = %.3g\n",
              (unsigned long long)e.windows, (unsigned long long)e.binomial_alarms, e.window_binomial_p);
       if (set == 0) { /* the reference is not tested against itself */
