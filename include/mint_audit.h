@@ -48,9 +48,16 @@
  * Minor version of the C ABI: changes when functions or constants are added.
  * 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
  * `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
- * and evidence (`mint_auditor_cohort_evidence`).
+ * and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
+ * `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return).
  */
-#define MINT_ABI_VERSION_MINOR 2
+#define MINT_ABI_VERSION_MINOR 3
+
+/**
+ * How long past its deadline `mint_auditor_close` waits for workers still inside the result
+ * callback or a backend before it returns `MINT_ERR_TIMED_OUT` without them.
+ */
+#define MINT_CLOSE_GRACE_MS 200
 
 /**
  * The head judged the sample not a member (score below the threshold).
@@ -202,6 +209,13 @@ typedef enum {
    * freeing waits for the worker thread the callback runs on). Since ABI 1.1.
    */
   MINT_ERR_REENTRANT = 15,
+  /**
+   * A deadline passed with work unfinished: `mint_auditor_close` returned at its deadline
+   * (plus `MINT_CLOSE_GRACE_MS`) while a worker was still inside the result callback or a
+   * backend. The report is written; its counters become final once that worker returns.
+   * Since ABI 1.3.
+   */
+  MINT_ERR_TIMED_OUT = 16,
 } mint_status;
 
 /**
@@ -244,7 +258,9 @@ typedef void (*mint_free_fn)(void *userdata);
 /**
  * Where results go. The auditor owns `userdata` from the `mint_auditor_new*` call on, and
  * calls `free_userdata` (when not NULL) exactly once: when the auditor is freed, or before
- * `mint_auditor_new*` returns an error. `userdata` is used from worker threads.
+ * `mint_auditor_new*` returns an error, or, when a callback was still running as closing
+ * gave up waiting for it (`MINT_ERR_TIMED_OUT`), on that worker once the callback returns.
+ * `userdata` is used from worker threads.
  */
 typedef struct {
   mint_results_fn on_results;
@@ -384,11 +400,13 @@ typedef struct {
   uint64_t drained;
   /**
    * Samples still queued at the deadline: dropped as shutdown, and each delivered to the
-   * result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN`.
+   * result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN` (counted but not delivered when
+   * the callback itself held a worker past the deadline: `MINT_ERR_TIMED_OUT`).
    */
   uint64_t abandoned;
   /**
-   * Final counters.
+   * The counters when closing returned; final (`submitted` = audited + dropped) unless
+   * closing returned `MINT_ERR_TIMED_OUT`.
    */
   mint_stats stats;
 } mint_close_report;
@@ -429,7 +447,10 @@ mint_status mint_auditor_new_from_file(const char *path,
 
 /**
  * Closes the auditor if it is still open (letting the queue drain for up to 5 s), stops its
- * metrics endpoint, releases the result sink's userdata, and frees the handle.
+ * metrics endpoint, releases the result sink's userdata, and frees the handle. Bounded: a
+ * result callback that does not return keeps only its own worker (and the userdata, released
+ * when it returns), never this call, which returns within 5 s plus `MINT_CLOSE_GRACE_MS`
+ * (plus, with the Triton plugin, a request already on the wire: its `timeout_ms`).
  * `mint_auditor_free(NULL)` does nothing. Called from the auditor's own result callback it
  * frees nothing (the callback runs on a worker that freeing waits for): the handle stays
  * valid, and `mint_last_error()` says why (`MINT_ERR_REENTRANT`).
@@ -563,6 +584,12 @@ mint_status mint_auditor_cohort_evidence(const mint_auditor *auditor,
  * stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
  * returns the first call's report. `out` may be NULL. From the auditor's own result
  * callback it returns `MINT_ERR_REENTRANT` and closes nothing.
+ *
+ * Returns within `timeout_ms` plus `MINT_CLOSE_GRACE_MS` whatever the callback or a backend
+ * does. A worker still inside the result callback (or a backend ignoring its cancel) then is
+ * left to stop on its own once that call returns: the report is written and the status is
+ * `MINT_ERR_TIMED_OUT`; the samples queued behind it are counted as shutdown without being
+ * delivered.
  */
 mint_status mint_auditor_close(const mint_auditor *auditor,
                                uint32_t timeout_ms,

@@ -5,22 +5,34 @@
 #   submit           any tensor descriptors through mint_auditor_submit (the C entry point)
 #   http             any bytes sent to the /metrics endpoint, which must serve the next client
 # usage: scripts/fuzz.sh [SECONDS_PER_TARGET (default 60)] [TARGET...]
-# A long run (docs/security.md): scripts/fuzz.sh 1800
+#        FUZZ_RUNS=10000000 scripts/fuzz.sh 0 [TARGET...]   (a count of executions instead)
+# CI runs `scripts/fuzz.sh 20`; the long runs of docs/security.md use FUZZ_RUNS=10000000.
 # cargo-fuzz needs nightly's -Z flags; RUSTC_BOOTSTRAP lets the stable toolchain take them.
 # Each target starts from the seeds in tests/fuzz/corpus and grows a corpus under
-# tests/fuzz/target/corpus; a crash leaves its input under tests/fuzz/artifacts and fails.
+# tests/fuzz/target/corpus; a crash leaves its input under tests/fuzz/artifacts, prints the
+# end of the target's log (tests/fuzz/target/TARGET.log) and fails this script.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/fuzz"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(config triton_response submit http)
-command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
+limit=(-max_total_time="$seconds")
+[ -z "${FUZZ_RUNS:-}" ] || limit=(-runs="$FUZZ_RUNS")
+command -v cargo-fuzz >/dev/null || cargo install --locked -q cargo-fuzz --version 0.13.2
 export RUSTC_BOOTSTRAP=1
-for t in "${targets[@]}"; do cargo fuzz build --fuzz-dir . -O "$t"; done
+started=$SECONDS
+cargo fuzz build --fuzz-dir . -O
+echo "fuzz: targets built in $((SECONDS - started)) s"
 for t in "${targets[@]}"; do
   mkdir -p "target/corpus/$t"
-  echo "fuzz: $t for ${seconds}s"
-  cargo fuzz run --fuzz-dir . -O "$t" "target/corpus/$t" "corpus/$t" -- \
-    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 2>&1 | tail -n 12
+  echo "fuzz: $t (${limit[*]})"
+  log="target/$t.log"
+  if ! cargo fuzz run --fuzz-dir . -O "$t" "target/corpus/$t" "corpus/$t" -- \
+    "${limit[@]}" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+    tail -n 80 "$log"
+    echo "fuzz: $t FAILED; its input is under tests/fuzz/artifacts/$t" >&2
+    exit 1
+  fi
+  grep -E '^(#[0-9]+ +DONE|Done [0-9]+ runs|stat::(number_of_executed_units|peak_rss_mb|new_units_added))' "$log" || tail -n 12 "$log"
 done

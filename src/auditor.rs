@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::Receiver;
 use crossbeam_utils::sync::ShardedLock;
 
 use crate::cohort::Cohort;
@@ -16,7 +17,7 @@ use crate::intake::{Intake, SubmitReport};
 use crate::ledger::{Ledger, Stats};
 use crate::metrics::{Identity, Metrics, MetricsServer, Render};
 use crate::model::{ServedModel, TappedModel};
-use crate::pipeline::{Admission, Pool};
+use crate::pipeline::{Admission, Job, Pool};
 use crate::plan::{self, HeadPlan};
 use crate::results::{DropReason, ResultSink};
 use crate::sampling::Sampler;
@@ -32,8 +33,16 @@ pub struct CloseReport {
     /// Samples still queued at the deadline, dropped as `shutdown` (each also reached the
     /// result sink with that outcome).
     pub abandoned: u64,
-    /// The counters once every worker stopped: `submitted = audited + dropped` holds here.
+    /// The counters when closing returned: `submitted = audited + dropped` holds here once
+    /// every worker has stopped (`workers_busy == 0`).
     pub stats: Stats,
+    /// Workers that had not stopped [`CLOSE_GRACE`] after the deadline: each is inside the
+    /// result sink (or a backend that ignored its cancel). Closing returns without them; each
+    /// stops on its own once that call returns, and the counters are final from then on.
+    pub workers_busy: usize,
+    /// Samples such a worker held, not yet counted, when closing returned
+    /// (`submitted - audited - dropped`); 0 when `workers_busy` is 0.
+    pub in_flight: u64,
 }
 
 /// Audits samples during the vendor's inference.
@@ -45,6 +54,9 @@ pub struct Auditor {
     intake: Intake,
     delivery: Arc<Delivery>,
     workers: Mutex<Vec<JoinHandle<()>>>,
+    /// The queue's receiving end, for `close` to settle what a worker stuck past the deadline
+    /// leaves queued.
+    leftovers: Receiver<Job>,
     drain_deadline: Arc<OnceLock<Instant>>,
     close_report: Mutex<Option<CloseReport>>,
     /// The registry, and a backend plugin's own metrics when there is one.
@@ -57,7 +69,12 @@ pub struct Auditor {
 /// How often `close` looks whether the workers have stopped, before its deadline.
 const CLOSE_POLL: Duration = Duration::from_millis(2);
 
-/// How long `Drop` lets the queue drain when the owner never called [`Auditor::close`].
+/// How long past its deadline `close` waits for workers to stop before it returns without
+/// them: the most a result sink or backend that does not return can add to a close.
+pub const CLOSE_GRACE: Duration = Duration::from_millis(200);
+
+/// How long `Drop` lets the queue drain when the owner never called [`Auditor::close`]; with
+/// [`CLOSE_GRACE`], the most dropping an auditor waits for its workers.
 const DROP_DRAIN: Duration = Duration::from_secs(5);
 
 impl Auditor {
@@ -145,6 +162,7 @@ impl Auditor {
             intake,
             delivery,
             workers: Mutex::new(workers),
+            leftovers: rx,
             drain_deadline,
             close_report: Mutex::new(None),
             render,
@@ -283,13 +301,18 @@ impl Auditor {
     /// `shutdown`) whatever is left, and stops the workers. Later calls return the first report.
     /// The metrics stay readable (and the endpoint up) until the auditor is dropped.
     ///
+    /// Returns within `timeout` plus [`CLOSE_GRACE`] whatever the sink or the backend does: a
+    /// worker still inside one of them then is left to stop on its own
+    /// ([`CloseReport::workers_busy`]), and the jobs queued behind it are dropped as `shutdown`
+    /// without reaching the sink.
+    ///
     /// Called from this auditor's own result sink (a worker thread, which closing waits for),
     /// it cannot wait: it only stops new samples and returns the counts so far, without
     /// caching them as the report. [`Auditor::try_close`] says so instead.
     pub fn close(&self, timeout: Duration) -> CloseReport {
         self.try_close(timeout).unwrap_or_else(|_| {
             self.intake.closing.store(true, std::sync::atomic::Ordering::Release);
-            CloseReport { drained: 0, abandoned: 0, stats: self.stats() }
+            CloseReport { drained: 0, abandoned: 0, stats: self.stats(), workers_busy: 0, in_flight: 0 }
         })
     }
 
@@ -318,18 +341,32 @@ impl Auditor {
         // Closing the queue lets the workers drain it and then stop.
         self.intake.close();
         let mut workers = self.workers.lock().unwrap_or_else(|e| e.into_inner());
+        let all_stopped_by = |workers: &[JoinHandle<()>], until: Instant| loop {
+            if workers.iter().all(JoinHandle::is_finished) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(CLOSE_POLL);
+        };
         // At the deadline, a worker may still wait on a backend (back-pressure, retries against
         // a server that does not answer): cancelling it lets the worker drop what is left.
-        while !workers.iter().all(JoinHandle::is_finished) && Instant::now() < deadline {
-            std::thread::sleep(CLOSE_POLL);
-        }
-        if !workers.iter().all(JoinHandle::is_finished) {
+        if !all_stopped_by(&workers, deadline) {
             self.plan.cancel();
+            all_stopped_by(&workers, Instant::now().max(deadline) + CLOSE_GRACE);
         }
-        for handle in workers.drain(..) {
+        // A worker still busy now is inside the vendor's result sink (or a backend that ignores
+        // cancel): waiting for it would make the deadline the callback's. It is left to stop
+        // on its own; what it needs it holds by reference count (the sink's userdata included).
+        let (stopped, busy): (Vec<_>, Vec<_>) = workers.drain(..).partition(JoinHandle::is_finished);
+        for handle in stopped {
             let _ = handle.join();
         }
         drop(workers);
+        if !busy.is_empty() {
+            self.settle_queue();
+        }
         // Submits still racing the close are refused as `closed`: each is counted whole or not
         // at all in this report, so `submitted = audited + dropped` holds in it.
         let stats = self.intake.between_calls(|| self.stats());
@@ -337,9 +374,24 @@ impl Auditor {
             drained: stats.audited() - before.audited(),
             abandoned: stats.dropped(DropReason::Shutdown) - before.dropped(DropReason::Shutdown),
             stats,
+            workers_busy: busy.len(),
+            in_flight: stats.submitted.saturating_sub(stats.audited() + stats.dropped_total()),
         };
         *report = Some(done);
         done
+    }
+}
+
+impl Auditor {
+    /// Drops (as `shutdown`) the jobs still queued behind a worker that did not stop in time.
+    /// They are counted, not delivered: the sink is what holds that worker, and results reach
+    /// it on worker threads only. A worker that returns meanwhile takes other jobs; each job is
+    /// counted once, by whoever took it.
+    fn settle_queue(&self) {
+        for job in self.leftovers.try_iter() {
+            self.delivery.ledger.dropped(usize::from(job.cohort), DropReason::Shutdown, job.ids.len());
+            self.intake.admission.release(job.ids.len(), job.bytes());
+        }
     }
 }
 

@@ -65,7 +65,7 @@ mod tensor;
 mod vanilla;
 mod worker;
 
-pub use auditor::{Auditor, CloseReport};
+pub use auditor::{Auditor, CloseReport, CLOSE_GRACE};
 pub use capture::FeatureExtractor;
 pub use cohort::Cohort;
 pub use config::Config;

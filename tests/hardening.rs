@@ -200,3 +200,58 @@ fn a_sink_that_closes_its_own_auditor_is_told_why_and_nothing_hangs() {
     assert_eq!(report.stats.submitted, 4);
     assert_eq!(report.stats.audited(), 4);
 }
+
+#[test]
+fn a_sink_that_does_not_return_holds_neither_close_nor_drop() {
+    let mut config = shipped_auditor_config();
+    config.metrics.http = None;
+    config.workers = 1;
+    let (entered, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicBool::new(false)));
+    // Alive while the sink is: the sink's captures are released only when its worker stops.
+    let marker = Arc::new(());
+    let held = Arc::downgrade(&marker);
+    let (entered_in_sink, release_in_sink) = (Arc::clone(&entered), Arc::clone(&release));
+    let auditor = Auditor::with_sink(
+        config,
+        Arc::new(move |_: &[AuditResult]| {
+            let _keep = &marker;
+            entered_in_sink.fetch_add(1, Ordering::SeqCst);
+            // Until released, or 8 s: without the bound, close's time fails the assertion below.
+            let until = Instant::now() + Duration::from_secs(8);
+            while !release_in_sink.load(Ordering::SeqCst) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }),
+    )
+    .unwrap();
+    let data = synthetic_reduced(4, 9);
+    auditor.submit(&[1, 2, 3, 4], &reduced_views(&data, 4)).unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while entered.load(Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < until, "the sink never ran");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    auditor.submit(&[5, 6, 7, 8], &reduced_views(&data, 4)).unwrap(); // queued behind the sink
+
+    let started = Instant::now();
+    let report = auditor.close(Duration::from_millis(50));
+    let took = started.elapsed();
+    // Without the bound, close waits for the sink's 8 s.
+    assert!(took < Duration::from_millis(50) + mint_audit::CLOSE_GRACE + Duration::from_secs(2), "{took:?}");
+    assert_eq!((report.workers_busy, report.in_flight), (1, 0), "{report:?}");
+    assert_eq!(report.stats.submitted, 8);
+    assert_eq!(report.stats.audited(), 4, "the batch inside the sink was counted before delivery");
+    assert_eq!((report.abandoned, report.stats.dropped(DropReason::Shutdown)), (4, 4));
+
+    let started = Instant::now();
+    drop(auditor);
+    assert!(started.elapsed() < Duration::from_secs(2), "drop took {:?}", started.elapsed());
+    assert!(held.upgrade().is_some(), "the sink was released while it still ran");
+    release.store(true, Ordering::SeqCst);
+    let until = Instant::now() + Duration::from_secs(10);
+    while held.upgrade().is_some() {
+        assert!(Instant::now() < until, "the sink was never released");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(entered.load(Ordering::SeqCst), 1, "samples settled by close never reach the sink");
+}

@@ -10,7 +10,9 @@ use mint_audit::{
 };
 
 use crate::args::{try_mut, try_ref, try_slice, try_slice_mut, try_str, write_opt};
-use crate::status::{boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT};
+use crate::status::{
+    boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT, MINT_ERR_TIMED_OUT,
+};
 use crate::tensor::{self, mint_tensor};
 
 /// An auditor: created by `mint_auditor_new*`, released by `mint_auditor_free`.
@@ -59,7 +61,9 @@ pub type mint_free_fn = Option<unsafe extern "C" fn(userdata: *mut c_void)>;
 
 /// Where results go. The auditor owns `userdata` from the `mint_auditor_new*` call on, and
 /// calls `free_userdata` (when not NULL) exactly once: when the auditor is freed, or before
-/// `mint_auditor_new*` returns an error. `userdata` is used from worker threads.
+/// `mint_auditor_new*` returns an error, or, when a callback was still running as closing
+/// gave up waiting for it (`MINT_ERR_TIMED_OUT`), on that worker once the callback returns.
+/// `userdata` is used from worker threads.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct mint_result_sink {
@@ -111,9 +115,11 @@ pub struct mint_close_report {
     /// Samples scored while closing.
     pub drained: u64,
     /// Samples still queued at the deadline: dropped as shutdown, and each delivered to the
-    /// result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN`.
+    /// result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN` (counted but not delivered when
+    /// the callback itself held a worker past the deadline: `MINT_ERR_TIMED_OUT`).
     pub abandoned: u64,
-    /// Final counters.
+    /// The counters when closing returned; final (`submitted` = audited + dropped) unless
+    /// closing returned `MINT_ERR_TIMED_OUT`.
     pub stats: mint_stats,
 }
 
@@ -249,7 +255,10 @@ pub unsafe extern "C" fn mint_auditor_new_from_file(
 }
 
 /// Closes the auditor if it is still open (letting the queue drain for up to 5 s), stops its
-/// metrics endpoint, releases the result sink's userdata, and frees the handle.
+/// metrics endpoint, releases the result sink's userdata, and frees the handle. Bounded: a
+/// result callback that does not return keeps only its own worker (and the userdata, released
+/// when it returns), never this call, which returns within 5 s plus `MINT_CLOSE_GRACE_MS`
+/// (plus, with the Triton plugin, a request already on the wire: its `timeout_ms`).
 /// `mint_auditor_free(NULL)` does nothing. Called from the auditor's own result callback it
 /// frees nothing (the callback runs on a worker that freeing waits for): the handle stays
 /// valid, and `mint_last_error()` says why (`MINT_ERR_REENTRANT`).
@@ -674,6 +683,12 @@ fn undeclared(e: mint_audit::Error) -> Failure {
 /// stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
 /// returns the first call's report. `out` may be NULL. From the auditor's own result
 /// callback it returns `MINT_ERR_REENTRANT` and closes nothing.
+///
+/// Returns within `timeout_ms` plus `MINT_CLOSE_GRACE_MS` whatever the callback or a backend
+/// does. A worker still inside the result callback (or a backend ignoring its cancel) then is
+/// left to stop on its own once that call returns: the report is written and the status is
+/// `MINT_ERR_TIMED_OUT`; the samples queued behind it are counted as shutdown without being
+/// delivered.
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_close(
     auditor: *const mint_auditor,
@@ -686,6 +701,16 @@ pub unsafe extern "C" fn mint_auditor_close(
         let report = a.try_close(Duration::from_millis(timeout_ms as u64))?;
         // SAFETY: NULL (refused) or valid for the call, per the header.
         unsafe { write_opt(out, report.into()) };
-        Ok(())
+        match report.workers_busy {
+            0 => Ok(()),
+            busy => Err(Failure::new(
+                MINT_ERR_TIMED_OUT,
+                format!(
+                    "closed at the deadline with {busy} worker(s) still inside the result callback or the backend \
+                     ({} samples not yet counted); they stop on their own when it returns",
+                    report.in_flight
+                ),
+            )),
+        }
     })
 }

@@ -23,8 +23,13 @@ pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
 /// Minor version of the C ABI: changes when functions or constants are added.
 /// 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
 /// `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
-/// and evidence (`mint_auditor_cohort_evidence`).
-pub const MINT_ABI_VERSION_MINOR: u32 = 2;
+/// and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
+/// `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return).
+pub const MINT_ABI_VERSION_MINOR: u32 = 3;
+
+/// How long past its deadline `mint_auditor_close` waits for workers still inside the result
+/// callback or a backend before it returns `MINT_ERR_TIMED_OUT` without them.
+pub const MINT_CLOSE_GRACE_MS: u32 = 200;
 
 /// The ABI version of the loaded library, `(major << 16) | minor`. Compare the major with
 /// `MINT_ABI_VERSION_MAJOR` from the header you compiled against.
@@ -37,4 +42,12 @@ pub extern "C" fn mint_abi_version() -> u32 {
 #[no_mangle]
 pub extern "C" fn mint_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr() as *const c_char
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_close_grace_in_the_header_is_the_library_s() {
+        assert_eq!(mint_audit::CLOSE_GRACE.as_millis(), u128::from(super::MINT_CLOSE_GRACE_MS));
+    }
 }

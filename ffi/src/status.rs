@@ -48,6 +48,11 @@ pub enum mint_status {
     /// Called from the auditor's own result callback, where it cannot be done (closing or
     /// freeing waits for the worker thread the callback runs on). Since ABI 1.1.
     MINT_ERR_REENTRANT = 15,
+    /// A deadline passed with work unfinished: `mint_auditor_close` returned at its deadline
+    /// (plus `MINT_CLOSE_GRACE_MS`) while a worker was still inside the result callback or a
+    /// backend. The report is written; its counters become final once that worker returns.
+    /// Since ABI 1.3.
+    MINT_ERR_TIMED_OUT = 16,
 }
 
 pub use mint_status::*;
@@ -93,6 +98,7 @@ statuses!(
     MINT_ERR_BUFFER_TOO_SMALL,
     MINT_ERR_PANIC,
     MINT_ERR_REENTRANT,
+    MINT_ERR_TIMED_OUT,
 );
 
 impl From<ErrorKind> for mint_status {
@@ -213,7 +219,7 @@ mod tests {
 
     #[test]
     fn every_code_has_its_name() {
-        for code in 0..=15 {
+        for code in 0..=16 {
             let name = name_of(code);
             assert!(name.starts_with("MINT_") && name != "MINT_UNKNOWN");
         }
@@ -221,7 +227,8 @@ mod tests {
         assert_eq!(name_of(14), "MINT_ERR_PANIC");
         assert_eq!(name_of(99), "MINT_UNKNOWN");
         assert_eq!(name_of(15), "MINT_ERR_REENTRANT");
-        assert_eq!(mint_status::ALL.len(), 16);
+        assert_eq!(name_of(16), "MINT_ERR_TIMED_OUT");
+        assert_eq!(mint_status::ALL.len(), 17);
         assert!(mint_status::ALL.iter().enumerate().all(|(i, &s)| s as usize == i));
     }
 }

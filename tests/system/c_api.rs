@@ -18,6 +18,10 @@ fn write_fixtures(dir: &Path) {
     write("good.json", &c);
 
     let mut c = good.clone();
+    c["workers"] = json!(1);
+    write("one_worker.json", &c);
+
+    let mut c = good.clone();
     c["queue"] = json!({"capacity": 4});
     write("tiny_queue.json", &c);
 

@@ -10,8 +10,11 @@
  * FIXTURE_DIR holds configurations written by the driver: good.json (the shipped model and
  * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json,
  * cnn_small_budget.json (the CNN head through the installed CPU plugin, room for one map),
- * and cohorts.json (cohorts "reference" and "suspect", evidence windows of 10 samples).
+ * cohorts.json (cohorts "reference" and "suspect", evidence windows of 10 samples), and
+ * one_worker.json (good.json with one worker).
+ * Also: a result callback that never returns by itself, which close and free must not wait for.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
 #include <mint_audit.h>
 
 #include <math.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define CHECK(cond)                                                                             \
   do {                                                                                          \
@@ -515,6 +519,76 @@ static void test_reentrant(void) {
   puts("ok reentrant");
 }
 
+/* ---- a callback that does not return: close and free stay bounded ----------------------- */
+
+typedef struct {
+  atomic_int entered, release, returned, freed;
+} stuck;
+
+static void sleep_ms(long ms) {
+  struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&t, NULL);
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void on_results_stuck(void *userdata, const mint_sample_result *results, size_t n) {
+  (void)results, (void)n;
+  stuck *s = userdata;
+  atomic_fetch_add(&s->entered, 1);
+  /* Until released, or 8 s: without the bound on close, the CHECK on its time fails. */
+  for (int i = 0; i < 8000 && !atomic_load(&s->release); i++) sleep_ms(1);
+  atomic_fetch_add(&s->returned, 1);
+}
+
+static void free_stuck(void *userdata) {
+  stuck *s = userdata;
+  /* The userdata is released only after the last callback has returned. */
+  CHECK(atomic_load(&s->returned) == atomic_load(&s->entered));
+  atomic_store(&s->freed, 1);
+}
+
+static void test_stuck_callback(void) {
+  static stuck s;
+  mint_result_sink sink = {on_results_stuck, &s, free_stuck};
+  mint_auditor *a = NULL;
+  EXPECT(mint_auditor_new_from_file(path_of("one_worker.json"), &sink, &a), MINT_OK);
+  batch b;
+  make_batch(&b, 4, 11);
+  uint64_t ids[4] = {1, 2, 3, 4};
+  EXPECT(mint_auditor_submit(a, ids, 4, b.taps, NTAPS, NULL), MINT_OK);
+  while (!atomic_load(&s.entered)) sleep_ms(1);
+  /* The worker is held by the callback: these wait in the queue behind it. */
+  uint64_t more[4] = {5, 6, 7, 8};
+  EXPECT(mint_auditor_submit(a, more, 4, b.taps, NTAPS, NULL), MINT_OK);
+  double started = now_s();
+  mint_close_report report;
+  EXPECT(mint_auditor_close(a, 50, &report), MINT_ERR_TIMED_OUT);
+  double took = now_s() - started;
+  CHECK(strstr(mint_last_error(), "result callback") != NULL);
+  /* 50 ms + MINT_CLOSE_GRACE_MS, with room for a slow machine (and valgrind); without the
+     bound it would wait the callback's 8 s. */
+  CHECK(took < 0.05 + MINT_CLOSE_GRACE_MS / 1000.0 + 2.0);
+  CHECK(report.stats.submitted == 8);
+  CHECK(report.stats.audited_member + report.stats.audited_non_member == 4); /* in the callback */
+  CHECK(report.abandoned == 4 && report.stats.dropped_shutdown == 4);       /* settled by close */
+  /* Free is bounded too, and leaves the userdata to the callback still using it. */
+  started = now_s();
+  mint_auditor_free(a);
+  CHECK(now_s() - started < 2.0);
+  CHECK(atomic_load(&s.freed) == 0);
+  atomic_store(&s.release, 1);
+  for (int i = 0; i < 10000 && !atomic_load(&s.freed); i++) sleep_ms(1);
+  CHECK(atomic_load(&s.freed) == 1);
+  CHECK(atomic_load(&s.entered) == 1); /* the queued samples were counted, never delivered */
+  free_batch(&b);
+  puts("ok stuck callback");
+}
+
 /* ---- 4 threads ------------------------------------------------------------------------- */
 
 enum { THREADS = 4, PER_THREAD = 2500, BATCH = 50, NAN_EVERY = 10 };
@@ -664,6 +738,7 @@ int main(int argc, char **argv) {
     test_infer();
     test_cohorts();
     test_reentrant();
+    test_stuck_callback();
     puts("quick C API tests passed");
     return 0;
   }
@@ -678,6 +753,7 @@ int main(int argc, char **argv) {
   test_infer();
   test_cohorts();
   test_reentrant();
+  test_stuck_callback();
   test_concurrent(argv[2]);
   puts("all C API tests passed");
   return 0;
