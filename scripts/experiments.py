@@ -52,7 +52,7 @@ def sh(*args, **kw):
 def figures(report, key):
     """The headline figures of one scorer in an eval report, or None."""
     f = report["mint"] if key == "mint" else report["baselines"].get(key)
-    if f is None:
+    if f is None or "skipped" in f:
         return None
     pick = lambda k: None if f.get(k) is None else {x: round(f[k][x], 4) for x in ("value", "low", "high")}
     return {

@@ -114,6 +114,47 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     Ok((dims, bytes[header..].to_vec()))
 }
 
+/// Class labels for `n` samples: an IDX file of unsigned bytes, or an NPY array `[n]` of any
+/// integer type (as numpy keeps them) with values 0–255.
+pub fn load_labels(path: &Path, n: usize) -> Result<Vec<u8>> {
+    let labels: Vec<u8> = if path.to_string_lossy().ends_with(".npy") {
+        let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
+        let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
+            .with_context(|| format!("reading {} as NPY", path.display()))?;
+        let shape = npy.shape().to_vec();
+        ensure!(shape.len() == 1, "{}: labels must be a 1-D array [n], this one is {shape:?}", path.display());
+        let wide: Vec<i64> = match npy.dtype() {
+            npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint => match t.size_field() {
+                1 => npy.into_vec::<u8>()?.into_iter().map(i64::from).collect(),
+                2 => npy.into_vec::<u16>()?.into_iter().map(i64::from).collect(),
+                4 => npy.into_vec::<u32>()?.into_iter().map(i64::from).collect(),
+                _ => npy.into_vec::<u64>()?.into_iter().map(|v| i64::try_from(v).unwrap_or(-1)).collect(),
+            },
+            npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => match t.size_field() {
+                1 => npy.into_vec::<i8>()?.into_iter().map(i64::from).collect(),
+                2 => npy.into_vec::<i16>()?.into_iter().map(i64::from).collect(),
+                4 => npy.into_vec::<i32>()?.into_iter().map(i64::from).collect(),
+                _ => npy.into_vec::<i64>()?,
+            },
+            other => bail!("{}: NPY element type {other:?}: expected integer class labels", path.display()),
+        };
+        wide.iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                u8::try_from(v).map_err(|_| anyhow::anyhow!("{}: label {i} is {v}, not a class 0–255", path.display()))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        let (dims, bytes) = read_idx(path).with_context(|| {
+            format!("reading {}: expected an IDX file of unsigned bytes or a .npy array of integers", path.display())
+        })?;
+        ensure!(dims.len() == 1, "{}: labels must be [n], this IDX file is {dims:?}", path.display());
+        bytes
+    };
+    ensure!(labels.len() == n, "{}: {} labels for {n} samples", path.display(), labels.len());
+    Ok(labels)
+}
+
 fn load_npy(path: &Path) -> Result<Images> {
     let file = std::fs::File::open(path)?;
     let npy = npyz::NpyFile::new(std::io::BufReader::new(file))?;
@@ -249,9 +290,10 @@ impl Split {
             let mut images = load(&self.resolve(&source.images), input)?;
             if let Some(labels) = &source.labels {
                 let path = self.resolve(labels);
-                let (dims, bytes) = read_idx(&path)?;
-                ensure!(dims == [images.len()], "{}: {dims:?} labels for {} images", path.display(), images.len());
-                images.labels = Some(bytes);
+                images.labels = Some(
+                    load_labels(&path, images.len())
+                        .with_context(|| format!("the labels of source '{}'", subset.source))?,
+                );
             }
             cache.0.insert(key.clone(), images);
         }

@@ -42,10 +42,10 @@ pub struct Args {
     /// Non-member samples, likewise.
     #[arg(long)]
     non_members: Option<PathBuf>,
-    /// Class labels of the members (IDX), for the loss baseline.
+    /// Class labels of the members (IDX, or NPY of integers), for the loss baseline.
     #[arg(long)]
     members_labels: Option<PathBuf>,
-    /// Class labels of the non-members (IDX), for the loss baseline.
+    /// Class labels of the non-members (IDX, or NPY of integers), for the loss baseline.
     #[arg(long)]
     non_members_labels: Option<PathBuf>,
     /// Use at most this many samples of each set.
@@ -221,13 +221,15 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
             (m, n, note)
         }
         (None, Some(m), Some(n)) => {
-            let mut mi = data::load(m, input)?;
-            let mut ni = data::load(n, input)?;
-            for (images, labels) in [(&mut mi, &args.members_labels), (&mut ni, &args.non_members_labels)] {
+            let mut mi = data::load(m, input).context("--members")?;
+            let mut ni = data::load(n, input).context("--non-members")?;
+            let labelled = [
+                (&mut mi, &args.members_labels, "--members-labels"),
+                (&mut ni, &args.non_members_labels, "--non-members-labels"),
+            ];
+            for (images, labels, flag) in labelled {
                 if let Some(path) = labels {
-                    let (dims, bytes) = data::read_idx(path)?;
-                    ensure!(dims == [images.len()], "{}: {dims:?} labels for {} samples", path.display(), images.len());
-                    images.labels = Some(bytes);
+                    images.labels = Some(data::load_labels(path, images.len()).context(flag)?);
                 }
             }
             (mi, ni, json!({"members": m, "non_members": n}))
@@ -372,7 +374,20 @@ fn compute_figures(args: &Args, s: &Scored, members: &Images, non_members: &Imag
             };
             let (lp, lneg) = (loss(&s.outcomes[0], lm), loss(&s.outcomes[1], ln));
             baselines.insert("loss".into(), json!(roc::figures(&lp, &lneg, None, args.bootstrap, args.seed)));
+        } else {
+            let why = match (&members.labels, &non_members.labels) {
+                (None, None) => {
+                    "no labels given (--members-labels, --non-members-labels, or labels in the split's sources)"
+                }
+                (None, _) => "the members have no labels (--members-labels)",
+                _ => "the non-members have no labels (--non-members-labels)",
+            };
+            baselines.insert("loss".into(), json!({"skipped": why}));
         }
+    } else {
+        let why = "the configuration has no outcome tap, which both baselines read";
+        baselines.insert("confidence".into(), json!({"skipped": why}));
+        baselines.insert("loss".into(), json!({"skipped": why}));
     }
     let shift = blind.auc.value >= args.shift_auc;
     AllFigures { head, blind, baselines, curves, shift }
@@ -523,7 +538,9 @@ fn summary(
         blind.auc,
     );
     for name in ["confidence", "loss"] {
-        if let Some(b) = baselines.get(name) {
+        if let Some(why) = baselines.get(name).and_then(|b| b["skipped"].as_str()) {
+            s.push_str(&format!("  {name:<11} skipped: {why}\n"));
+        } else if let Some(b) = baselines.get(name) {
             let auc = &b["auc"];
             s.push_str(&format!(
                 "  {name:<11} AUC {:.3} [{:.3}, {:.3}]\n",

@@ -148,7 +148,105 @@ fn inspect_suggests_the_last_convolution_of_each_stage() {
         let line = stdout.lines().find(|l| l.trim_start().starts_with(&format!("stage{}", i + 1))).unwrap();
         assert!(line.contains(tap["tensor"].as_str().unwrap()), "{line}");
     }
-    assert!(stdout.contains("outcome logits"));
+    let outcome = stdout.lines().find(|l| l.trim_start().starts_with("outcome")).unwrap();
+    assert!(outcome.split_whitespace().nth(1) == Some("logits"), "{outcome}");
+}
+
+/// `mint inspect` on ResNets exported from PyTorch as auditors bring them: the outcome found
+/// whatever the order of the graph's outputs (stage maps or an embedding declared first, a
+/// softmax last), the stem no stage, with fixed and dynamic batch; `--json` for scripts.
+#[test]
+fn inspect_finds_outcome_and_stages_of_models_it_never_saw() {
+    let dir = scratch("inspect-torch");
+    let python = std::env::var("MINT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let made = Command::new(python).arg(repo().join("scripts/make_test_models.py")).arg(&dir).output().unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let expected = json(&dir.join("expected.json"));
+    for (variant, want) in expected.as_object().unwrap() {
+        let model = dir.join(format!("{variant}.onnx"));
+        let doc: serde_json::Value = serde_json::from_str(&ok(&mint(&["inspect", "--json", s(&model)]))).unwrap();
+        let taps = doc["suggested_taps"].as_array().unwrap();
+        let stages: Vec<_> = taps.iter().filter(|t| t["tap"]["kind"] == "activation_map").collect();
+        assert_eq!(stages.len(), 4, "{variant}: {doc:#}");
+        for (i, t) in stages.iter().enumerate() {
+            let node = want["stages"][i].as_str().unwrap();
+            assert_eq!(t["tap"]["name"], format!("stage{}", i + 1), "{variant}");
+            assert_eq!(t["tap"]["tensor"], format!("{node}_output_0"), "{variant}");
+            assert_eq!(t["tap"]["channels"], want["channels"][i], "{variant}");
+            assert_eq!(t["tap"]["spatial"], serde_json::json!([want["spatial"][i], want["spatial"][i]]), "{variant}");
+            assert!(t["why"].as_str().unwrap().starts_with("the last 3×3 convolution"), "{t}");
+        }
+        let outcome =
+            taps.iter().find(|t| t["tap"]["kind"] == "outcome").unwrap_or_else(|| panic!("{variant}: {doc:#}"));
+        assert_eq!(outcome["tap"]["tensor"], want["outcome"], "{variant}");
+        assert_eq!(outcome["tap"]["channels"], want["classes"], "{variant}");
+        assert!(outcome["why"].as_str().unwrap().contains("Gemm"), "{outcome}");
+        let stem = &doc["passed_over"][0];
+        assert!(stem["tensor"].as_str().unwrap().starts_with("/stem/"), "{variant}: {stem}");
+        assert!(stem["why"].as_str().unwrap().contains("stem"), "{stem}");
+    }
+}
+
+/// Labels as numpy keeps them (NPY of int64) give the loss baseline the IDX labels give; a bad
+/// labels file is refused naming the flag and the file; without labels the report says the
+/// loss baseline was skipped and why.
+#[test]
+fn eval_takes_npy_labels_and_says_what_it_skipped() {
+    let dir = scratch("labels");
+    let n = 500; // the demo sets' size: labels describe the whole file, before --limit
+    let (idx, npy) = (dir.join("labels-idx1-ubyte"), dir.join("labels.npy"));
+    let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
+    let mut raw = vec![0, 0, 8, 1];
+    raw.extend((n as u32).to_be_bytes());
+    raw.extend(&labels);
+    std::fs::write(&idx, raw).unwrap();
+    {
+        use npyz::WriterBuilder;
+        let file = std::fs::File::create(&npy).unwrap();
+        let mut w =
+            npyz::WriteOptions::<i64>::new().default_dtype().shape(&[n as u64]).writer(file).begin_nd().unwrap();
+        w.extend(labels.iter().map(|&l| i64::from(l))).unwrap();
+        w.finish().unwrap();
+    }
+    let eval = |out: &Path, labels: Option<(&Path, &Path)>| {
+        let mut args = vec![
+            "eval".to_string(),
+            "--config".into(),
+            "models/fmnist-memorizing/auditor.json".into(),
+            "--members".into(),
+            "models/fmnist-memorizing/demo-members-idx3-ubyte".into(),
+            "--non-members".into(),
+            "models/fmnist-memorizing/demo-non-members-idx3-ubyte".into(),
+            "--limit".into(),
+            "60".into(),
+            "--bootstrap".into(),
+            "50".into(),
+            "--allow-shift".into(),
+            "--out-dir".into(),
+            s(out).into(),
+        ];
+        if let Some((m, nm)) = labels {
+            args.extend(["--members-labels".into(), s(m).into(), "--non-members-labels".into(), s(nm).into()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        mint(&args)
+    };
+    let (a, b, c) = (dir.join("idx"), dir.join("npy"), dir.join("none"));
+    ok(&eval(&a, Some((&idx, &idx))));
+    ok(&eval(&b, Some((&npy, &npy))));
+    let from_idx = &json(&a.join("report.json"))["baselines"]["loss"];
+    assert!(from_idx["auc"]["value"].is_number(), "{from_idx}");
+    assert_eq!(from_idx, &json(&b.join("report.json"))["baselines"]["loss"]);
+
+    let stdout = ok(&eval(&c, None));
+    let line = stdout.lines().find(|l| l.trim_start().starts_with("loss")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("skipped: no labels given"), "{line}");
+    assert!(json(&c.join("report.json"))["baselines"]["loss"]["skipped"].is_string());
+
+    let wrong = eval(&c, Some((&idx, &repo().join("models/fmnist-memorizing/demo-members-idx3-ubyte"))));
+    let err = String::from_utf8_lossy(&wrong.stderr);
+    assert_eq!(wrong.status.code(), Some(2), "{err}");
+    assert!(err.contains("--non-members-labels") && err.contains("demo-members-idx3-ubyte"), "{err}");
 }
 
 /// The three input formats give the same features for the same images.
