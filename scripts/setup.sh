@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the tests need beyond a fresh machine's Rust toolchain, C compiler and Python:
 # Debian's Prometheus (server and promtool), PyTorch and onnx (reference training and export),
-# scikit-learn (the cross-dataset non-members), the Fashion-MNIST dataset package, valgrind
+# scikit-learn (the cross-dataset non-members), jsonschema (the split schema test), the
+# Fashion-MNIST dataset package, valgrind
 # (the C API test under memcheck), and a
 # virtual environment (.venv) with onnxruntime and NVIDIA's pytriton wheel (tritonserver).
 # Idempotent: only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus python3-torch python3-onnx python3-sklearn python3-numpy dataset-fashion-mnist librsvg2-bin valgrind)
+packages=(prometheus python3-torch python3-onnx python3-sklearn python3-numpy python3-jsonschema dataset-fashion-mnist librsvg2-bin valgrind)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,6 @@
 //! Data sets the toolkit reads: IDX files (as Debian's dataset packages install them, gzip'd
-//! or not), NPY arrays, and folders of images; and split files naming subsets of them.
+//! or not), NPY arrays, and folders of images; and class labels (IDX or NPY). Split files,
+//! which name subsets of them, are `split.rs`'s.
 //!
 //! Everything becomes f32 images `[C, H, W]` scaled to [0, 1]:
 //! - IDX / NPY of unsigned bytes: value / 255.
@@ -7,12 +8,10 @@
 //! - Image folders (PNG, JPEG; sorted by file name): converted to grey (C = 1) or RGB (C = 3)
 //!   as the model's input has it, resized to its H × W with a triangle filter, value / 255.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use serde::Deserialize;
 
 /// A set of images in f32, `[n, C, H, W]`, with optional class labels.
 #[derive(Debug, Clone)]
@@ -176,8 +175,23 @@ fn load_npy(path: &Path) -> Result<Images> {
     Ok(Images { data, shape: chw, labels: None })
 }
 
-fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
-    ensure!(c == 1 || c == 3, "image folders feed models of 1 or 3 channels, not {c}");
+/// How many samples a source holds (IDX, NPY, or an image folder), without decoding images.
+pub fn count(path: &Path) -> Result<usize> {
+    let counted = if path.is_dir() {
+        image_files(path).map(|f| f.len())
+    } else if path.to_string_lossy().ends_with(".npy") {
+        std::fs::File::open(path)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| Ok(npyz::NpyFile::new(std::io::BufReader::new(f))?))
+            .and_then(|npy| npy.shape().first().map(|&d| d as usize).context("a 0-D array holds no samples"))
+    } else {
+        read_idx(path).and_then(|(dims, _)| dims.first().copied().context("an IDX file of rank 0"))
+    };
+    counted.with_context(|| format!("counting the samples of {}", path.display()))
+}
+
+/// The PNG and JPEG files of a folder, sorted by name.
+fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -189,6 +203,12 @@ fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
         .collect();
     files.sort();
     ensure!(!files.is_empty(), "no .png, .jpg or .jpeg files");
+    Ok(files)
+}
+
+fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
+    ensure!(c == 1 || c == 3, "image folders feed models of 1 or 3 channels, not {c}");
+    let files = image_files(dir)?;
     let mut data = Vec::with_capacity(files.len() * c * h * w);
     for file in &files {
         let img = image::open(file).with_context(|| format!("decoding {}", file.display()))?;
@@ -205,135 +225,9 @@ fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
     Ok(Images { data, shape: [c, h, w], labels: None })
 }
 
-/// A split file (written by `scripts/train_audited.py`): named data sources, the audited
-/// model's member set, and protocols with member / non-member index lists.
-#[derive(Debug, Deserialize)]
-pub struct Split {
-    pub sources: HashMap<String, Source>,
-    pub protocols: HashMap<String, Protocol>,
-    #[serde(skip)]
-    base: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Source {
-    pub images: String,
-    #[serde(default)]
-    pub labels: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Protocol {
-    pub description: String,
-    pub head_train: Phase,
-    pub eval: Phase,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Phase {
-    pub members: Subset,
-    pub non_members: Subset,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct Subset {
-    pub source: String,
-    pub indices: Vec<usize>,
-}
-
-impl Split {
-    pub fn load(path: &Path) -> Result<Split> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-        let mut split: Split = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        split.base = path.parent().unwrap_or(Path::new(".")).to_owned();
-        Ok(split)
-    }
-
-    pub fn protocol(&self, name: &str) -> Result<&Protocol> {
-        self.protocols.get(name).with_context(|| {
-            let mut names: Vec<&String> = self.protocols.keys().collect();
-            names.sort();
-            format!("no protocol '{name}' in the split file (it has {names:?})")
-        })
-    }
-
-    /// A source's file path: `$VAR/...` expands environment variables with the defaults the
-    /// split file gives (`${MINT_FASHION_MNIST:-/usr/share/...}`); relative paths are relative
-    /// to the split file.
-    fn resolve(&self, spec: &str) -> PathBuf {
-        let expanded = expand_env(spec);
-        let p = PathBuf::from(expanded);
-        if p.is_relative() {
-            self.base.join(p)
-        } else {
-            p
-        }
-    }
-
-    /// The eval members and non-members of protocol `name`, and a note of where they come
-    /// from for a report.
-    pub fn load_eval(&self, name: &str, input: [usize; 3]) -> Result<(Images, Images, serde_json::Value)> {
-        let protocol = self.protocol(name)?;
-        let mut cache = SourceCache::default();
-        let members = self.load_subset(&protocol.eval.members, input, &mut cache)?;
-        let non_members = self.load_subset(&protocol.eval.non_members, input, &mut cache)?;
-        let note = serde_json::json!({"protocol": name, "description": protocol.description,
-            "members_source": protocol.eval.members.source, "non_members_source": protocol.eval.non_members.source});
-        Ok((members, non_members, note))
-    }
-
-    /// Loads the samples of a subset, with labels when the source has them.
-    pub fn load_subset(&self, subset: &Subset, input: [usize; 3], cache: &mut SourceCache) -> Result<Images> {
-        let source = self.sources.get(&subset.source).with_context(|| format!("no source '{}'", subset.source))?;
-        let key = subset.source.clone();
-        if !cache.0.contains_key(&key) {
-            let mut images = load(&self.resolve(&source.images), input)?;
-            if let Some(labels) = &source.labels {
-                let path = self.resolve(labels);
-                images.labels = Some(
-                    load_labels(&path, images.len())
-                        .with_context(|| format!("the labels of source '{}'", subset.source))?,
-                );
-            }
-            cache.0.insert(key.clone(), images);
-        }
-        cache.0[&key].subset(&subset.indices)
-    }
-}
-
-/// Sources already read, so that one file feeds several subsets.
-#[derive(Default)]
-pub struct SourceCache(HashMap<String, Images>);
-
-/// Expands `${NAME:-default}` and `${NAME}`.
-fn expand_env(spec: &str) -> String {
-    let mut out = String::new();
-    let mut rest = spec;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let Some(end) = rest[start..].find('}') else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let inner = &rest[start + 2..start + end];
-        let (name, default) = inner.split_once(":-").unwrap_or((inner, ""));
-        out.push_str(&std::env::var(name).unwrap_or_else(|_| default.to_string()));
-        rest = &rest[start + end + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn env_expansion_uses_defaults() {
-        std::env::remove_var("MINT_TEST_UNSET");
-        assert_eq!(expand_env("${MINT_TEST_UNSET:-/usr/share}/x.gz"), "/usr/share/x.gz");
-        assert_eq!(expand_env("plain/path"), "plain/path");
-    }
 
     #[test]
     fn idx_round_trip() {

@@ -25,11 +25,12 @@ use serde_json::json;
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::blind;
-use crate::data::{self, Images, Split};
+use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::eval::score_sets;
 use crate::report::{self, Check};
 use crate::roc;
+use crate::split::Split;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Expect {

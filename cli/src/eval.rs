@@ -19,11 +19,12 @@ use serde_json::json;
 
 use crate::blind;
 use crate::calibrate;
-use crate::data::{self, Images, Split};
+use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
 use crate::report::{self, Check, Curve};
 use crate::roc::{self, Figures};
+use crate::split::Split;
 
 #[derive(clap::Args)]
 /// Evaluate a model + MINT head on member / non-member sets, write reports, gate on thresholds.

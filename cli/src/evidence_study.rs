@@ -28,10 +28,10 @@ use mint_audit::Config;
 use serde_json::{json, Value};
 
 use crate::calibrate;
-use crate::data::Split;
 use crate::descriptor::Descriptor;
 use crate::eval::score_sets;
 use crate::roc::SplitMix;
+use crate::split::Split;
 
 #[derive(clap::Args)]
 /// Validate the evidence tests on calibrated models (null, power, mixtures) and write docs/evidence.md's tables.

@@ -13,9 +13,10 @@ use anyhow::{bail, Context, Result};
 use mint_audit::{FeatureExtractor, TappedModel, TensorView};
 use serde_json::json;
 
-use crate::data::{self, Images, SourceCache, Split};
+use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::progress;
+use crate::split::{SourceCache, Split};
 
 #[derive(clap::Args)]
 /// Run the audited model over a data set and write MINT features (NPY).
@@ -111,6 +112,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         offset += width;
     }
     let meta = json!({
+        "format": "mint-features",
+        "version": crate::train::FEATURES_VERSION,
         "model": desc.model.id,
         "kind": kind,
         "taps": used.iter().map(|&i| desc.taps[i].name.clone()).collect::<Vec<_>>(),

@@ -9,6 +9,7 @@
 //!   `--calibrate FPR` chooses the live threshold and writes it into the configuration.
 //! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
 //!   reference of known non-members: p-values, effect size, member fraction, a power table.
+//! - `mint split` makes a balanced, seeded, hash-pinned split file from member and non-member sources.
 //! - `mint evidence-study` validates those tests on calibrated models and writes docs/evidence.md's tables.
 
 mod blind;
@@ -23,6 +24,7 @@ mod inspect;
 mod progress;
 mod report;
 mod roc;
+mod split;
 mod train;
 
 use std::process::ExitCode;
@@ -44,6 +46,7 @@ enum Command {
     Eval(eval::Args),
     DatasetTest(dataset_test::Args),
     EvidenceStudy(evidence_study::Args),
+    Split(split::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval::run(args),
         Command::DatasetTest(args) => dataset_test::run(args),
         Command::EvidenceStudy(args) => evidence_study::run(args),
+        Command::Split(args) => split::run(args),
     };
     match outcome {
         Ok(code) => code,

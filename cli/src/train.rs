@@ -111,6 +111,8 @@ fn take_columns(path: &Path, sel: &Selection, out: &Path) -> Result<usize> {
     let (shape, data) = read_npy(path)?;
     ensure!(shape.len() == 2, "{}: features must be [n, F], not {shape:?}", path.display());
     let (n, f) = (shape[0], shape[1]);
+    let needed = sel.ranges.iter().map(|&(_, b)| b).max().unwrap_or(0);
+    ensure!(f >= needed, "{}: features are [n, {f}], but their sidecar puts columns up to {needed}", path.display());
     let width: usize = sel.ranges.iter().map(|(a, b)| b - a).sum();
     let mut picked = Vec::with_capacity(n * width);
     for row in data.chunks(f) {
@@ -120,6 +122,69 @@ fn take_columns(path: &Path, sel: &Selection, out: &Path) -> Result<usize> {
     }
     write_npy(out, &[n, width], &picked)?;
     Ok(width)
+}
+
+/// The features format `mint extract` writes (docs/formats.md); sidecars without `format` read
+/// as version 1.
+pub const FEATURES_VERSION: u64 = 1;
+
+/// Reads and checks a features sidecar: what features made elsewhere must provide.
+fn read_sidecar(path: &Path) -> Result<Value> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "reading {}: the features' sidecar, which `mint extract` writes beside them; for features \
+             made elsewhere write one, e.g. {{\"format\": \"mint-features\", \"version\": 1, \"kind\": \"vanilla\", \
+             \"columns\": [{{\"tap\": \"stage1\", \"kind\": \"activation_map\", \"start\": 0, \"stop\": 64}}]}} \
+             (docs/formats.md)",
+            path.display()
+        )
+    })?;
+    let meta: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    check_sidecar(&meta).with_context(|| format!("{} (the format: docs/formats.md)", path.display()))?;
+    Ok(meta)
+}
+
+fn check_sidecar(meta: &Value) -> Result<()> {
+    if let Some(format) = meta.get("format") {
+        ensure!(format == "mint-features", "format: {format} is not \"mint-features\"");
+    }
+    if let Some(version) = meta.get("version") {
+        let v = version.as_u64().context("version: not a whole number")?;
+        ensure!(v <= FEATURES_VERSION, "version: {v} is newer than this mint reads ({FEATURES_VERSION})");
+    }
+    match meta["kind"].as_str() {
+        Some("vanilla") => {
+            let columns = meta["columns"].as_array().context("columns: missing, or not a list")?;
+            ensure!(!columns.is_empty(), "columns: empty");
+            let mut next = 0;
+            for (i, c) in columns.iter().enumerate() {
+                c["tap"].as_str().with_context(|| format!("columns[{i}].tap: missing, or not a string"))?;
+                ensure!(
+                    matches!(c["kind"].as_str(), Some("activation_map" | "outcome")),
+                    "columns[{i}].kind: {} is neither \"activation_map\" nor \"outcome\"",
+                    c["kind"]
+                );
+                let start = c["start"].as_u64().with_context(|| format!("columns[{i}].start: not a whole number"))?;
+                let stop = c["stop"].as_u64().with_context(|| format!("columns[{i}].stop: not a whole number"))?;
+                ensure!(
+                    start == next && stop > start,
+                    "columns[{i}]: [{start}, {stop}) does not follow the previous column at {next}"
+                );
+                next = stop;
+            }
+        }
+        Some("full_map") => {
+            let shape = meta["record_shape"].as_array().context("record_shape: missing, or not a list")?;
+            ensure!(
+                shape.len() == 3 && shape.iter().all(|d| d.as_u64().is_some_and(|d| d > 0)),
+                "record_shape: {} is not [C, H, W]",
+                meta["record_shape"]
+            );
+            meta["taps"][0].as_str().context("taps: names no tap")?;
+        }
+        _ => bail!("kind: {} is neither \"vanilla\" nor \"full_map\"", meta["kind"]),
+    }
+    Ok(())
 }
 
 fn sidecar(npy: &Path) -> PathBuf {
@@ -137,10 +202,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         _ => bail!("give --features DIR, or --members and --non-members"),
     };
     let meta_path = sidecar(&members);
-    let meta: Value = serde_json::from_str(
-        &std::fs::read_to_string(&meta_path)
-            .with_context(|| format!("reading {} (written by mint extract)", meta_path.display()))?,
-    )?;
+    let meta = read_sidecar(&meta_path)?;
     if meta["kind"] == "full_map" {
         return run_cnn(&args, &members, &non_members, &meta);
     }
@@ -352,4 +414,37 @@ pub fn relative_to(path: &Path, base: &Path) -> String {
         rel.push(c);
     }
     rel.display().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sidecar_for_features_made_elsewhere_is_checked_field_by_field() {
+        let good = json!({"format": "mint-features", "version": 1, "kind": "vanilla",
+            "columns": [{"tap": "a", "kind": "activation_map", "start": 0, "stop": 4},
+                        {"tap": "o", "kind": "outcome", "start": 4, "stop": 14}]});
+        check_sidecar(&good).unwrap();
+        // The minimal one docs/formats.md shows, without format and version (version 1).
+        check_sidecar(
+            &json!({"kind": "vanilla", "columns": [{"tap": "t", "kind": "activation_map", "start": 0, "stop": 64}]}),
+        )
+        .unwrap();
+        let refused = |edit: &dyn Fn(&mut Value), field: &str| {
+            let mut bad = good.clone();
+            edit(&mut bad);
+            let err = format!("{:#}", check_sidecar(&bad).unwrap_err());
+            assert!(err.starts_with(field), "expected {field}: {err}");
+        };
+        refused(&|v| v["format"] = json!("npy"), "format");
+        refused(&|v| v["version"] = json!(2), "version");
+        refused(&|v| v["kind"] = json!("cnn"), "kind");
+        refused(&|v| v["columns"][1]["kind"] = json!("logits"), "columns[1].kind");
+        refused(&|v| v["columns"][1]["start"] = json!(5), "columns[1]");
+        refused(&|v| v["columns"][0]["tap"] = json!(3), "columns[0].tap");
+        let err = format!("{:#}", read_sidecar(Path::new("/nonexistent/features.json")).unwrap_err());
+        assert!(err.contains("/nonexistent/features.json") && err.contains("docs/formats.md"), "{err}");
+    }
 }

@@ -249,6 +249,167 @@ fn eval_takes_npy_labels_and_says_what_it_skipped() {
     assert!(err.contains("--non-members-labels") && err.contains("demo-members-idx3-ubyte"), "{err}");
 }
 
+fn npy_bytes(values: &[i64]) -> Vec<u8> {
+    use npyz::WriterBuilder;
+    let mut out = Vec::new();
+    let mut w = npyz::WriteOptions::<i64>::new()
+        .default_dtype()
+        .shape(&[values.len() as u64])
+        .writer(&mut out)
+        .begin_nd()
+        .unwrap();
+    w.extend(values.iter().copied()).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+/// `mint split` makes a balanced, seeded, hash-pinned split that `mint eval` takes; index lists
+/// may live in NPY and NPZ files; a changed source and a malformed field are refused, naming
+/// the field.
+#[test]
+fn split_files_are_made_checked_and_read_from_npy_and_npz() {
+    let dir = scratch("split");
+    let (members, non_members) = (dir.join("members-idx3-ubyte"), dir.join("non-members-idx3-ubyte"));
+    std::fs::copy(repo().join("models/fmnist-memorizing/demo-members-idx3-ubyte"), &members).unwrap();
+    std::fs::copy(repo().join("models/fmnist-memorizing/demo-non-members-idx3-ubyte"), &non_members).unwrap();
+    let make = |out: &Path, seed: &str| {
+        ok(&mint(&[
+            "split",
+            "--members",
+            s(&members),
+            "--non-members",
+            s(&non_members),
+            "--per-phase",
+            "100",
+            "--seed",
+            seed,
+            "--out",
+            s(out),
+        ]))
+    };
+    let (a, b) = (dir.join("a.json"), dir.join("b.json"));
+    make(&a, "3");
+    make(&b, "3");
+    assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap(), "the same seed, the same split");
+    let split = json(&a);
+    let protocol = &split["protocols"]["default"];
+    let idx = |phase: &str, class: &str| -> Vec<u64> {
+        protocol[phase][class]["indices"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect()
+    };
+    for class in ["members", "non_members"] {
+        let (train, eval) = (idx("head_train", class), idx("eval", class));
+        assert_eq!((train.len(), eval.len()), (100, 100), "balanced");
+        assert!(train.iter().all(|i| !eval.contains(i)), "{class}: the phases are disjoint");
+    }
+    assert_eq!(split["sources"]["members"]["sha256"].as_str().unwrap().len(), 64);
+
+    let eval = |split: &Path, out: &str| {
+        let out = dir.join(out);
+        let run = mint(&[
+            "eval",
+            "--config",
+            "models/fmnist-memorizing/auditor.json",
+            "--split",
+            s(split),
+            "--protocol",
+            "default",
+            "--bootstrap",
+            "50",
+            "--allow-shift",
+            "--out-dir",
+            s(&out),
+        ]);
+        (run, out)
+    };
+    let (run, inline) = eval(&a, "inline");
+    ok(&run);
+
+    // The same lists from an NPY file and from an NPZ archive.
+    std::fs::write(
+        dir.join("eval_members.npy"),
+        npy_bytes(&idx("eval", "members").iter().map(|&i| i as i64).collect::<Vec<_>>()),
+    )
+    .unwrap();
+    {
+        use std::io::Write;
+        let mut zip = zip::ZipWriter::new(std::fs::File::create(dir.join("lists.npz")).unwrap());
+        let options = zip::write::SimpleFileOptions::default();
+        zip.start_file("eval_non_members.npy", options).unwrap();
+        zip.write_all(&npy_bytes(&idx("eval", "non_members").iter().map(|&i| i as i64).collect::<Vec<_>>())).unwrap();
+        zip.finish().unwrap();
+    }
+    let mut from_files = split.clone();
+    from_files["protocols"]["default"]["eval"]["members"]["indices"] = "eval_members.npy".into();
+    from_files["protocols"]["default"]["eval"]["non_members"]["indices"] = "lists.npz:eval_non_members".into();
+    let c = dir.join("c.json");
+    std::fs::write(&c, from_files.to_string()).unwrap();
+    let (run, files) = eval(&c, "files");
+    ok(&run);
+    assert_eq!(json(&inline.join("report.json"))["mint"]["auc"], json(&files.join("report.json"))["mint"]["auc"]);
+
+    // Errors name the field.
+    let refused = |edit: &dyn Fn(&mut serde_json::Value), expect: &str| {
+        let mut broken = split.clone();
+        edit(&mut broken);
+        let path = dir.join("broken.json");
+        std::fs::write(&path, broken.to_string()).unwrap();
+        let (run, _) = eval(&path, "broken");
+        let err = String::from_utf8_lossy(&run.stderr).into_owned();
+        assert_eq!(run.status.code(), Some(2), "{err}");
+        assert!(err.contains(expect), "expected '{expect}' in: {err}");
+    };
+    refused(
+        &|v| v["protocols"]["default"]["eval"]["members"]["indices"] = "oops.txt".into(),
+        "protocols.default.eval.members.indices",
+    );
+    refused(
+        &|v| v["protocols"]["default"]["eval"]["members"]["indices"] = serde_json::json!([-1]),
+        "protocols.default.eval.members.indices",
+    );
+    refused(
+        &|v| v["protocols"]["default"]["head_train"]["non_members"]["source"] = "nope".into(),
+        "protocols.default.head_train.non_members.source",
+    );
+    refused(
+        &|v| v["protocols"]["default"]["eval"]["members"]["indices"] = serde_json::json!([100000]),
+        "protocols.default.eval.members.indices",
+    );
+    refused(&|v| v["sources"]["members"]["colour"] = "red".into(), "sources.members");
+
+    // The schema in docs says the same: the shipped splits and this one pass it (Python's
+    // jsonschema, Debian's), the broken ones it is shown do not.
+    let validate = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+for path in sys.argv[2:]:
+    errors = list(jsonschema.Draft202012Validator(schema).iter_errors(json.load(open(path))))
+    print(path, "valid" if not errors else "invalid at " + "/".join(map(str, errors[0].absolute_path)))
+"#;
+    let mut negative = split.clone();
+    negative["protocols"]["default"]["eval"]["members"]["indices"] = serde_json::json!([-1]);
+    std::fs::write(dir.join("negative.json"), negative.to_string()).unwrap();
+    let python = std::env::var("MINT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let checked = Command::new(python)
+        .args(["-c", validate, s(&repo().join("docs/split.schema.json"))])
+        .args([
+            repo().join("models/fmnist-memorizing/split.json"),
+            repo().join("models/fmnist-generalizing/split.json"),
+        ])
+        .args([&a, &c, &dir.join("negative.json")])
+        .output()
+        .unwrap();
+    let verdicts = String::from_utf8_lossy(&checked.stdout);
+    assert!(checked.status.success(), "{verdicts}{}", String::from_utf8_lossy(&checked.stderr));
+    assert_eq!(verdicts.matches(" valid").count(), 4, "{verdicts}");
+    assert!(verdicts.contains("negative.json invalid at protocols/default/eval/members/indices"), "{verdicts}");
+    // A source that is not the file the split was made from.
+    let mut bytes = std::fs::read(&members).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&members, bytes).unwrap();
+    refused(&|_| {}, "sources.members.sha256");
+}
+
 /// The three input formats give the same features for the same images.
 #[test]
 fn extract_reads_idx_npy_and_image_folders_alike() {
