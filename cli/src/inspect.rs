@@ -2,9 +2,9 @@
 //!
 //! Suggests the paper's choice, each with a one-line reason:
 //! - per stage, the last convolution wider than 1×1 (1×1 projections on skip paths are passed
-//!   over), a stage being a run of layers at one spatial resolution; the stem (the convolution
-//!   that reads the input) is no stage when it is alone at its resolution, as in a ResNet,
-//!   whose stem downsamples before the first stage;
+//!   over), a stage being a run of layers at one spatial resolution; the stem (the strided
+//!   convolution that reads the input) is no stage when it is alone at its resolution, as in a
+//!   ResNet, whose stem downsamples before the first stage;
 //! - the outcome by what it is, whatever the order of the graph's outputs: the output fed by
 //!   the last Gemm/MatMul (through a Softmax or an Add), else the one named like logits or
 //!   output, else the only `[N, K]` output.
@@ -189,8 +189,11 @@ fn stages<'a>(
     let mut passed_over = Vec::new();
     for (hw, convs) in &groups {
         if let [only] = convs.as_slice() {
-            if reads_input(only) {
-                passed_over.push((*only, "the stem: it reads the input and is alone at its resolution".to_string()));
+            if reads_input(only) && strided(&graph.node[only.order]) {
+                passed_over.push((
+                    *only,
+                    "the stem: it reads the input with a stride and is alone at its resolution".to_string(),
+                ));
                 continue;
             }
         }
@@ -210,6 +213,11 @@ fn stages<'a>(
         });
     }
     (taps, passed_over)
+}
+
+/// Whether a convolution downsamples (a stride above 1).
+fn strided(node: &pb::NodeProto) -> bool {
+    node.attribute.iter().any(|a| a.name == "strides" && a.ints.iter().any(|&s| s > 1))
 }
 
 /// The graph output that is the model's outcome, found by what it is.

@@ -218,6 +218,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     take_columns(&non_members, &sel, &n)?;
 
     let mut cmd = Command::new(&args.python);
+    // PyTorch's exporter warns about its own internals on every run; the recipe's report is
+    // what the auditor reads.
+    cmd.env("PYTHONWARNINGS", "ignore::UserWarning");
     cmd.arg(&recipe).arg("--members").arg(&m).arg("--non-members").arg(&n).arg("--out").arg(&args.out).args([
         "--recipe",
         &args.recipe,
@@ -271,6 +274,7 @@ fn run_cnn(args: &Args, members: &Path, non_members: &Path, meta: &Value) -> Res
     }
     eprintln!("training a '{}' CNN head on the full maps of {tap} {shape:?}...", args.recipe);
     let status = Command::new(&args.python)
+        .env("PYTHONWARNINGS", "ignore::UserWarning")
         .arg(&recipe)
         .arg("--members")
         .arg(members)
