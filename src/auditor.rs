@@ -380,9 +380,7 @@ impl Auditor {
         *report = Some(done);
         done
     }
-}
 
-impl Auditor {
     /// Drops (as `shutdown`) the jobs still queued behind a worker that did not stop in time.
     /// They are counted, not delivered: the sink is what holds that worker, and results reach
     /// it on worker threads only. A worker that returns meanwhile takes other jobs; each job is
