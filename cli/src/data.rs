@@ -120,23 +120,7 @@ pub fn load_labels(path: &Path, n: usize) -> Result<Vec<u8>> {
         let file = std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?;
         let npy = npyz::NpyFile::new(std::io::BufReader::new(file))
             .with_context(|| format!("reading {} as NPY", path.display()))?;
-        let shape = npy.shape().to_vec();
-        ensure!(shape.len() == 1, "{}: labels must be a 1-D array [n], this one is {shape:?}", path.display());
-        let wide: Vec<i64> = match npy.dtype() {
-            npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint => match t.size_field() {
-                1 => npy.into_vec::<u8>()?.into_iter().map(i64::from).collect(),
-                2 => npy.into_vec::<u16>()?.into_iter().map(i64::from).collect(),
-                4 => npy.into_vec::<u32>()?.into_iter().map(i64::from).collect(),
-                _ => npy.into_vec::<u64>()?.into_iter().map(|v| i64::try_from(v).unwrap_or(-1)).collect(),
-            },
-            npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => match t.size_field() {
-                1 => npy.into_vec::<i8>()?.into_iter().map(i64::from).collect(),
-                2 => npy.into_vec::<i16>()?.into_iter().map(i64::from).collect(),
-                4 => npy.into_vec::<i32>()?.into_iter().map(i64::from).collect(),
-                _ => npy.into_vec::<i64>()?,
-            },
-            other => bail!("{}: NPY element type {other:?}: expected integer class labels", path.display()),
-        };
+        let wide = npy_integers(npy, path)?;
         wide.iter()
             .enumerate()
             .map(|(i, &v)| {
@@ -152,6 +136,27 @@ pub fn load_labels(path: &Path, n: usize) -> Result<Vec<u8>> {
     };
     ensure!(labels.len() == n, "{}: {} labels for {n} samples", path.display(), labels.len());
     Ok(labels)
+}
+
+/// A 1-D NPY array of any integer type, widened to i64 (a u64 past i64::MAX becomes -1, which
+/// every caller refuses as out of range): class labels, index lists.
+pub fn npy_integers<R: std::io::Read>(npy: npyz::NpyFile<R>, path: &Path) -> Result<Vec<i64>> {
+    ensure!(npy.shape().len() == 1, "{}: must be a 1-D array [n], this one is {:?}", path.display(), npy.shape());
+    Ok(match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint => match t.size_field() {
+            1 => npy.into_vec::<u8>()?.into_iter().map(i64::from).collect(),
+            2 => npy.into_vec::<u16>()?.into_iter().map(i64::from).collect(),
+            4 => npy.into_vec::<u32>()?.into_iter().map(i64::from).collect(),
+            _ => npy.into_vec::<u64>()?.into_iter().map(|v| i64::try_from(v).unwrap_or(-1)).collect(),
+        },
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => match t.size_field() {
+            1 => npy.into_vec::<i8>()?.into_iter().map(i64::from).collect(),
+            2 => npy.into_vec::<i16>()?.into_iter().map(i64::from).collect(),
+            4 => npy.into_vec::<i32>()?.into_iter().map(i64::from).collect(),
+            _ => npy.into_vec::<i64>()?,
+        },
+        other => bail!("{}: NPY element type {other:?}: expected integers", path.display()),
+    })
 }
 
 fn load_npy(path: &Path) -> Result<Images> {

@@ -222,25 +222,7 @@ fn read_indices(base: &Path, spec: &str) -> Result<Vec<usize>> {
         bytes
     };
     let array = npyz::NpyFile::new(&npy[..]).with_context(|| format!("{}: not an NPY array", path.display()))?;
-    ensure!(
-        array.shape().len() == 1,
-        "{}: indices must be a 1-D array, this one is {:?}",
-        path.display(),
-        array.shape()
-    );
-    let wide: Vec<i64> = match array.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 8 => array.into_vec()?,
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int && t.size_field() == 4 => {
-            array.into_vec::<i32>()?.into_iter().map(i64::from).collect()
-        }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 8 => {
-            array.into_vec::<u64>()?.into_iter().map(|v| i64::try_from(v).unwrap_or(-1)).collect()
-        }
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Uint && t.size_field() == 4 => {
-            array.into_vec::<u32>()?.into_iter().map(i64::from).collect()
-        }
-        other => bail!("{}: element type {other:?}: expected int32/int64/uint32/uint64 positions", path.display()),
-    };
+    let wide = data::npy_integers(array, &path)?;
     wide.iter()
         .enumerate()
         .map(|(i, &v)| {
