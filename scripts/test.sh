@@ -3,7 +3,8 @@
 # every test of the workspace: the library's own (`cargo test -p mint-audit`, Rust only), and the
 # system tests of tests/system: the header drift check, the C API test built with the system
 # compiler (plain, under AddressSanitizer, with an injected panic), C plugins, a real Prometheus
-# scraping the endpoint, promtool, Python, a real tritonserver; and the mint CLI end to end.
+# scraping the endpoint, promtool, a real tritonserver; the mint CLI end to end; then the Python
+# package's tests (scripts/python_tests.sh: pytest against Debian's PyTorch).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -11,3 +12,5 @@ bash scripts/setup.sh
 # need; here every tool is installed, so a missing one is a failure.
 export MINT_REQUIRE_TOOLS=1
 cargo test --workspace --locked "$@"
+# The Python package (python/): built into .venv and tested with pytest.
+bash scripts/python_tests.sh

@@ -66,6 +66,7 @@ mod vanilla;
 mod worker;
 
 pub use auditor::{Auditor, CloseReport, CLOSE_GRACE};
+pub use backend::link_backend;
 pub use capture::FeatureExtractor;
 pub use cohort::Cohort;
 pub use config::Config;

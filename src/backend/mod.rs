@@ -10,6 +10,8 @@
 
 mod plugin;
 
+pub use plugin::link_backend;
+
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::path::{Path, PathBuf};

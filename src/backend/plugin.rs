@@ -2,6 +2,7 @@
 
 use std::ffi::{c_char, CStr};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use mint_backend_abi::*;
 
@@ -15,7 +16,33 @@ pub(crate) struct Plugin {
     sha256: String,
     api: &'static mint_backend_api,
     // Last field: dropped (unloading the library) after everything that points into it.
-    _library: libloading::Library,
+    // `None` for a backend linked into the host, which is never unloaded.
+    _library: Option<libloading::Library>,
+}
+
+/// Backends linked into the host binary, by the file name a configuration gives them.
+static LINKED: Mutex<Vec<(String, mint_backend_entry_fn)>> = Mutex::new(Vec::new());
+
+/// Makes a backend linked into the host (its crate's `mint_backend_entry`, called from Rust)
+/// answer to a configuration's bare `library` file name, before any file of that name is
+/// looked for. For hosts that ship as one object, such as the Python extension, which links
+/// the CPU backend: a configuration written for C hosts (`libmint_backend_cpu.so`) runs
+/// unchanged. The reported path and sha256 are those of the object holding `entry`, the code
+/// that runs; a configuration pinning the plugin file's digest therefore does not match it.
+/// Registering a name again replaces the earlier entry.
+pub fn link_backend(file_name: &str, entry: mint_backend_entry_fn) {
+    let mut linked = LINKED.lock().unwrap_or_else(|e| e.into_inner());
+    linked.retain(|(name, _)| name != file_name);
+    linked.push((file_name.to_owned(), entry));
+}
+
+/// The linked backend registered under `path`, when `path` is a bare file name.
+fn linked(path: &Path) -> Option<mint_backend_entry_fn> {
+    if path.components().count() > 1 {
+        return None;
+    }
+    let linked = LINKED.lock().unwrap_or_else(|e| e.into_inner());
+    linked.iter().find(|(name, _)| Path::new(name) == path).map(|&(_, entry)| entry)
 }
 
 // SAFETY: the table is immutable static data of the plugin (see `mint_backend_api`), and the
@@ -107,16 +134,21 @@ fn mapped_file(address: usize) -> Option<(u64, u64, u64)> {
 
 /// The directory of the shared object (or executable) this code was loaded from.
 fn own_directory() -> Option<PathBuf> {
+    object_file(own_directory as *const libc::c_void)?.parent().map(Path::to_path_buf)
+}
+
+/// The shared object (or executable) holding `address`, canonicalised.
+fn object_file(address: *const libc::c_void) -> Option<PathBuf> {
     // SAFETY: `Dl_info` is plain data (pointers and integers), for which all-zero is valid.
     let mut info: libc::Dl_info = unsafe { std::mem::zeroed() };
     // SAFETY: dladdr only reads the address and fills `info`.
-    let found = unsafe { libc::dladdr(own_directory as *const libc::c_void, &mut info) };
+    let found = unsafe { libc::dladdr(address, &mut info) };
     if found == 0 || info.dli_fname.is_null() {
         return None;
     }
     // SAFETY: a NUL-terminated path owned by the loader.
     let file = unsafe { CStr::from_ptr(info.dli_fname) }.to_string_lossy().into_owned();
-    std::fs::canonicalize(file).ok()?.parent().map(Path::to_path_buf)
+    std::fs::canonicalize(file).ok()
 }
 
 impl Plugin {
@@ -125,7 +157,27 @@ impl Plugin {
     /// wrong with it.
     pub(crate) fn load(path: &Path, expected_sha256: Option<&str>) -> Result<Plugin> {
         let fail = |message: String| Error::Backend { library: path.to_owned(), message };
-        let (library, sha256, resolved) = open(path).map_err(fail)?;
+        let (library, entry, sha256, resolved) = match linked(path) {
+            Some(entry) => {
+                let object = object_file(entry as *const libc::c_void)
+                    .ok_or_else(|| fail("linked into this process, but its object file is unknown".into()))?;
+                let bytes = std::fs::read(&object)
+                    .map_err(|e| fail(format!("linked from {}, which cannot be read: {e}", object.display())))?;
+                (None, Ok(entry), mint_head::sha256_hex(&bytes), object)
+            }
+            None => {
+                let (library, sha256, resolved) = open(path).map_err(fail)?;
+                // SAFETY: the symbol, when a plugin exports it, has the ABI's entry signature; a
+                // library exporting another `mint_backend_entry` is a misconfiguration we cannot
+                // detect. Nothing of the library runs before the digest check below.
+                let entry = unsafe { library.get::<mint_backend_entry_fn>(ENTRY_SYMBOL.as_bytes()).map(|s| *s) };
+                let entry = entry.map_err(|e| Error::Backend {
+                    library: resolved.clone(),
+                    message: format!("symbol `{ENTRY_SYMBOL}` not found ({e}): not a mint-audit backend"),
+                });
+                (Some(library), entry, sha256, resolved)
+            }
+        };
         let fail = |message: String| Error::Backend { library: resolved.clone(), message };
         if let Some(expected) = expected_sha256 {
             if !expected.eq_ignore_ascii_case(&sha256) {
@@ -135,13 +187,7 @@ impl Plugin {
                 )));
             }
         }
-        // SAFETY: the symbol, when a plugin exports it, has the ABI's entry signature; a library
-        // exporting another `mint_backend_entry` is a misconfiguration we cannot detect.
-        let entry: mint_backend_entry_fn = unsafe {
-            *library
-                .get::<mint_backend_entry_fn>(ENTRY_SYMBOL.as_bytes())
-                .map_err(|e| fail(format!("symbol `{ENTRY_SYMBOL}` not found ({e}): not a mint-audit backend")))?
-        };
+        let entry: mint_backend_entry_fn = entry?;
         // SAFETY: the entry point of a plugin following include/mint_backend.h.
         let api = unsafe { entry() };
         // SAFETY: the table is static (lives as long as the library, which `Plugin` keeps).

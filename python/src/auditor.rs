@@ -1,0 +1,295 @@
+//! `mint_audit.Auditor`: the library's auditor, from a configuration file or dict.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mint_audit::config::TapKind;
+use mint_audit::{Cohort, Config, TensorView};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList, PyTuple};
+
+use crate::errors::{invalid_input, to_py};
+use crate::reports::{CloseReport, Stats, SubmitReport};
+use crate::sink::PythonSink;
+use crate::tensors::{self, Borrowed};
+
+/// How long dropping an auditor that was never closed lets its queue drain.
+const DROP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Audits samples during inference: hand it each batch's sample ids and the tapped
+/// activations, and it scores their membership on its own worker threads.
+///
+/// ``Auditor(config, on_results=None, base_dir=None)``
+///
+/// - ``config``: the path of an auditor configuration (JSON, as for the C API), or the same
+///   configuration as a dict; relative paths in it are resolved against the file's folder, or
+///   against ``base_dir`` (default: the current directory) for a dict.
+/// - ``on_results``: optional callable, called on the library's worker threads (holding the
+///   GIL) with a list of ``AuditResult`` per scored batch. Keep it short: it delays scoring.
+///
+/// Thread-safe: share one auditor between serving threads. ``submit`` releases the GIL while
+/// the library reads the tensors. Use it as a context manager: leaving the block closes it,
+/// draining what is queued (``close``). Every error raises a ``MintError`` subclass carrying
+/// ``status`` (the C API's name) and ``message``.
+#[pyclass(module = "mint_audit", frozen, subclass, weakref)]
+pub struct Auditor {
+    inner: Arc<mint_audit::Auditor>,
+    taps: Vec<(String, TapKind)>,
+}
+
+#[pymethods]
+impl Auditor {
+    #[new]
+    #[pyo3(signature = (config, on_results=None, base_dir=None))]
+    fn new(
+        py: Python<'_>,
+        config: &Bound<'_, PyAny>,
+        on_results: Option<Py<PyAny>>,
+        base_dir: Option<PathBuf>,
+    ) -> PyResult<Auditor> {
+        let config = if config.is_instance_of::<PyDict>() {
+            let json: String = py.import("json")?.call_method1("dumps", (config,))?.extract()?;
+            let base = match base_dir {
+                Some(dir) => dir,
+                None => std::env::current_dir()?,
+            };
+            Config::from_json(&json, &base).map_err(to_py)?
+        } else {
+            let path: PathBuf = config.extract().map_err(|_| {
+                invalid_input(format!(
+                    "config: expected a path or a dict, got {}",
+                    config.get_type().name().map(|n| n.to_string()).unwrap_or_default()
+                ))
+            })?;
+            Config::from_path(&path).map_err(to_py)?
+        };
+        let taps = config.taps.iter().map(|t| (t.name.clone(), t.kind)).collect();
+        if let Some(callback) = &on_results {
+            if !callback.bind(py).is_callable() {
+                return Err(invalid_input("on_results: not callable".into()));
+            }
+        }
+        // Loading the head (and the model) takes a while: let other Python threads run.
+        let inner = py
+            .detach(move || match on_results {
+                Some(callback) => mint_audit::Auditor::with_sink(config, Arc::new(PythonSink { callback })),
+                None => mint_audit::Auditor::new(config),
+            })
+            .map_err(to_py)?;
+        Ok(Auditor { inner: Arc::new(inner), taps })
+    }
+
+    /// Hands over one batch: ``ids`` (a sequence of non-negative ints, one per sample) and
+    /// ``taps``, one tensor per configured tap, as a sequence in the configuration's order or
+    /// a dict by tap name. Each tensor is a numpy array or a torch tensor (float32, float16 or
+    /// bfloat16; any strides; on the CPU), read in place: ``[N, C, H, W]`` for a map (any
+    /// memory layout), ``[N, C]`` for an outcome or for maps the caller already reduced to
+    /// their per-channel max. ``cohort`` names one of the configuration's cohorts.
+    ///
+    /// Returns a ``SubmitReport``. Raises (``QueueFullError``, ``InvalidInputError``, ...)
+    /// when samples were lost; every lost sample is also counted in ``stats()``.
+    #[pyo3(signature = (ids, taps, cohort=None))]
+    fn submit(
+        &self,
+        py: Python<'_>,
+        ids: Vec<u64>,
+        taps: &Bound<'_, PyAny>,
+        cohort: Option<&str>,
+    ) -> PyResult<SubmitReport> {
+        let cohort = match cohort {
+            Some(name) => self.inner.cohort(name).map_err(to_py)?,
+            None => Cohort::DEFAULT,
+        };
+        let held = self.borrow_taps(taps)?;
+        let views = held
+            .iter()
+            .zip(&self.taps)
+            .map(|(b, (name, kind))| b.view(*kind, name))
+            .collect::<PyResult<Vec<TensorView<'_>>>>()?;
+        let inner = &self.inner;
+        let report = py.detach(|| inner.submit_in(cohort, &ids, &views)).map_err(to_py)?;
+        Ok(report.into())
+    }
+
+    /// Counters since start (of one cohort when ``cohort`` is given).
+    #[pyo3(signature = (cohort=None))]
+    fn stats(&self, cohort: Option<&str>) -> PyResult<Stats> {
+        match cohort {
+            None => Ok(self.inner.stats().into()),
+            Some(name) => {
+                let cohort = self.inner.cohort(name).map_err(to_py)?;
+                Ok(self.inner.cohort_stats(cohort).map_err(to_py)?.into())
+            }
+        }
+    }
+
+    /// The membership evidence on one cohort now, as a dict: ``audited``, ``flagged``,
+    /// ``member_fraction`` (estimate, low, high; NaN without calibration), ``windows``,
+    /// ``window_progress``, ``last_window`` (per test: statistic and p-value, or None),
+    /// ``alarms`` (per test) and ``overall_rank`` (statistic, p-value, AUC, or None).
+    #[pyo3(signature = (cohort="default"))]
+    fn evidence<'py>(&self, py: Python<'py>, cohort: &str) -> PyResult<Bound<'py, PyDict>> {
+        let id = self.inner.cohort(cohort).map_err(to_py)?;
+        let e = self.inner.evidence(id).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("audited", e.audited)?;
+        d.set_item("flagged", e.flagged)?;
+        let f = e.member_fraction;
+        d.set_item("member_fraction", (f.estimate, f.low, f.high))?;
+        d.set_item("windows", e.windows)?;
+        d.set_item("window_progress", e.window_progress)?;
+        let tests = mint_audit::evidence::WindowTest::ALL;
+        let last = PyDict::new(py);
+        let alarms = PyDict::new(py);
+        for (i, test) in tests.iter().enumerate() {
+            last.set_item(test.label(), e.last_window[i].map(|t| (t.statistic, t.p_value)))?;
+            alarms.set_item(test.label(), e.alarms[i])?;
+        }
+        d.set_item("last_window", last)?;
+        d.set_item("alarms", alarms)?;
+        d.set_item("overall_rank", e.overall_rank.map(|(t, auc)| (t.statistic, t.p_value, auc)))?;
+        Ok(d)
+    }
+
+    /// Stops accepting samples, scores what is queued for up to ``timeout`` seconds, drops
+    /// (as ``shutdown``) what is left, and stops the workers; returns a ``CloseReport``.
+    /// Returns within ``timeout`` plus ``CLOSE_GRACE_S`` whatever the result callback does.
+    /// Later calls return the first report. Releases the GIL while it waits.
+    #[pyo3(signature = (timeout=5.0))]
+    fn close(&self, py: Python<'_>, timeout: f64) -> PyResult<CloseReport> {
+        let timeout = Duration::try_from_secs_f64(timeout)
+            .map_err(|_| invalid_input(format!("timeout: {timeout} is not a duration in seconds")))?;
+        let inner = &self.inner;
+        Ok(py.detach(|| inner.try_close(timeout)).map_err(to_py)?.into())
+    }
+
+    /// The metrics in Prometheus's text format, as the endpoint serves them.
+    fn render_metrics(&self, py: Python<'_>) -> String {
+        let inner = &self.inner;
+        py.detach(|| inner.render_metrics())
+    }
+
+    /// ``host:port`` of the built-in metrics endpoint, or None when the configuration has none.
+    #[getter]
+    fn metrics_address(&self) -> Option<String> {
+        self.inner.metrics_addr().map(|a| a.to_string())
+    }
+
+    /// Digest of the head file (Vanilla) or of the backend code (CNN) in use.
+    #[getter]
+    fn head_sha256(&self) -> String {
+        self.inner.head_sha256().to_string()
+    }
+
+    /// The configured taps, in order: a list of (name, kind) with kind ``activation_map`` or
+    /// ``outcome``.
+    #[getter]
+    fn taps(&self) -> Vec<(String, &'static str)> {
+        self.taps
+            .iter()
+            .map(|(n, k)| (n.clone(), if *k == TapKind::Outcome { "outcome" } else { "activation_map" }))
+            .collect()
+    }
+
+    /// The ONNX tensor a tap reads in the audited model, as configured (None when not given).
+    fn tap_tensor(&self, tap: &str) -> PyResult<Option<String>> {
+        let config = self.inner.config();
+        let index = config
+            .tap_index(tap)
+            .ok_or_else(|| invalid_input(format!("no tap is named '{tap}'; configured: {}", self.tap_names())))?;
+        Ok(config.taps[index].tensor.clone())
+    }
+
+    /// The head's kind: ``vanilla`` or ``cnn``.
+    #[getter]
+    fn head_kind(&self) -> &'static str {
+        self.inner.config().head.kind()
+    }
+
+    /// The configured cohorts (``default`` first).
+    #[getter]
+    fn cohorts(&self) -> Vec<String> {
+        self.inner.config().cohort_names().into_iter().map(String::from).collect()
+    }
+
+    /// The model's id and version, as configured.
+    #[getter]
+    fn model(&self) -> (String, String) {
+        let m = &self.inner.config().model;
+        (m.id.clone(), m.version.clone())
+    }
+
+    /// The last error a worker met (a head or backend failure), if any.
+    fn last_worker_error(&self) -> Option<String> {
+        self.inner.last_worker_error()
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_exc))]
+    fn __exit__(&self, py: Python<'_>, _exc: &Bound<'_, PyTuple>) -> PyResult<bool> {
+        self.close(py, DROP_TIMEOUT.as_secs_f64())?;
+        Ok(false)
+    }
+
+    fn __repr__(&self) -> String {
+        let m = &self.inner.config().model;
+        format!("Auditor(model='{}', version='{}', head_sha256='{}')", m.id, m.version, self.inner.head_sha256())
+    }
+}
+
+impl Auditor {
+    /// Reads every tap of one submit call: a sequence in configuration order, or a dict by name.
+    fn borrow_taps<'py>(&self, taps: &Bound<'py, PyAny>) -> PyResult<Vec<Borrowed<'py>>> {
+        let objects: Vec<Bound<'py, PyAny>> = if let Ok(by_name) = taps.cast::<PyDict>() {
+            for key in by_name.keys() {
+                let key: String = key.extract()?;
+                if !self.taps.iter().any(|(n, _)| *n == key) {
+                    return Err(invalid_input(format!(
+                        "taps: no tap is named '{key}'; configured: {}",
+                        self.tap_names()
+                    )));
+                }
+            }
+            self.taps
+                .iter()
+                .map(|(name, _)| {
+                    by_name.get_item(name)?.ok_or_else(|| invalid_input(format!("taps: tap '{name}' is missing")))
+                })
+                .collect::<PyResult<_>>()?
+        } else if let Ok(list) = taps.cast::<PyList>() {
+            list.iter().collect()
+        } else if let Ok(tuple) = taps.cast::<PyTuple>() {
+            tuple.iter().collect()
+        } else {
+            return Err(invalid_input(
+                "taps: expected a list or tuple in configuration order, or a dict by tap name".into(),
+            ));
+        };
+        if objects.len() != self.taps.len() {
+            return Err(invalid_input(format!(
+                "taps: {} given, but the configuration has {} ({})",
+                objects.len(),
+                self.taps.len(),
+                self.tap_names()
+            )));
+        }
+        objects.iter().zip(&self.taps).map(|(o, (name, _))| tensors::borrow(o, name)).collect()
+    }
+
+    fn tap_names(&self) -> String {
+        self.taps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl Drop for Auditor {
+    /// Closes with the GIL released, so that workers inside the result callback can finish;
+    /// the library's own drop then finds it closed.
+    fn drop(&mut self) {
+        let inner = &self.inner;
+        let _ = Python::try_attach(|py| py.detach(|| inner.close(DROP_TIMEOUT)));
+    }
+}

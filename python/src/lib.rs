@@ -1,0 +1,34 @@
+//! `mint_audit._native`: the Python face of mint-audit, over the Rust API.
+//!
+//! The path of a sample from Python: `tensors` reads each tap from a numpy array or a torch
+//! tensor in place (the array interface or DLPack) into a [`mint_audit::TensorView`];
+//! `auditor` hands the views to the library with the GIL released; results come back to a
+//! Python callable on the library's worker threads, which take the GIL for it (`sink`);
+//! `errors` turns the library's errors into exceptions named after the C status codes.
+
+mod auditor;
+mod errors;
+mod reports;
+mod sink;
+mod tensors;
+
+use pyo3::prelude::*;
+
+/// mint-audit's native module. Use the `mint_audit` package, which re-exports it.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The wheel is one object: the CPU backend is linked in and answers to the plugin file
+    // name that configurations written for C hosts give it.
+    mint_audit::link_backend("libmint_backend_cpu.so", mint_backend_cpu::mint_backend_entry);
+
+    m.add("__version__", mint_audit::VERSION)?;
+    m.add("REDUCE_ISA", mint_audit::reduce_isa())?;
+    m.add("CLOSE_GRACE_S", mint_audit::CLOSE_GRACE.as_secs_f64())?;
+    m.add_class::<auditor::Auditor>()?;
+    m.add_class::<reports::Stats>()?;
+    m.add_class::<reports::CloseReport>()?;
+    m.add_class::<reports::SubmitReport>()?;
+    m.add_class::<reports::AuditResult>()?;
+    errors::register(m)?;
+    Ok(())
+}

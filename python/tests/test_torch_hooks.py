@@ -1,0 +1,91 @@
+"""PyTorch forward hooks on the shipped models: the same scores as `mint eval`, which runs the
+ONNX model in the library's own runtime."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import mint_audit
+from mint_audit.torch import attach, module_for_tensor
+from conftest import MEMORIZING, ROOT, read_idx_images
+
+sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
+import fmnist_model  # noqa: E402
+
+MEMBERS = os.path.join(MEMORIZING, "demo-members-idx3-ubyte")
+NON_MEMBERS = os.path.join(MEMORIZING, "demo-non-members-idx3-ubyte")
+LIMIT = 48
+NON_MEMBER_IDS = 1 << 32  # mint eval's ids for non-members start here
+
+
+def test_onnx_scopes_name_torch_modules():
+    assert module_for_tensor("/layer1/layer1.0/conv2/Conv_output_0") == "layer1.0.conv2"
+    assert module_for_tensor("/layer2/layer2.0/shortcut/shortcut.0/Conv_output_0") == "layer2.0.shortcut.0"
+    assert module_for_tensor("/stem/stem.0/Conv_output_0") == "stem.0"
+    assert module_for_tensor("logits") is None
+
+
+def eval_scores(mint_bin, config, tmp_path):
+    out = tmp_path / "eval"
+    subprocess.run(
+        [mint_bin, "eval", "--config", config, "--members", MEMBERS, "--non-members", NON_MEMBERS,
+         "--limit", str(LIMIT), "--out-dir", str(out), "--allow-shift", "--bootstrap", "10"],
+        check=True, capture_output=True,
+    )
+    with open(out / "scores.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {(r["set"], int(r["index"])): float(r["score"]) for r in rows}
+
+
+def hook_scores(config, batch):
+    model = fmnist_model.load(MEMORIZING)
+    scores = {}
+    auditor = mint_audit.Auditor(config, on_results=lambda rs: scores.update((r.sample_id, r.score) for r in rs))
+    hooks = attach(model, auditor)
+    for name, path, base in (("member", MEMBERS, 0), ("non_member", NON_MEMBERS, NON_MEMBER_IDS)):
+        images = torch.from_numpy(read_idx_images(path)[:LIMIT].astype(np.float32) / 255.0).unsqueeze(1)
+        for start in range(0, LIMIT, batch):
+            ids = list(range(base + start, base + min(start + batch, LIMIT)))
+            with hooks.samples(ids), torch.no_grad():
+                model(images[start:start + batch])
+    report = auditor.close(30.0)
+    hooks.remove()
+    assert hooks.errors == {} and hooks.batches == 2 * ((LIMIT + batch - 1) // batch)
+    assert report.stats.audited == 2 * LIMIT
+    return {("member" if i < NON_MEMBER_IDS else "non_member", i % NON_MEMBER_IDS): s for i, s in scores.items()}
+
+
+@pytest.mark.parametrize("config", ["auditor.json", "auditor-cnn.json"])
+def test_hook_scores_equal_mint_evals(mint_bin, tmp_path, config):
+    config = os.path.join(MEMORIZING, config)
+    want = eval_scores(mint_bin, config, tmp_path)
+    got = hook_scores(config, batch=16)
+    assert got.keys() == want.keys()
+    worst = max(abs(got[k] - want[k]) for k in want)
+    assert worst <= 1e-5, f"hook scores differ from mint eval's by up to {worst:.2e}"
+    # Not a constant: the scores separate samples.
+    assert np.std(list(got.values())) > 1e-3
+
+
+def test_hooks_never_raise_into_the_forward_pass(vanilla_config):
+    model = fmnist_model.load(MEMORIZING)
+    auditor = mint_audit.Auditor(vanilla_config)
+    hooks = attach(model, auditor)
+    auditor.close()
+    with torch.no_grad():
+        out = model(torch.zeros(2, 1, 28, 28))  # the auditor is closed: counted, not raised
+    assert out.shape == (2, 10)
+    assert hooks.errors == {"MINT_ERR_CLOSED": 1}
+    hooks.remove()
+
+
+def test_a_module_that_does_not_exist_is_named(vanilla_config):
+    model = fmnist_model.load(MEMORIZING)
+    with mint_audit.Auditor(vanilla_config) as auditor:
+        with pytest.raises(ValueError, match="no module named 'nowhere'"):
+            attach(model, auditor, modules={"stage1": "nowhere"})
