@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Starts NVIDIA Triton (the tritonserver binary bundled in the `nvidia-pytriton` wheel, which
-# runs CPU-only where there is no GPU) serving a CNN MINT head.
+# runs CPU-only where there is no GPU) serving one model of model_repository/:
+# - a CNN MINT head (`mint_cnn`), for mint-audit's Triton backend plugin, given its ONNX file;
+# - or `fmnist_audited`: the shipped audited model in PyTorch, audited in process by the
+#   mint_audit package through forward hooks (its Python must have mint_audit installed).
 #
-# usage: examples/triton/start.sh HEAD.onnx WORK_DIR [tritonserver options...]
+# usage: examples/triton/start.sh HEAD.onnx|fmnist_audited WORK_DIR [tritonserver options...]
 #   e.g. examples/triton/start.sh models/fmnist-memorizing/cnn_head_stage1.onnx /tmp/triton \
 #          --http-port 8000 --grpc-port 8001 --metrics-port 8002
 # Needs a Python (MINT_TRITON_PYTHON, default .venv/bin/python) with nvidia-pytriton and
@@ -22,12 +25,23 @@ mkdir -p "$work/backends/python" "$work/repository"
 cp -f "$triton/backends/python/"* "$work/backends/python/" 2>/dev/null || true
 cp -f "$triton/python_backend_stubs/$pyver/triton_python_backend_stub" "$work/backends/python/"
 
-# The model repository: the example's model with this head and this site-packages.
-rm -rf "$work/repository/mint_cnn"
-cp -r "$here/model_repository/mint_cnn" "$work/repository/"
-cp "$head" "$work/repository/mint_cnn/1/cnn_head.onnx"
-sed -i "s|key: \"site_packages\", value: { string_value: \"\" }|key: \"site_packages\", value: { string_value: \"$site\" }|" \
-  "$work/repository/mint_cnn/config.pbtxt"
+# The model repository: the example's model with this site-packages (and head, or checkout).
+case "$head" in
+  fmnist_audited) model=fmnist_audited ;;
+  *) model=mint_cnn ;;
+esac
+rm -rf "$work/repository/$model"
+cp -r "$here/model_repository/$model" "$work/repository/"
+[ "$model" = mint_cnn ] && cp "$head" "$work/repository/mint_cnn/1/cnn_head.onnx"
+repo="$(cd "$here/../.." && pwd)"
+sed -i -e "s|key: \"site_packages\", value: { string_value: \"\" }|key: \"site_packages\", value: { string_value: \"$site\" }|" \
+  -e "s|key: \"repo\", value: { string_value: \"\" }|key: \"repo\", value: { string_value: \"$repo\" }|" \
+  "$work/repository/$model/config.pbtxt"
+# MINT_TRITON_PARAMS="key=value ...": the model's parameters to change (metrics_listen=, audit=off).
+for kv in ${MINT_TRITON_PARAMS:-}; do
+  sed -i "s|key: \"${kv%%=*}\", value: { string_value: \"[^\"]*\" }|key: \"${kv%%=*}\", value: { string_value: \"${kv#*=}\" }|" \
+    "$work/repository/$model/config.pbtxt"
+done
 
 # The stub links libpython of this Python.
 libdir="$("$python" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')"

@@ -85,15 +85,16 @@ class AuditHooks:
         self._handles.append(model.register_forward_hook(self._model_hook))
 
     @contextlib.contextmanager
-    def samples(self, ids):
-        """The sample ids of the batch the model runs inside this block (this thread only).
-        Without it, samples get ids counted from 2**62."""
-        previous = getattr(self._local, "ids", None)
-        self._local.ids = ids
+    def samples(self, ids, cohort=None):
+        """The sample ids of the batch the model runs inside this block (this thread only), and
+        the cohort to submit them in (default: ``attach``'s). Without it, samples get ids
+        counted from 2**62."""
+        previous = getattr(self._local, "ids", None), getattr(self._local, "cohort", None)
+        self._local.ids, self._local.cohort = ids, cohort
         try:
             yield self
         finally:
-            self._local.ids = previous
+            self._local.ids, self._local.cohort = previous
 
     def remove(self):
         for handle in self._handles:
@@ -139,7 +140,8 @@ class AuditHooks:
                     ids = [next(self._auto_ids) for _ in range(n)]
             elif torch.is_tensor(ids):
                 ids = ids.tolist()
-            self.auditor.submit(ids, captured, self.cohort)
+            cohort = getattr(self._local, "cohort", None) or self.cohort
+            self.auditor.submit(ids, captured, None if cohort == "default" else cohort)
             with self._lock:
                 self.batches += 1
         except MintError as error:
