@@ -186,16 +186,22 @@ impl<'a> TensorView<'a> {
 
     /// Number of elements from the first to one past the last addressed element.
     fn extent(&self) -> Result<usize> {
-        let overflow = || Error::InvalidInput(format!("tensor shape {:?} overflows", self.shape()));
-        if self.shape().contains(&0) {
-            return Ok(0);
+        Self::span(self.shape(), self.strides())
+            .ok_or_else(|| Error::InvalidInput(format!("tensor shape {:?} overflows", self.shape())))
+    }
+
+    /// Elements a tensor of this shape and element strides addresses, from the first to one
+    /// past the last (0 when a dimension is 0); `None` when that overflows. What a binding must
+    /// make readable before it builds a view over foreign memory.
+    pub fn span(shape: &[usize], strides: &[usize]) -> Option<usize> {
+        if shape.contains(&0) {
+            return Some(0);
         }
-        let mut last = 0usize;
-        for (&dim, &stride) in self.shape().iter().zip(self.strides()) {
-            let span = (dim - 1).checked_mul(stride).ok_or_else(overflow)?;
-            last = last.checked_add(span).ok_or_else(overflow)?;
-        }
-        last.checked_add(1).ok_or_else(overflow)
+        shape
+            .iter()
+            .zip(strides)
+            .try_fold(0usize, |last, (&dim, &stride)| (dim - 1).checked_mul(stride).and_then(|s| last.checked_add(s)))
+            .and_then(|last| last.checked_add(1))
     }
 
     /// The borrowed elements.

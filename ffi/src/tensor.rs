@@ -99,12 +99,7 @@ pub(crate) unsafe fn view<'a>(t: &'a mint_tensor, tap: usize) -> Result<TensorVi
     // Elements addressed, from the logical shape and strides (contiguous layouts: the product).
     let extent = match &strides {
         None => shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)),
-        Some(_) if shape.contains(&0) => Some(0),
-        Some(st) => shape
-            .iter()
-            .zip(st)
-            .try_fold(0usize, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)))
-            .and_then(|x| x.checked_add(1)),
+        Some(st) => TensorView::span(&shape, st),
     }
     .ok_or_else(|| bad(tap, "shape overflows"))?;
     if extent > 0 {

@@ -58,30 +58,31 @@ create_exception!(
 /// The exception for a library error, with its status name and message.
 pub(crate) fn to_py(error: Error) -> PyErr {
     let message = error.to_string();
-    let (status, err) = match error.kind() {
-        ErrorKind::InvalidConfig => ("MINT_ERR_INVALID_CONFIG", InvalidConfigError::new_err(message.clone())),
-        ErrorKind::HeadDigestMismatch => {
-            ("MINT_ERR_HEAD_DIGEST_MISMATCH", HeadDigestMismatchError::new_err(message.clone()))
-        }
-        ErrorKind::HeadLoad => ("MINT_ERR_HEAD_LOAD", HeadLoadError::new_err(message.clone())),
-        ErrorKind::InvalidInput => ("MINT_ERR_INVALID_INPUT", InvalidInputError::new_err(message.clone())),
-        ErrorKind::NonFinite => ("MINT_ERR_NON_FINITE", NonFiniteError::new_err(message.clone())),
-        ErrorKind::QueueFull => ("MINT_ERR_QUEUE_FULL", QueueFullError::new_err(message.clone())),
-        ErrorKind::OverBudget => ("MINT_ERR_OVER_BUDGET", OverBudgetError::new_err(message.clone())),
-        ErrorKind::Closed => ("MINT_ERR_CLOSED", ClosedError::new_err(message.clone())),
-        ErrorKind::Backend => ("MINT_ERR_BACKEND", BackendError::new_err(message.clone())),
-        ErrorKind::Io => ("MINT_ERR_IO", FileError::new_err(message.clone())),
-        ErrorKind::BufferTooSmall => ("MINT_ERR_BUFFER_TOO_SMALL", BufferTooSmallError::new_err(message.clone())),
-        ErrorKind::Reentrant => ("MINT_ERR_REENTRANT", ReentrantError::new_err(message.clone())),
-    };
     Python::attach(|py| {
+        let (status, class) = match error.kind() {
+            ErrorKind::InvalidConfig => ("MINT_ERR_INVALID_CONFIG", py.get_type::<InvalidConfigError>()),
+            ErrorKind::HeadDigestMismatch => {
+                ("MINT_ERR_HEAD_DIGEST_MISMATCH", py.get_type::<HeadDigestMismatchError>())
+            }
+            ErrorKind::HeadLoad => ("MINT_ERR_HEAD_LOAD", py.get_type::<HeadLoadError>()),
+            ErrorKind::InvalidInput => ("MINT_ERR_INVALID_INPUT", py.get_type::<InvalidInputError>()),
+            ErrorKind::NonFinite => ("MINT_ERR_NON_FINITE", py.get_type::<NonFiniteError>()),
+            ErrorKind::QueueFull => ("MINT_ERR_QUEUE_FULL", py.get_type::<QueueFullError>()),
+            ErrorKind::OverBudget => ("MINT_ERR_OVER_BUDGET", py.get_type::<OverBudgetError>()),
+            ErrorKind::Closed => ("MINT_ERR_CLOSED", py.get_type::<ClosedError>()),
+            ErrorKind::Backend => ("MINT_ERR_BACKEND", py.get_type::<BackendError>()),
+            ErrorKind::Io => ("MINT_ERR_IO", py.get_type::<FileError>()),
+            ErrorKind::BufferTooSmall => ("MINT_ERR_BUFFER_TOO_SMALL", py.get_type::<BufferTooSmallError>()),
+            ErrorKind::Reentrant => ("MINT_ERR_REENTRANT", py.get_type::<ReentrantError>()),
+        };
+        let err = PyErr::from_type(class, message.clone());
         let value = err.value(py);
         // Attributes on a fresh exception instance cannot fail but for memory exhaustion, in
         // which case the exception still says what went wrong in its text.
         let _ = value.setattr("status", status);
         let _ = value.setattr("message", message);
-    });
-    err
+        err
+    })
 }
 
 /// A tensor the binding could not read, as `InvalidInputError`.

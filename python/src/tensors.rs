@@ -199,17 +199,9 @@ impl Borrowed<'_> {
             return Err(bad(format!("its data is not aligned to its {size}-byte elements")));
         }
         // Elements from the first to one past the last addressed, as the library counts them.
-        let extent = if self.shape.contains(&0) {
-            Some(0)
-        } else {
-            self.shape
-                .iter()
-                .zip(&self.strides)
-                .try_fold(0usize, |a, (&d, &s)| (d - 1).checked_mul(s).and_then(|x| a.checked_add(x)))
-                .and_then(|x| x.checked_add(1))
-        }
-        .filter(|&n| n.checked_mul(size).is_some_and(|b| b <= isize::MAX as usize))
-        .ok_or_else(|| bad(format!("shape {:?} with strides {:?} overflows", self.shape, self.strides)))?;
+        let extent = TensorView::span(&self.shape, &self.strides)
+            .filter(|&n| n.checked_mul(size).is_some_and(|b| b <= isize::MAX as usize))
+            .ok_or_else(|| bad(format!("shape {:?} with strides {:?} overflows", self.shape, self.strides)))?;
         if extent > 0 && self.data.is_null() {
             return Err(bad("its data pointer is NULL".into()));
         }
