@@ -3,7 +3,7 @@
 # Debian's Prometheus (server and promtool), PyTorch and onnx (reference training and export),
 # scikit-learn (the cross-dataset non-members), jsonschema (the split schema test), the
 # Fashion-MNIST dataset package, valgrind
-# (the C API test under memcheck), and a
+# (the C API test under memcheck), Chromium and chromedriver (the console's browser test), and a
 # virtual environment (.venv) with onnxruntime, NVIDIA's pytriton wheel (tritonserver), and what
 # the Python package's tests use (pytest, prometheus_client, maturin); the venv sees Debian's
 # packages (torch), so that the PyTorch hooks are tested against Debian's PyTorch.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(prometheus python3-torch python3-onnx python3-sklearn python3-numpy python3-jsonschema dataset-fashion-mnist librsvg2-bin valgrind)
+packages=(prometheus python3-torch python3-onnx python3-sklearn python3-numpy python3-jsonschema dataset-fashion-mnist librsvg2-bin valgrind chromium chromium-driver)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -48,6 +48,54 @@ pub fn scores(members: &Images, non_members: &Images, seed: u64) -> (Vec<f64>, V
     (out, non)
 }
 
+/// The per-image half of the control, for sets too small for a classifier (one upload): how
+/// far an image's coarse statistics lie from a reference set's, against how far the
+/// reference's own images lie. An image beyond [`DomainCheck::QUANTILE`] of the reference's
+/// own distances does not look like the reference's domain.
+#[derive(Debug, Clone)]
+pub struct DomainCheck {
+    shape: [usize; 3],
+    mean: Vec<f64>,
+    sd: Vec<f64>,
+    /// The reference's own distance at `QUANTILE`.
+    threshold: f64,
+}
+
+impl DomainCheck {
+    /// Share of the reference's own images that pass.
+    pub const QUANTILE: f64 = 0.99;
+
+    /// Fits the check on a reference set (at least two images).
+    pub fn fit(reference: &Images) -> DomainCheck {
+        let x: Vec<Vec<f64>> = (0..reference.len()).map(|i| features(reference.sample(i), reference.shape)).collect();
+        let d = x[0].len() - 1; // the bias is not a statistic
+        let n = x.len() as f64;
+        let mean: Vec<f64> = (0..d).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
+        let sd: Vec<f64> =
+            (0..d).map(|j| (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt().max(1e-6)).collect();
+        let mut check = DomainCheck { shape: reference.shape, mean, sd, threshold: 0.0 };
+        let mut own: Vec<f64> = x.iter().map(|f| check.distance_of(f)).collect();
+        own.sort_by(f64::total_cmp);
+        check.threshold = own[((own.len() as f64 * Self::QUANTILE).ceil() as usize).min(own.len()) - 1];
+        check
+    }
+
+    /// The image's distance from the reference (mean squared z-score of its statistics).
+    pub fn distance(&self, img: &[f32]) -> f64 {
+        self.distance_of(&features(img, self.shape))
+    }
+
+    /// Whether the image lies within the reference's own spread.
+    pub fn in_domain(&self, img: &[f32]) -> bool {
+        self.distance(img) <= self.threshold
+    }
+
+    fn distance_of(&self, f: &[f64]) -> f64 {
+        let d = self.mean.len();
+        (0..d).map(|j| ((f[j] - self.mean[j]) / self.sd[j]).powi(2)).sum::<f64>() / d as f64
+    }
+}
+
 /// Coarse statistics of one image `[C, H, W]` in [0, 1].
 fn features(img: &[f32], [c, h, w]: [usize; 3]) -> Vec<f64> {
     let (gh, gw) = (h.min(GRID), w.min(GRID));
@@ -130,6 +178,17 @@ mod tests {
         let mut rng = SplitMix::new(seed);
         let data = (0..n * 64).map(|_| (rng.below(1000) as f32 / 1000.0) * brightness).collect();
         Images { data, shape: [1, 8, 8], labels: None }
+    }
+
+    #[test]
+    fn the_domain_check_passes_the_reference_domain_and_not_another() {
+        let reference = images(400, 1.0, 1);
+        let check = DomainCheck::fit(&reference);
+        let same = images(200, 1.0, 2);
+        let passed = (0..200).filter(|&i| check.in_domain(same.sample(i))).count();
+        assert!(passed >= 190, "{passed} of 200 images of the same distribution pass");
+        let dark = images(50, 0.3, 3);
+        assert_eq!((0..50).filter(|&i| check.in_domain(dark.sample(i))).count(), 0, "darker images must fail");
     }
 
     #[test]

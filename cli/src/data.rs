@@ -94,9 +94,18 @@ fn scale(bytes: &[u8]) -> Vec<f32> {
 /// Reads an IDX file of unsigned bytes: its dimensions and data.
 pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     let raw = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    parse_idx(raw, usize::MAX)
+}
+
+/// Parses an IDX file of unsigned bytes held in memory (gzip'd or not) into its dimensions and
+/// data; a file whose data would exceed `max_bytes` is refused before it is unpacked.
+pub fn parse_idx(raw: Vec<u8>, max_bytes: usize) -> Result<(Vec<usize>, Vec<u8>)> {
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).context("gunzip")?;
+        // One byte past the limit tells a file that is too large from one that fits exactly.
+        let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(64);
+        flate2::read::GzDecoder::new(&raw[..]).take(limit).read_to_end(&mut out).context("gunzip")?;
+        ensure!((out.len() as u64) < limit, "the unpacked IDX file is larger than {max_bytes} bytes");
         out
     } else {
         raw
@@ -108,7 +117,8 @@ pub fn read_idx(path: &Path) -> Result<(Vec<usize>, Vec<u8>)> {
     ensure!(bytes.len() >= header, "truncated IDX header");
     let dims: Vec<usize> =
         (0..rank).map(|i| u32::from_be_bytes(bytes[4 + 4 * i..8 + 4 * i].try_into().unwrap()) as usize).collect();
-    let len: usize = dims.iter().product();
+    let len = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).context("IDX dimensions overflow")?;
+    ensure!(len <= max_bytes, "IDX data of {len} bytes is more than the {max_bytes} allowed");
     ensure!(bytes.len() == header + len, "IDX data is {} bytes, dimensions {dims:?} need {len}", bytes.len() - header);
     Ok((dims, bytes[header..].to_vec()))
 }
@@ -161,7 +171,18 @@ pub fn npy_integers<R: std::io::Read>(npy: npyz::NpyFile<R>, path: &Path) -> Res
 
 fn load_npy(path: &Path) -> Result<Images> {
     let file = std::fs::File::open(path)?;
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(file))?;
+    parse_npy(std::io::BufReader::new(file), usize::MAX)
+}
+
+/// Reads NPY images from `reader`; an array of more than `max_elements` is refused before
+/// its data is read.
+pub fn parse_npy(reader: impl Read, max_elements: usize) -> Result<Images> {
+    let npy = npyz::NpyFile::new(reader)?;
+    let elements = npy.shape().iter().try_fold(1u64, |a, &d| a.checked_mul(d)).context("NPY shape overflows")?;
+    ensure!(
+        elements <= max_elements as u64,
+        "an NPY array of {elements} elements is more than the {max_elements} allowed"
+    );
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
     let chw = match shape.as_slice() {
         [_, h, w] => [1, *h, *w],
@@ -217,17 +238,23 @@ fn load_image_dir(dir: &Path, [c, h, w]: [usize; 3]) -> Result<Images> {
     let mut data = Vec::with_capacity(files.len() * c * h * w);
     for file in &files {
         let img = image::open(file).with_context(|| format!("decoding {}", file.display()))?;
-        let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
-        if c == 1 {
-            data.extend(img.to_luma8().as_raw().iter().map(|&b| b as f32 / 255.0));
-        } else {
-            let rgb = img.to_rgb8();
-            for ch in 0..3 {
-                data.extend(rgb.pixels().map(|p| p.0[ch] as f32 / 255.0));
-            }
-        }
+        push_as_input(&img, [c, h, w], &mut data);
     }
     Ok(Images { data, shape: [c, h, w], labels: None })
+}
+
+/// Appends `img` as the model's input `[C, H, W]`: grey or RGB, resized with a triangle
+/// filter, scaled to [0, 1]. The one conversion of images, for folders and uploads alike.
+pub fn push_as_input(img: &image::DynamicImage, [c, h, w]: [usize; 3], data: &mut Vec<f32>) {
+    let img = img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle);
+    if c == 1 {
+        data.extend(img.to_luma8().as_raw().iter().map(|&b| b as f32 / 255.0));
+    } else {
+        let rgb = img.to_rgb8();
+        for ch in 0..3 {
+            data.extend(rgb.pixels().map(|p| p.0[ch] as f32 / 255.0));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 /// JSON has no NaN: unknown figures are null.
-fn finite(x: f64) -> Option<f64> {
+pub(crate) fn finite(x: f64) -> Option<f64> {
     x.is_finite().then_some(x)
 }
 
@@ -238,7 +238,13 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
 /// approximations, null variances): for the rank test against a reference of the size given
 /// and against an equal-sized one; for the binomial test at the flag rate seen. `None` where
 /// no size suffices (no effect, or a reference too small).
-fn power_table(auc: f64, reference: usize, alpha: f64, null_fpr: Option<f64>, flag_rate: f64) -> serde_json::Value {
+pub(crate) fn power_table(
+    auc: f64,
+    reference: usize,
+    alpha: f64,
+    null_fpr: Option<f64>,
+    flag_rate: f64,
+) -> serde_json::Value {
     let normal = Normal::standard();
     let rows: Vec<_> = POWERS
         .iter()

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use mint_audit::config::TapKind;
-use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome};
+use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome, TappedModel};
 use serde_json::json;
 
 use crate::blind;
@@ -267,6 +267,18 @@ pub(crate) fn score_sets(
     members: &Images,
     non_members: &Images,
 ) -> Result<Scored> {
+    score_sets_with(&desc.compile()?, threads, batch, config, members, non_members)
+}
+
+/// [`score_sets`] with the audited model already compiled (the console compiles it once).
+pub(crate) fn score_sets_with(
+    model: &TappedModel,
+    threads: usize,
+    batch: usize,
+    config: &Config,
+    members: &Images,
+    non_members: &Images,
+) -> Result<Scored> {
     let total = members.len() + non_members.len();
     // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
     let mut config = config.clone();
@@ -293,7 +305,6 @@ pub(crate) fn score_sets(
             }
         }),
     )?;
-    let model = desc.compile()?;
 
     // Keep the outcome for the baselines.
     let mut outcomes: [Vec<f32>; 2] =
@@ -301,7 +312,7 @@ pub(crate) fn score_sets(
     for (set, (images, id_base)) in [(members, 0u64), (non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
         let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
         let what = if set == 0 { "members" } else { "non-members" };
-        for_each_batch(&model, images, batch, threads, what, |start, views| {
+        for_each_batch(model, images, batch, threads, what, |start, views| {
             let n = views[0].batch();
             let ids: Vec<u64> = (0..n as u64).map(|i| id_base + start as u64 + i).collect();
             auditor.submit(&ids, views).with_context(|| format!("submitting {what} {start}..{}", start + n))?;

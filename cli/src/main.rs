@@ -10,10 +10,14 @@
 //! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
 //!   reference of known non-members: p-values, effect size, member fraction, a power table.
 //! - `mint split` makes a balanced, seeded, hash-pinned split file from member and non-member sources.
+//! - `mint serve`     serves the transparency console: a data owner uploads images and learns
+//!   whether the audited models trained on them, with an evidence bundle to file;
+//!   `mint verify-bundle` recomputes a bundle from the same images.
 //! - `mint evidence-study` validates those tests on calibrated models and writes docs/evidence.md's tables.
 
 mod blind;
 mod calibrate;
+mod console;
 mod data;
 mod dataset_test;
 mod descriptor;
@@ -47,6 +51,8 @@ enum Command {
     DatasetTest(dataset_test::Args),
     EvidenceStudy(evidence_study::Args),
     Split(split::Args),
+    Serve(console::Args),
+    VerifyBundle(console::bundle::Args),
 }
 
 fn main() -> ExitCode {
@@ -59,6 +65,8 @@ fn main() -> ExitCode {
         Command::DatasetTest(args) => dataset_test::run(args),
         Command::EvidenceStudy(args) => evidence_study::run(args),
         Command::Split(args) => split::run(args),
+        Command::Serve(args) => console::run(args),
+        Command::VerifyBundle(args) => console::bundle::run(args),
     };
     match outcome {
         Ok(code) => code,

@@ -1,0 +1,97 @@
+//! `mint serve`: the MINT transparency console, where a data owner uploads images and learns,
+//! with the caveats that apply, whether the audited models were trained on them.
+//!
+//! The path of an upload: [`http`] receives the form (bounded, rate-limited, in memory) →
+//! [`uploads`] decodes it into the model's input → [`analysis`] scores it through the
+//! library's runtime and tests it against the model's reference non-members
+//! ([`registry`] loaded them at start) → [`bundle`] wraps the evidence for filing, and
+//! `mint verify-bundle` recomputes it.
+
+pub mod analysis;
+pub mod bundle;
+mod http;
+pub mod registry;
+pub mod uploads;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+
+use registry::Registry;
+use uploads::Limits;
+
+/// The shipped models the console serves by default, from the working directory's `models/`
+/// or, failing that, the source tree this `mint` was built from.
+pub fn shipped_models() -> Vec<PathBuf> {
+    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+    let root = [PathBuf::from("models"), built_from]
+        .into_iter()
+        .find(|r| r.join("fmnist-memorizing/console.json").is_file())
+        .unwrap_or_else(|| PathBuf::from("models"));
+    ["fmnist-memorizing", "fmnist-generalizing"].iter().map(|m| root.join(m)).collect()
+}
+
+#[derive(clap::Args)]
+/// Serve the transparency console: upload images, learn whether the audited models trained on them.
+pub struct Args {
+    /// Address to listen on (loopback by default; port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:8750")]
+    listen: String,
+    /// A model to serve: its console.json or the folder holding it (repeat for several); the
+    /// two shipped models by default.
+    #[arg(long = "model")]
+    models: Vec<PathBuf>,
+    /// Largest upload of one request, in MiB.
+    #[arg(long, default_value_t = 32)]
+    max_upload_mib: usize,
+    /// Most images in one request (an IDX or NPY file counts each of its images).
+    #[arg(long, default_value_t = 200)]
+    max_images: usize,
+    /// Largest width or height of an uploaded image, in pixels.
+    #[arg(long, default_value_t = 4096)]
+    max_side: u32,
+    /// Analyses running at once; further requests are told to retry.
+    #[arg(long, default_value_t = 2)]
+    max_concurrent: usize,
+    /// Analyses one client address may ask for per minute.
+    #[arg(long, default_value_t = 12)]
+    rate_per_minute: u32,
+    /// Open connections at most.
+    #[arg(long, default_value_t = 64)]
+    max_connections: usize,
+    /// Held-out members scored at start-up for each model card's AUC.
+    #[arg(long, default_value_t = 1000)]
+    card_members: usize,
+    /// Threads for the start-up scoring.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+}
+
+pub fn run(args: Args) -> Result<ExitCode> {
+    let models = if args.models.is_empty() { shipped_models() } else { args.models.clone() };
+    let listener =
+        std::net::TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    let registry = Registry::start(&models, args.card_members, args.threads)?;
+    let addr = listener.local_addr()?;
+    println!(
+        "mint serve: the console is at http://{addr}/ (models: {})",
+        registry.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    std::io::stdout().flush()?;
+    let settings = http::Settings {
+        max_upload_bytes: args.max_upload_mib.saturating_mul(1 << 20),
+        limits: Limits {
+            max_images: args.max_images,
+            max_side: args.max_side,
+            // Eight bytes a pixel (RGBA at 16 bits) for the largest side allowed, at most 1 GiB.
+            max_decode_bytes: (u64::from(args.max_side).pow(2) * 8).min(1 << 30),
+        },
+        max_concurrent: args.max_concurrent,
+        rate_per_minute: args.rate_per_minute,
+        max_connections: args.max_connections,
+    };
+    http::serve(listener, registry, settings)?;
+    Ok(ExitCode::SUCCESS)
+}

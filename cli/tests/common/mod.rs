@@ -1,0 +1,147 @@
+//! Helpers for the console's tests: a `mint serve` of the shipped memorising model on a free
+//! port, the demo's known members and non-members as PNG files, and multipart bodies.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = repo().join("target/test-scratch").join(format!("console-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A running console; killed when dropped. Its stderr is kept for the test to read.
+pub struct Console {
+    child: Child,
+    pub url: String,
+    pub log: PathBuf,
+}
+
+impl Console {
+    /// Starts `mint serve` for the shipped memorising model, in `cwd`, with `extra` flags, and
+    /// waits until the model is ready.
+    pub fn start(cwd: &Path, extra: &[&str]) -> Console {
+        let log = cwd.with_extension("stderr.log");
+        let model = repo().join("models/fmnist-memorizing");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mint"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--card-members", "100", "--model"])
+            .arg(&model)
+            .args(extra)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("starting mint serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let url = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .trim_end_matches('/')
+            .to_string();
+        let console = Console { child, url, log };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let (status, body) = console.get("/api/models");
+            assert_eq!(status, 200);
+            let models: serde_json::Value = serde_json::from_str(&body).unwrap();
+            match models["models"][0]["status"].as_str() {
+                Some("ready") => break,
+                Some("loading") if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(300)),
+                _ => panic!("the model did not load: {body}\n{}", console.stderr()),
+            }
+        }
+        console
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        let mut r = agent().get(format!("{}{path}", self.url)).call().expect("GET");
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    }
+
+    /// POSTs a multipart form of `files` (name, bytes) for `model`.
+    pub fn analyze(&self, model: &str, files: &[(String, Vec<u8>)]) -> (u16, serde_json::Value) {
+        let (content_type, body) = multipart(files);
+        self.post(&format!("/api/analyze?model={model}"), &content_type, body)
+    }
+
+    pub fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let mut r = agent()
+            .post(format!("{}{path}", self.url))
+            .header("Content-Type", content_type)
+            .send(&body[..])
+            .expect("POST");
+        let status = r.status().as_u16();
+        let mut text = String::new();
+        r.body_mut().as_reader().read_to_string(&mut text).unwrap();
+        (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}")))
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(120)))
+        .build()
+        .into()
+}
+
+pub fn multipart(files: &[(String, Vec<u8>)]) -> (String, Vec<u8>) {
+    let boundary = "mint-test-boundary-7f3a9c";
+    let mut body = Vec::new();
+    for (name, bytes) in files {
+        body.extend(format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n"
+        ).as_bytes());
+        body.extend(bytes);
+        body.extend(b"\r\n");
+    }
+    body.extend(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+/// The first `n` images of a demo IDX file (`members` or `non-members`), as PNG files.
+pub fn demo_pngs(kind: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    let bytes = std::fs::read(repo().join(format!("models/fmnist-memorizing/demo-{kind}-idx3-ubyte"))).unwrap();
+    (0..n)
+        .map(|i| {
+            let pixels = bytes[16 + i * 784..16 + (i + 1) * 784].to_vec();
+            let img = image::GrayImage::from_raw(28, 28, pixels).unwrap();
+            let mut png = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+            (format!("{kind}-{i:03}.png"), png.into_inner())
+        })
+        .collect()
+}
+
+/// The first `n` images of a demo IDX file, as one IDX file.
+pub fn demo_idx(kind: &str, n: usize) -> Vec<u8> {
+    let bytes = std::fs::read(repo().join(format!("models/fmnist-memorizing/demo-{kind}-idx3-ubyte"))).unwrap();
+    let mut out = vec![0, 0, 8, 3];
+    for d in [n as u32, 28, 28] {
+        out.extend(d.to_be_bytes());
+    }
+    out.extend(&bytes[16..16 + n * 784]);
+    out
+}

@@ -1,0 +1,213 @@
+//! `mint serve` over HTTP, as a browser or a script would use it: the shipped memorising
+//! model's known members give set-level evidence and its non-members do not; the bundle
+//! re-verifies with `mint verify-bundle`; bad uploads get clear refusals; the limits hold;
+//! nothing is written or logged of the uploads.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Command;
+
+use common::*;
+use sha2::{Digest, Sha256};
+
+const MODEL: &str = "fmnist-memorizing";
+
+#[test]
+fn members_give_evidence_non_members_do_not_and_the_bundle_reverifies() {
+    let dir = scratch("http");
+    let cwd = dir.join("cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    let console = Console::start(&cwd, &["--max-concurrent", "1", "--rate-per-minute", "1000"]);
+
+    // The page and its parts, with the headers that keep it self-contained.
+    let mut page = agent().get(format!("{}/", console.url)).call().unwrap();
+    assert_eq!(page.status(), 200);
+    let csp = page.headers().get("content-security-policy").unwrap().to_str().unwrap().to_string();
+    assert!(csp.contains("default-src 'none'") && csp.contains("script-src 'self'"), "{csp}");
+    assert!(page.headers().get("set-cookie").is_none());
+    let html = page.body_mut().read_to_string().unwrap();
+    assert!(html.contains("<script src=\"/console.js\"") && !html.contains("http://") && !html.contains("https://"));
+    assert_eq!(console.get("/console.js").0, 200);
+    assert_eq!(console.get("/console.css").0, 200);
+    let (_, models) = console.get("/api/models");
+    let models: serde_json::Value = serde_json::from_str(&models).unwrap();
+    let card = &models["models"][0]["card"];
+    assert_eq!(card["calibration"]["reproduced"], true, "{card}");
+    assert_eq!(card["reference"]["samples"], 500);
+    assert!(card["measured_here"]["auc"].as_f64().unwrap() > 0.7, "{card}");
+
+    // Known members: decisive set-level evidence.
+    let members = demo_pngs("members", 30);
+    let (status, bundle) = console.analyze(MODEL, &members);
+    assert_eq!(status, 200, "{bundle}");
+    let e = &bundle["evidence"];
+    assert_eq!(e["verdict"]["outcome"], "evidence", "{}", e["verdict"]);
+    assert!(e["set"]["rank_test"]["p_value"].as_f64().unwrap() < 1e-4, "{}", e["set"]);
+    assert_eq!(e["set"]["distribution_shift"]["detected"], false);
+    assert_eq!(e["images"].as_array().unwrap().len(), 30);
+    assert_eq!(e["images"][0]["sha256"], format!("{:x}", Sha256::digest(&members[0].1)));
+    // The same images as one IDX file score the same.
+    let (status, as_idx) = console.analyze(MODEL, &[("members-idx3-ubyte".into(), demo_idx("members", 30))]);
+    assert_eq!(status, 200, "{as_idx}");
+    for i in 0..30 {
+        assert_eq!(as_idx["evidence"]["images"][i]["score"], e["images"][i]["score"], "image {i}");
+    }
+
+    // Known non-members: no evidence.
+    let (status, other) = console.analyze(MODEL, &demo_pngs("non-members", 30));
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(other["evidence"]["verdict"]["outcome"], "no_evidence", "{}", other["evidence"]["verdict"]);
+    assert!(other["evidence"]["set"]["rank_test"]["p_value"].as_f64().unwrap() > 0.01);
+
+    // Images unlike the model's domain: the control says the verdict means nothing.
+    let bright: Vec<(String, Vec<u8>)> = (0..12)
+        .map(|i| {
+            let img = image::RgbImage::from_fn(64, 48, |x, y| {
+                image::Rgb([200 + (x % 50) as u8, 180 + (y % 60) as u8, (i * 20) as u8])
+            });
+            let mut png = std::io::Cursor::new(Vec::new());
+            img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+            (format!("holiday-{i}.png"), png.into_inner())
+        })
+        .collect();
+    let (status, shifted) = console.analyze(MODEL, &bright);
+    assert_eq!(status, 200, "{shifted}");
+    let s = &shifted["evidence"];
+    assert_eq!(s["verdict"]["outcome"], "shift", "{}", s["verdict"]);
+    assert_eq!(s["images"][0]["note"], "resized from 64×48 to 28×28, converted from colour to grey");
+
+    // The bundle re-verifies from the same files, byte for byte; a changed one does not.
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (name, bytes) in &members {
+        std::fs::write(images.join(name), bytes).unwrap();
+    }
+    let bundle_path = dir.join("bundle.json");
+    std::fs::write(&bundle_path, serde_json::to_string_pretty(&bundle).unwrap()).unwrap();
+    let verify = |bundle: &std::path::Path| {
+        Command::new(env!("CARGO_BIN_EXE_mint"))
+            .args(["verify-bundle", "--bundle"])
+            .arg(bundle)
+            .args(members.iter().rev().map(|(name, _)| images.join(name)))
+            .current_dir(repo())
+            .output()
+            .unwrap()
+    };
+    let out = verify(&bundle_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("byte for byte"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A changed score, with the digest made to match: recomputation finds it.
+    let mut forged = bundle.clone();
+    forged["evidence"]["images"][3]["score"] = serde_json::json!(0.5);
+    forged["evidence_sha256"] = format!("{:x}", Sha256::digest(forged["evidence"].to_string().as_bytes())).into();
+    let forged_path = dir.join("forged.json");
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = verify(&forged_path);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("evidence.images[3].score: 0.5 ->"), "{stdout}");
+    // A changed file without its digest: refused as altered.
+    forged["evidence_sha256"] = bundle["evidence_sha256"].clone();
+    std::fs::write(&forged_path, forged.to_string()).unwrap();
+    let out = verify(&forged_path);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("changed after it was issued"));
+
+    // Bad requests, each with words a person understands.
+    let (status, r) = console.analyze(MODEL, &[("notes.txt".into(), b"dear regulator".to_vec())]);
+    assert_eq!(status, 422);
+    assert!(r["error"].as_str().unwrap().starts_with("notes.txt: this is not an image"), "{r}");
+    let mut cut = members[0].1.clone();
+    cut.truncate(60);
+    let (status, r) = console.analyze(MODEL, &[("cut.png".into(), cut)]);
+    assert_eq!(status, 422);
+    assert!(r["error"].as_str().unwrap().contains("damaged"), "{r}");
+    let (status, r) = console.analyze(MODEL, &[]);
+    assert_eq!(status, 422);
+    assert!(r["error"].as_str().unwrap().starts_with("No images"), "{r}");
+    let (status, r) = console.analyze("gpt-17", &members[..1]);
+    assert_eq!(status, 404);
+    assert!(r["error"].as_str().unwrap().contains("not on this console"));
+    let (status, r) = console.post("/api/analyze?model=fmnist-memorizing", "application/json", b"{}".to_vec());
+    assert_eq!(status, 400);
+    assert!(r["error"].as_str().unwrap().contains("form upload"), "{r}");
+    let (status, r) = console.post("/api/analyze", "multipart/form-data; boundary=x", Vec::new());
+    assert_eq!(status, 400);
+    assert!(r["error"].as_str().unwrap().contains("Choose a model"), "{r}");
+    assert_eq!(console.get("/etc/passwd").0, 404);
+    assert_eq!(agent().put(format!("{}/", console.url)).send(&b""[..]).unwrap().status().as_u16(), 405);
+
+    // One analysis at a time here: concurrent requests are answered, by a result or "busy".
+    let answers: Vec<(u16, serde_json::Value)> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..4).map(|_| s.spawn(|| console.analyze(MODEL, &members))).collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    assert!(answers.iter().any(|(s, _)| *s == 200));
+    for (status, body) in &answers {
+        assert!(
+            *status == 200 || (*status == 503 && body["error"].as_str().unwrap().contains("busy")),
+            "{status}: {body}"
+        );
+    }
+
+    // Nothing of the uploads was written, and the log holds counts, not names or digests.
+    assert_eq!(std::fs::read_dir(&cwd).unwrap().count(), 0, "the console wrote into its working directory");
+    let log = console.stderr();
+    assert!(log.contains("analysed 30 images"), "{log}");
+    for secret in ["members-000", "holiday", "notes.txt", &members[0].0, e["images"][0]["sha256"].as_str().unwrap()] {
+        assert!(!log.contains(secret), "the log mentions {secret}:\n{log}");
+    }
+}
+
+#[test]
+fn the_limits_hold_and_say_so() {
+    let dir = scratch("limits");
+    let console = Console::start(
+        &dir,
+        &["--max-upload-mib", "1", "--max-images", "5", "--max-side", "100", "--rate-per-minute", "4"],
+    );
+    let one = demo_pngs("members", 6);
+    // Too many images, as files or inside an array file.
+    let (status, r) = console.analyze(MODEL, &one);
+    assert_eq!(status, 400, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("at most 5 per request"), "{r}");
+    let (status, r) = console.analyze(MODEL, &[("six-idx3-ubyte".into(), demo_idx("members", 6))]);
+    assert_eq!(status, 422, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("more images than this request has room for (5)"), "{r}");
+    // Too large a picture, and too large an upload.
+    let wide = image::GrayImage::new(101, 10);
+    let mut png = std::io::Cursor::new(Vec::new());
+    wide.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    let (status, r) = console.analyze(MODEL, &[("wide.png".into(), png.into_inner())]);
+    assert_eq!(status, 422, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("too large: at most 100×100 pixels"), "{r}");
+    // Refused from its declared length, before any of it is read (the client sends none).
+    let mut stream = std::net::TcpStream::connect(console.url.trim_start_matches("http://")).unwrap();
+    let head = format!(
+        "POST /api/analyze?model={MODEL} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+         Content-Length: {}\r\n\r\n",
+        2 << 20
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(30))).unwrap();
+    let mut reply = vec![0; 4096];
+    let n = stream.read(&mut reply).unwrap();
+    let reply = String::from_utf8_lossy(&reply[..n]);
+    assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    assert!(reply.contains("at most 1 MB per request"), "{reply}");
+    // Four analyses a minute from one address, then a wait with Retry-After. Every request
+    // for an analysis spends one, refused or not: the four above did.
+    let (content_type, body) = multipart(&one[..1]);
+    let response = agent()
+        .post(format!("{}/api/analyze?model={MODEL}", console.url))
+        .header("Content-Type", &content_type)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+}
