@@ -212,8 +212,24 @@ fn a_person_uploads_members_then_non_members_and_reads_the_verdicts() {
     };
     std::fs::write(&target, &png).unwrap();
 
-    // Known non-members: no evidence, and the page says what that does and does not mean.
+    // The printable report holds the verdict and every fingerprint, and no image.
+    let printable = browser.script("return printable(state.bundle)");
+    let printable = printable.as_str().unwrap();
+    assert!(printable.contains("Strong evidence that this model was trained on these images"));
+    let sha = browser.script("return state.bundle.evidence.images[29].sha256");
+    assert!(printable.contains(sha.as_str().unwrap()) && !printable.contains("<img"));
+
+    // Known non-members, dropped on the page (a drop event carrying the files, as a drag from
+    // a file manager gives) after choosing something else: the drop replaces the choice.
     browser.choose(&non_members);
+    browser.script("window.dropped = Array.from(document.getElementById('files').files);");
+    browser.choose(&notes);
+    browser.script(
+        "const dt = new DataTransfer(); window.dropped.forEach(f => dt.items.add(f));
+         document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true}));",
+    );
+    let chosen = browser.text("#chosen");
+    assert!(chosen.starts_with("30 files chosen"), "{chosen}");
     let state = analyse(&browser);
     assert_eq!(state["outcome"], "no_evidence", "{state}");
     let explanation = browser.text("#verdict-explanation");

@@ -33,6 +33,18 @@ pub fn shipped_models() -> Vec<PathBuf> {
     ["fmnist-memorizing", "fmnist-generalizing"].iter().map(|m| root.join(m)).collect()
 }
 
+/// The subfolders of `dir` that hold a `console.json`, sorted by name.
+fn registered_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("--models-dir {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("console.json").is_file())
+        .collect();
+    found.sort();
+    anyhow::ensure!(!found.is_empty(), "--models-dir {}: no subfolder holds a console.json", dir.display());
+    Ok(found)
+}
+
 #[derive(clap::Args)]
 /// Serve the transparency console: upload images, learn whether the audited models trained on them.
 pub struct Args {
@@ -43,6 +55,9 @@ pub struct Args {
     /// two shipped models by default.
     #[arg(long = "model")]
     models: Vec<PathBuf>,
+    /// A folder of registered models: every subfolder holding a console.json, by name.
+    #[arg(long)]
+    models_dir: Option<PathBuf>,
     /// Largest upload of one request, in MiB.
     #[arg(long, default_value_t = 32)]
     max_upload_mib: usize,
@@ -70,7 +85,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let models = if args.models.is_empty() { shipped_models() } else { args.models.clone() };
+    let mut models = args.models.clone();
+    if let Some(dir) = &args.models_dir {
+        models.extend(registered_in(dir)?);
+    }
+    if models.is_empty() {
+        models = shipped_models();
+    }
     let listener =
         std::net::TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let registry = Registry::start(&models, args.card_members, args.threads)?;
@@ -94,4 +115,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
     };
     http::serve(listener, registry, settings)?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_models_folder_registers_its_subfolders_with_a_console_json() {
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
+        let found = registered_in(&shipped).unwrap();
+        let names: Vec<_> = found.iter().map(|p| p.file_name().unwrap().to_str().unwrap()).collect();
+        assert_eq!(names, ["fmnist-generalizing", "fmnist-memorizing"]);
+        let empty = tempfile::tempdir().unwrap();
+        assert!(registered_in(empty.path()).unwrap_err().to_string().contains("no subfolder"));
+    }
 }
