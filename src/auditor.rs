@@ -10,6 +10,7 @@ use crossbeam_utils::sync::ShardedLock;
 
 use crate::cohort::Cohort;
 use crate::config::Config;
+use crate::conformance::Recorder;
 use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::evidence::{CohortEvidence, Evidence};
@@ -106,7 +107,9 @@ impl Auditor {
         };
         let depth = Arc::clone(&admission);
         let metrics = Metrics::new(&config, &ledger, &mut evidence, &identity, move || depth.depth() as i64)?;
-        let delivery = Arc::new(Delivery::new(Arc::clone(&ledger), metrics, evidence, sink, config.threshold()));
+        let recorder = Recorder::new(&config, plan.assembly(), plan.kind(), plan.sha256())?;
+        let delivery =
+            Arc::new(Delivery::new(Arc::clone(&ledger), metrics, evidence, sink, config.threshold(), recorder));
         let scorers = (0..config.workers).map(|_| plan.spawn(&delivery)).collect::<Result<Vec<_>>>()?;
 
         let render: Render = {
@@ -377,6 +380,13 @@ impl Auditor {
             workers_busy: busy.len(),
             in_flight: stats.submitted.saturating_sub(stats.audited() + stats.dropped_total()),
         };
+        // A recording is written once the workers are done with it (one still busy in the
+        // sink has scored its batch already); a failure to write it is the vendor's to read.
+        if let Some(recorder) = &self.delivery.recorder {
+            if let Err(e) = recorder.write() {
+                self.delivery.note_error(format!("writing the conformance recording: {e}"));
+            }
+        }
         *report = Some(done);
         done
     }

@@ -39,6 +39,10 @@ pub const MAX_COHORT_NAME: usize = 64;
 pub const MAX_CALIBRATION_QUANTILES: usize = 64;
 /// Largest evidence window, in audited samples.
 pub const MAX_EVIDENCE_WINDOW: u64 = 1 << 24;
+/// The most samples a conformance recording keeps.
+pub const MAX_CONFORMANCE_SAMPLES: usize = 1 << 16;
+/// The most f32 values a conformance recording keeps in all (1 GiB).
+pub const MAX_CONFORMANCE_VALUES: usize = 1 << 28;
 
 /// The cohort of samples submitted without one: ordinary traffic.
 pub const DEFAULT_COHORT: &str = "default";
@@ -81,6 +85,9 @@ pub struct Config {
     /// How the per-cohort evidence is computed.
     #[serde(default)]
     pub evidence: EvidenceConfig,
+    /// Conformance recording, for a vendor's CI (`mint conformance`): off unless given.
+    #[serde(default)]
+    pub conformance: Option<ConformanceConfig>,
     /// Folder relative paths were resolved against (the configuration file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -113,6 +120,16 @@ pub enum TapKind {
     ActivationMap,
     /// The model outcome, a vector `[N, L]` taken as it is.
     Outcome,
+}
+
+impl TapKind {
+    /// The configuration's name for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            TapKind::ActivationMap => "activation_map",
+            TapKind::Outcome => "outcome",
+        }
+    }
 }
 
 /// One tensor the vendor hands over on every submit.
@@ -461,6 +478,25 @@ fn default_listen() -> String {
     "127.0.0.1:9464".into()
 }
 
+/// Records what the auditor received and scored, for `mint conformance check` to compare with
+/// a conformance kit's expectations: the records (the features, or the map, that the head
+/// scores) and scores of the first `max_samples` samples, written as JSON to `record` when the
+/// auditor closes. Meant for a vendor's CI, never for production traffic.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ConformanceConfig {
+    /// The file written at close (relative to the configuration's folder).
+    pub record: PathBuf,
+    /// Samples recorded at most; later ones are counted, not kept.
+    #[serde(default = "default_conformance_samples")]
+    pub max_samples: usize,
+}
+
+fn default_conformance_samples() -> usize {
+    1024
+}
+
 impl Config {
     /// Parses and validates a JSON configuration. Relative paths are resolved against `base_dir`.
     pub fn from_json(json: &str, base_dir: &Path) -> Result<Config> {
@@ -502,6 +538,9 @@ impl Config {
             if let Some(token) = &mut http.bearer_token_file {
                 resolve(token);
             }
+        }
+        if let Some(conformance) = &mut self.conformance {
+            resolve(&mut conformance.record);
         }
         match &mut self.head {
             HeadConfig::Vanilla { path, .. } => resolve(path),
@@ -597,6 +636,9 @@ impl Config {
         }
         self.validate_threshold()?;
         self.validate_cohorts()?;
+        if let Some(conformance) = &self.conformance {
+            within("conformance.max_samples", conformance.max_samples, 1, MAX_CONFORMANCE_SAMPLES)?;
+        }
         within("queue.capacity", self.queue.capacity, 1, MAX_QUEUE_CAPACITY)?;
         within("batching.max_batch", self.batching.max_batch, 1, MAX_BATCH)?;
         if self.batching.max_wait_ms > 60_000 {

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::cohort::runs;
+use crate::conformance::Recorder;
 use crate::evidence::Evidence;
 use crate::ledger::Ledger;
 use crate::metrics::Metrics;
@@ -17,6 +18,8 @@ pub(crate) struct Delivery {
     sink: Option<Arc<dyn ResultSink>>,
     threshold: f32,
     last_error: Mutex<Option<String>>,
+    /// Conformance recording, when configured.
+    pub recorder: Option<Recorder>,
 }
 
 impl Delivery {
@@ -26,8 +29,9 @@ impl Delivery {
         evidence: Evidence,
         sink: Option<Arc<dyn ResultSink>>,
         threshold: f32,
+        recorder: Option<Recorder>,
     ) -> Delivery {
-        Delivery { ledger, metrics, evidence, sink, threshold, last_error: Mutex::new(None) }
+        Delivery { ledger, metrics, evidence, sink, threshold, last_error: Mutex::new(None), recorder }
     }
 
     /// Records scores of samples of `cohorts` (one per sample). A score that is not a
@@ -35,6 +39,9 @@ impl Delivery {
     /// `invalid` (the head's or the backend's error).
     pub(crate) fn scored(&self, ids: &[u64], cohorts: &[u16], scores: &[f32], invalid: DropReason) {
         debug_assert!(ids.len() == scores.len() && ids.len() == cohorts.len());
+        if let Some(recorder) = &self.recorder {
+            recorder.scores(ids, scores);
+        }
         let mut results = Vec::with_capacity(ids.len());
         let mut broken = 0;
         for (cohort, run) in runs(cohorts) {
@@ -75,6 +82,9 @@ impl Delivery {
         debug_assert_eq!(ids.len(), cohorts.len());
         for (cohort, run) in runs(cohorts) {
             self.ledger.dropped(cohort, reason, run.len());
+        }
+        if let Some(recorder) = &self.recorder {
+            recorder.dropped(ids, reason.label());
         }
         if self.sink.is_some() {
             let results: Vec<AuditResult> = ids

@@ -74,10 +74,16 @@ pub(crate) fn run(rx: Receiver<Job>, ctx: WorkerContext, mut scorer: Box<dyn Sco
         } else if let [job] = jobs.as_slice() {
             cohorts.clear();
             cohorts.resize(job.ids.len(), job.cohort);
+            if let Some(recorder) = &ctx.delivery.recorder {
+                recorder.records(&job.ids, &job.records);
+            }
             scorer.score(&job.ids, &cohorts, &job.records, &ctx.delivery);
         } else {
             gather(&jobs, &mut ids, &mut cohorts, Some(&mut records));
             debug_assert_eq!(records.len(), ids.len() * ctx.width);
+            if let Some(recorder) = &ctx.delivery.recorder {
+                recorder.records(&ids, &records);
+            }
             scorer.score(&ids, &cohorts, &records, &ctx.delivery);
         }
         // Room is given back only once the records were scored (or copied by a backend).

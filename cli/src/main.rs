@@ -10,6 +10,8 @@
 //! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
 //!   reference of known non-members: p-values, effect size, member fraction, a power table.
 //! - `mint split` makes a balanced, seeded, hash-pinned split file from member and non-member sources.
+//! - `mint conformance write|check` golden vectors for a vendor's CI, and the check of what its
+//!   integration recorded (the tap, channel and sample that differ, and the likely cause).
 //! - `mint serve`     serves the transparency console: a data owner uploads images and learns
 //!   whether the audited models trained on them, with an evidence bundle to file;
 //!   `mint verify-bundle` recomputes a bundle from the same images.
@@ -17,6 +19,7 @@
 
 mod blind;
 mod calibrate;
+mod conformance;
 mod console;
 mod data;
 mod dataset_test;
@@ -52,6 +55,7 @@ enum Command {
     EvidenceStudy(evidence_study::Args),
     Split(split::Args),
     Serve(console::Args),
+    Conformance(conformance::Args),
     VerifyBundle(console::bundle::Args),
 }
 
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         Command::EvidenceStudy(args) => evidence_study::run(args),
         Command::Split(args) => split::run(args),
         Command::Serve(args) => console::run(args),
+        Command::Conformance(args) => conformance::run(args),
         Command::VerifyBundle(args) => console::bundle::run(args),
     };
     match outcome {
