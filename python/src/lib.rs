@@ -17,9 +17,10 @@ use pyo3::prelude::*;
 /// mint-audit's native module. Use the `mint_audit` package, which re-exports it.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    // The wheel is one object: the CPU backend is linked in and answers to the plugin file
-    // name that configurations written for C hosts give it.
-    mint_audit::link_backend("libmint_backend_cpu.so", mint_backend_cpu::mint_backend_entry);
+    // The wheel is one object: the backends are linked in and answer to the plugin file
+    // names that configurations written for C hosts give them.
+    mint_audit::link_backend("libmint_backend_cpu.so", mint_backend_cpu::entry);
+    mint_audit::link_backend("libmint_backend_triton.so", mint_backend_triton_core::entry);
 
     m.add("__version__", mint_audit::VERSION)?;
     m.add("REDUCE_ISA", mint_audit::reduce_isa())?;

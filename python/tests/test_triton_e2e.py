@@ -20,7 +20,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from conftest import MEMORIZING, ROOT, read_idx_images, require
+from conftest import MEMORIZING, ROOT, SHAPES, read_idx_images, require
 
 N = 96
 BATCH = 16
@@ -159,3 +159,50 @@ def test_a_triton_server_audits_every_request_and_prometheus_sees_it(stack, mint
     assert (members_flagged, non_members_flagged) == (want["member"], want["non_member"])
     # The memorizing model's members are flagged far more often than its non-members.
     assert members_flagged > non_members_flagged
+
+
+def test_the_wheel_links_the_triton_backend(tmp_path):
+    """A CNN head served by tritonserver, scored through the Triton backend linked into the
+    wheel (no plugin file): the same scores as the CPU backend, also linked, gives in process."""
+    try:
+        import pytriton  # noqa: F401
+    except ImportError:
+        require("nvidia-pytriton (scripts/setup.sh)")
+    import mint_audit
+
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    log = open(tmp_path / "tritonserver.log", "w")
+    server = subprocess.Popen(
+        ["bash", os.path.join(ROOT, "examples/triton/start.sh"), os.path.join(MEMORIZING, "cnn_head_stage1.onnx"),
+         str(tmp_path / "triton"), "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+         "--log-verbose=0"],
+        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, MINT_TRITON_PYTHON=sys.executable),
+    )
+    try:
+        wait_for("tritonserver", lambda: get(f"http://127.0.0.1:{http}/v2/models/mint_cnn/ready")[0] == 200, 120)
+        with open(os.path.join(MEMORIZING, "auditor-cnn.json")) as f:
+            config = json.load(f)
+        config.pop("metrics", None)
+        rng = np.random.default_rng(3)
+        taps = {name: (rng.random((24,) + shape, dtype=np.float32) * 4.0)
+                for name, shape in zip(["stage1", "stage2", "stage3", "stage4"], SHAPES)}
+        taps["logits"] = rng.standard_normal((24, 10), dtype=np.float32)
+
+        def scores(backend):
+            got = {}
+            with mint_audit.Auditor(dict(config, head=dict(config["head"], backend=backend)), base_dir=MEMORIZING,
+                                    on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs)) as auditor:
+                assert auditor.head_kind == "cnn"
+                auditor.submit(list(range(24)), taps)
+            return got
+
+        cpu = scores(config["head"]["backend"])
+        triton = scores({"library": "libmint_backend_triton.so",
+                         "config": {"url": f"http://127.0.0.1:{http}", "model": "mint_cnn",
+                                    "sha256": config["head"]["backend"]["config"]["sha256"]}})
+        assert sorted(cpu) == sorted(triton) == list(range(24))
+        worst = max(abs(cpu[i] - triton[i]) for i in cpu)
+        assert worst < 1e-4, f"Triton's scores differ from the CPU backend's by {worst}"
+    finally:
+        server.terminate()
+        server.wait(30)

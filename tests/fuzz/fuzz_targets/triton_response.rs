@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     // The first byte chooses the header length the server claims (or none), and the count.
     let header_len = (first & 1 == 1).then(|| usize::from(first >> 1) * 7);
     let n = usize::from(first % 5);
-    if let Ok(scores) = mint_backend_triton::fuzzing::parse_response(body, header_len, n) {
+    if let Ok(scores) = mint_backend_triton_core::fuzzing::parse_response(body, header_len, n) {
         assert_eq!(scores.len(), n);
     }
 });
