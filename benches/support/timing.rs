@@ -97,3 +97,17 @@ pub fn paired(
     }
     (b[pairs / 2], c[pairs / 2], r[pairs / 2])
 }
+
+/// The CPU's vector extensions that matter to the kernels here, from /proc/cpuinfo.
+pub fn cpu_flags() -> String {
+    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> =
+        text.lines().find(|l| l.starts_with("flags")).map(|l| l.split_whitespace().collect()).unwrap_or_default();
+    let wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16"];
+    let have: Vec<&str> = wanted.iter().copied().filter(|w| flags.contains(w)).collect();
+    if have.is_empty() {
+        "none of avx2/avx512".into()
+    } else {
+        have.join(" ")
+    }
+}
