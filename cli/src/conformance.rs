@@ -16,7 +16,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
-use mint_audit::config::{HeadConfig, TapKind};
+use mint_audit::config::HeadConfig;
 use mint_audit::{Config, FeatureExtractor};
 use serde_json::{json, Value};
 
@@ -145,11 +145,8 @@ fn write(args: WriteArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|&i| {
                     let t = &config.taps[i];
-                    let kind = match t.kind {
-                        TapKind::ActivationMap => "activation_map",
-                        TapKind::Outcome => "outcome",
-                    };
-                    let part = Part { tap: t.name.clone(), kind: kind.into(), offset, width: t.channels, chw: None };
+                    let part =
+                        Part { tap: t.name.clone(), kind: t.kind.label().into(), offset, width: t.channels, chw: None };
                     offset += t.channels;
                     part
                 })
