@@ -112,7 +112,9 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 pub fn installed_prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
-        let prefix = repo().join("target").join("test-scratch").join(format!("prefix-{}", std::process::id()));
+        let scratch = repo().join("target").join("test-scratch");
+        remove_prefixes_of_ended_processes(&scratch);
+        let prefix = scratch.join(format!("prefix-{}", std::process::id()));
         run(Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "mint-audit-ffi", "-p", "mint-backend-cpu", "-p", "mint-backend-triton"])
             .current_dir(repo()));
@@ -123,6 +125,21 @@ pub fn installed_prefix() -> &'static Path {
             .current_dir(repo()));
         prefix
     })
+}
+
+/// Each prefix holds a debug build of the libraries, and every test binary that installs runs
+/// in a process of its own: prefixes of processes that have ended are removed, so that the disk
+/// holds at most one per running test process.
+fn remove_prefixes_of_ended_processes(scratch: &Path) {
+    let Ok(entries) = std::fs::read_dir(scratch) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix("prefix-")) else { continue };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            // Another process may be removing it too: losing that race is harmless.
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// `pkg-config --cflags --libs mint_audit` against the installed prefix.
