@@ -126,8 +126,9 @@ fn main() {
     let sha = mint_head::file_sha256(&head).unwrap();
     let target = repo.join("target/release");
     let mut text = format!(
-        "### CNN path: copying full maps on the vendor's thread\n\nCPU: {}.\n\n{}\n",
+        "### CNN path: copying full maps on the vendor's thread\n\nCPU: {}; flags: {}.\n\n{}\n",
         timing::cpu_name(),
+        timing::cpu_flags(),
         copy_table()
     );
     let cpu = throughput(&target.join("libmint_backend_cpu.so"), json!({"head": head, "sha256": sha}));

@@ -76,11 +76,12 @@ fn main() {
 
     let mut text = format!(
         "### Head throughput: shipped Vanilla head ({width} features → 64 → 1, with standardisation and confidence features)\n\n\
-         CPU: {}; one thread each. tract as the worker runs it (with a plan for this exact batch \
+         CPU: {}; flags: {}; one thread each. tract as the worker runs it (with a plan for this exact batch \
          size), and with the symbolic-batch plan alone.\n\n\
          | batch | tract (samples/s) | tract, symbolic plan only | onnxruntime 1 thread | tract / onnxruntime |\n\
          |---:|---:|---:|---:|---:|\n",
-        timing::cpu_name()
+        timing::cpu_name(),
+        timing::cpu_flags()
     );
     for (i, b) in BATCHES.iter().enumerate() {
         match &ort {

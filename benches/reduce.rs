@@ -169,7 +169,8 @@ fn main() {
         );
         rows.push((format!("{layout:?} f32, {}, check_finite off", reduce::isa().name()), b, t, r));
     }
-    // Half precision, as some vendors serve: the run-time pick only.
+    // Half precision, as some vendors serve, with every ISA: the baseline widens to f32, the
+    // others compare the stored bits (src/reduce/kernels/half_bits.rs).
     let half16: Vec<Vec<f16>> = nchw.iter().map(|m| m.iter().map(|&x| f16::from_f32(x)).collect()).collect();
     let bhalf: Vec<Vec<bf16>> = nhwc.iter().map(|m| m.iter().map(|&x| bf16::from_f32(x)).collect()).collect();
     let v16: Vec<TensorView<'_>> = TAPS
@@ -183,28 +184,32 @@ fn main() {
         .map(|(&(c, s), m)| TensorView::map(m.as_slice(), Layout::Nhwc, [1, s, s, c]).unwrap())
         .collect();
     for (name, vs) in [("Nchw f16", &v16), ("Nhwc bf16", &vb16)] {
-        let (b, t, r) = timing::paired(
-            best_fn,
-            || {
-                for (v, o) in vs.iter().zip(outs.iter_mut()) {
-                    black_box(reduce::channel_max(black_box(v), 0, o));
-                }
-            },
-            41,
-            trial / 4,
-        );
-        rows.push((format!("{name}, {} (run-time pick; half the bytes)", reduce::isa().name()), b, t, r));
+        for isa in Isa::available() {
+            let (b, t, r) = timing::paired(
+                best_fn,
+                || {
+                    for (v, o) in vs.iter().zip(outs.iter_mut()) {
+                        black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
+                    }
+                },
+                41,
+                trial / 4,
+            );
+            let tag = if isa == reduce::isa() { "run-time pick; " } else { "" };
+            rows.push((format!("{name}, {} ({tag}half the bytes)", isa.name()), b, t, r));
+        }
     }
 
     let mut text = format!(
         "### Reduce: per-channel max of one sample's four IResNet-100 taps ({:.2} MB f32)\n\n\
-         CPU: {} ({} logical CPUs); ISAs available: {}; run-time pick: {}.\n\n\
+         CPU: {} ({} logical CPUs); flags: {}; ISAs available: {}; run-time pick: {}.\n\n\
          Library rows: median over 41 alternating trials against the best bare scan \
          (the ratio is the median of the per-pair ratios).\n\n\
          | what | µs / sample | f32-equivalent GB/s | × best bare scan |\n|---|---:|---:|---:|\n",
         bytes as f64 / 1e6,
         timing::cpu_name(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        timing::cpu_flags(),
         Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
         reduce::isa().name()
     );

@@ -54,8 +54,9 @@ fn main() {
     ];
     let mut text = format!(
         "### Submit latency on the vendor's thread (shipped model's taps, head draining on another thread)\n\n\
-         CPU: {}.\n\n| call | p50 µs | p99 µs | p99.9 µs | calls | dropped (queue full) |\n|---|---:|---:|---:|---:|---:|\n",
-        timing::cpu_name()
+         CPU: {}; flags: {}.\n\n| call | p50 µs | p99 µs | p99.9 µs | calls | dropped (queue full) |\n|---|---:|---:|---:|---:|---:|\n",
+        timing::cpu_name(),
+        timing::cpu_flags()
     );
     let mut next_id = 0u64;
     for (name, views, n) in &cases {

@@ -7,8 +7,8 @@
 
 use crate::config::{TapConfig, TapKind, MAX_MAP_ELEMENTS};
 use crate::error::{Error, Result};
-use crate::reduce::{self, all_finite, element, non_finite};
-use crate::tensor::{Arrangement, Elements, Form, TensorView};
+use crate::reduce::{self, all_finite, element};
+use crate::tensor::{Arrangement, Form, TensorView};
 
 /// How a record is built from a sample's taps.
 #[derive(Debug, Clone)]
@@ -229,54 +229,34 @@ pub(crate) fn assemble(
     rejected
 }
 
-/// Channels × pixels per tile of the channels-last transpose: 1 KiB of f32 each way.
-const TILE: usize = 16;
-
 /// Appends sample `n`'s map as `[C, H, W]` f32 (the layout CNN heads take), reading the
-/// vendor's buffer once and checking finiteness on the way.
+/// vendor's buffer once with the reduction's SIMD kernels (widening halves and transposing
+/// channels-last maps on the way) and checking finiteness.
 /// Returns `false` when it holds NaN or infinities.
 pub(crate) fn append_map_chw(view: &TensorView<'_>, n: usize, out: &mut Vec<f32>) -> bool {
     let (c, hw) = (view.channels(), view.spatial());
     let len = c * hw;
     let base = view.sample_offset(n);
     let start = out.len();
-    match (view.arrangement(), view.elements()) {
-        (Arrangement::Planar, Elements::F32(s)) => {
+    let finite_hint = match view.arrangement() {
+        Arrangement::Planar | Arrangement::ChannelsLast => {
             out.reserve(len);
-            let mut bad = 0u32;
-            for (d, &x) in out.spare_capacity_mut()[..len].iter_mut().zip(&s[base..base + len]) {
-                d.write(x);
-                bad |= non_finite(x);
-            }
-            // SAFETY: the loop initialised the `len` elements past the old length.
+            let dst = &mut out.spare_capacity_mut()[..len];
+            let hint = if view.arrangement() == Arrangement::Planar {
+                reduce::copy_to_f32(view.elements(), base, dst)
+            } else {
+                reduce::rows_to_planes(view.elements(), base, c, hw, dst)
+            };
+            // SAFETY: both kernels write every one of the `len` elements past the old length.
             unsafe { out.set_len(start + len) };
-            return bad == 0;
+            hint
         }
-        (Arrangement::Planar, Elements::F16(s)) => return append_widened(&s[base..base + len], out, reduce::widen_f16),
-        (Arrangement::Planar, Elements::BF16(s)) => {
-            return append_widened(&s[base..base + len], out, reduce::widen_bf16)
-        }
-        (Arrangement::ChannelsLast, Elements::F32(s)) => {
-            out.resize(start + len, 0.0);
-            transpose_tiles(&s[base..base + len], c, hw, &mut out[start..]);
-        }
-        (Arrangement::ChannelsLast, Elements::F16(s)) => {
-            let mut widened = vec![0f32; len];
-            reduce::widen_f16(&s[base..base + len], &mut widened);
-            out.resize(start + len, 0.0);
-            transpose_tiles(&widened, c, hw, &mut out[start..]);
-        }
-        (Arrangement::ChannelsLast, Elements::BF16(s)) => {
-            let mut widened = vec![0f32; len];
-            reduce::widen_bf16(&s[base..base + len], &mut widened);
-            out.resize(start + len, 0.0);
-            transpose_tiles(&widened, c, hw, &mut out[start..]);
-        }
-        (Arrangement::Strided, e) => {
+        Arrangement::Strided => {
             out.resize(start + len, 0.0);
             let dst = &mut out[start..];
             let (h, w) = (view.shape()[2], view.shape()[3]);
             let st = view.strides();
+            let e = view.elements();
             for ch in 0..c {
                 for y in 0..h {
                     let src = base + ch * st[1] + y * st[2];
@@ -285,43 +265,11 @@ pub(crate) fn append_map_chw(view: &TensorView<'_>, n: usize, out: &mut Vec<f32>
                     }
                 }
             }
+            false
         }
-    }
-    all_finite(&out[start..])
-}
-
-/// Rows of `c` channels (`hw` of them) into planes of `hw` pixels, TILE × TILE at a time so
-/// that both sides of a tile stay in L1.
-fn transpose_tiles(src: &[f32], c: usize, hw: usize, dst: &mut [f32]) {
-    for p0 in (0..hw).step_by(TILE) {
-        let p1 = (p0 + TILE).min(hw);
-        for c0 in (0..c).step_by(TILE) {
-            let c1 = (c0 + TILE).min(c);
-            for p in p0..p1 {
-                let row = &src[p * c + c0..p * c + c1];
-                for (k, &x) in row.iter().enumerate() {
-                    dst[(c0 + k) * hw + p] = x;
-                }
-            }
-        }
-    }
-}
-
-/// Appends half-precision values widened to f32 (by the reduction's SIMD kernels), in chunks
-/// that stay in L1, checking finiteness on the way.
-fn append_widened<E>(src: &[E], out: &mut Vec<f32>, widen: fn(&[E], &mut [f32])) -> bool {
-    let mut buf = [0f32; 1024];
-    let mut bad = 0u32;
-    out.reserve(src.len());
-    for chunk in src.chunks(buf.len()) {
-        let b = &mut buf[..chunk.len()];
-        widen(chunk, b);
-        for &x in b.iter() {
-            bad |= non_finite(x);
-        }
-        out.extend_from_slice(b);
-    }
-    bad == 0
+    };
+    // The hint is a sum; confirm exactly before calling a sample bad.
+    finite_hint || all_finite(&out[start..])
 }
 
 #[cfg(test)]

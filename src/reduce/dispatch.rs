@@ -19,7 +19,7 @@ pub enum Isa {
     Baseline,
     /// AVX2 with F16C.
     Avx2,
-    /// AVX-512F with F16C.
+    /// AVX-512F and AVX-512BW with F16C.
     Avx512,
 }
 
@@ -41,7 +41,10 @@ impl Isa {
             Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
             #[cfg(target_arch = "x86_64")]
             Isa::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("f16c")
+                std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("f16c")
             }
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
@@ -59,15 +62,17 @@ impl Isa {
     }
 }
 
-/// Widens half-precision values into `dst` (same length).
-pub(crate) type WidenFn<T> = fn(src: &[T], dst: &mut [f32]);
+/// Copies `src` into `dst` (same length) as f32, widening half-precision values; every
+/// element of `dst` is written. Returns `false` when the values may include NaN or infinities.
+pub(crate) type CopyFn<T> = fn(src: &[T], dst: &mut [std::mem::MaybeUninit<f32>]) -> bool;
 
 /// The kernels of one instruction set, for each element type.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
     pub isa: Isa,
-    pub widen_f16: WidenFn<f16>,
-    pub widen_bf16: WidenFn<bf16>,
+    pub copy_f32: CopyFn<f32>,
+    pub copy_f16: CopyFn<f16>,
+    pub copy_bf16: CopyFn<bf16>,
     pub planes_f32: PlanesFn<f32>,
     pub rows_f32: RowsFn<f32>,
     pub planes_bf16: PlanesFn<bf16>,

@@ -2,14 +2,19 @@
 //!
 //! Runs on the vendor's inference thread, so it reads each map once, in place, in the order
 //! the bytes sit in memory: NCHW maps plane by plane, NHWC maps row by row with the channel
-//! maxima held in registers. f16 and bf16 maps are widened to f32 in registers.
+//! maxima held in registers. f16 and bf16 maps are reduced on their bits (kernels/half_bits.rs).
+//! The same kernel tables copy maps for the CNN path: contiguous copies, widening, and the
+//! channels-last transpose (kernels/transpose.rs).
 
 mod dispatch;
 mod kernels;
 
+use std::mem::MaybeUninit;
+
 use crate::tensor::{Arrangement, Elements, TensorView};
 pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
+use kernels::Transposes;
 
 /// Instruction set the reduction kernels use on this CPU.
 pub fn isa() -> Isa {
@@ -58,14 +63,34 @@ pub(crate) fn channel_max_with(k: &Kernels, view: &TensorView<'_>, n: usize, out
     !check || finite_hint || sample_is_finite(view, n)
 }
 
-/// Widens f16 values into `dst` (same length) with the best kernel for this CPU.
-pub(crate) fn widen_f16(src: &[half::f16], dst: &mut [f32]) {
-    (Kernels::best().widen_f16)(src, dst)
+/// Copies `dst.len()` elements of `e` from `start` into `dst` as f32 with the best kernels for
+/// this CPU; every element of `dst` is written. Returns the kernels' finiteness hint: `true`
+/// means all finite, `false` that the caller must look exactly.
+pub(crate) fn copy_to_f32(e: Elements<'_>, start: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+    let (k, end) = (Kernels::best(), start + dst.len());
+    match e {
+        Elements::F32(s) => (k.copy_f32)(&s[start..end], dst),
+        Elements::F16(s) => (k.copy_f16)(&s[start..end], dst),
+        Elements::BF16(s) => (k.copy_bf16)(&s[start..end], dst),
+    }
 }
 
-/// Widens bf16 values into `dst` (same length) with the best kernel for this CPU.
-pub(crate) fn widen_bf16(src: &[half::bf16], dst: &mut [f32]) {
-    (Kernels::best().widen_bf16)(src, dst)
+/// Channels-last rows of `c` channels (`hw` of them, from `start` in `e`) into `c` planes of
+/// `hw` pixels in `dst`, as f32, with the best kernels for this CPU; every element of `dst` is
+/// written. Returns the finiteness hint, as [`copy_to_f32`].
+pub(crate) fn rows_to_planes(e: Elements<'_>, start: usize, c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+    let (t, end) = (Transposes::best(), start + c * hw);
+    match e {
+        Elements::F32(s) => (t.f32)(&s[start..end], c, hw, dst),
+        Elements::F16(s) => (t.f16)(&s[start..end], c, hw, dst),
+        Elements::BF16(s) => (t.bf16)(&s[start..end], c, hw, dst),
+    }
+}
+
+/// `out` seen as memory to overwrite.
+fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
+    // SAFETY: MaybeUninit<f32> has f32's layout, and whatever is written through it is an f32.
+    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
 }
 
 /// Copies sample `n` of a `[N, C]` view into `out`, widened to f32.
@@ -76,10 +101,8 @@ pub fn copy_vector(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
     let base = view.sample_offset(n);
     let stride = view.strides()[1];
     if stride == 1 {
-        match view.elements() {
-            Elements::F32(s) => out.copy_from_slice(&s[base..base + c]),
-            Elements::F16(s) => widen_f16(&s[base..base + c], out),
-            Elements::BF16(s) => widen_bf16(&s[base..base + c], out),
+        if copy_to_f32(view.elements(), base, as_uninit(out)) {
+            return true;
         }
     } else {
         for (j, o) in out.iter_mut().enumerate() {

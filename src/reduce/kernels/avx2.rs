@@ -4,6 +4,7 @@ use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
+use super::half_bits::Lanes16;
 use super::{kernel_set, Simd};
 use crate::reduce::dispatch::{Isa, Kernels};
 
@@ -61,4 +62,81 @@ impl Simd for Avx2 {
     }
 }
 
-kernel_set!(AVX2, Isa::Avx2, Avx2, "avx2,f16c");
+impl Lanes16 for Avx2 {
+    type I = __m256i;
+    const L: usize = 16;
+    #[inline(always)]
+    unsafe fn splat16(x: u16) -> __m256i {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here.
+        unsafe { _mm256_set1_epi16(x as i16) }
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u16) -> __m256i {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here, and the caller vouched for L elements.
+        unsafe { _mm256_loadu_si256(p as *const __m256i) }
+    }
+    #[inline(always)]
+    unsafe fn max_i16(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here.
+        unsafe { _mm256_max_epi16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min_i16(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here.
+        unsafe { _mm256_min_epi16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max_u16(a: __m256i, b: __m256i) -> __m256i {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here.
+        unsafe { _mm256_max_epu16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn hmax_i16(v: __m256i) -> i16 {
+        // SAFETY: `Lanes16` contract: AVX2 (and so SSE4.1) is enabled here.
+        unsafe { hmax_i16_128(_mm_max_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))) }
+    }
+    #[inline(always)]
+    unsafe fn hmin_i16(v: __m256i) -> i16 {
+        // SAFETY: `Lanes16` contract: AVX2 (and so SSE4.1) is enabled here.
+        unsafe { hmin_i16_128(_mm_min_epi16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))) }
+    }
+    #[inline(always)]
+    unsafe fn hmax_u16(v: __m256i) -> u16 {
+        // SAFETY: `Lanes16` contract: AVX2 (and so SSE4.1) is enabled here.
+        unsafe { hmax_u16_128(_mm_max_epu16(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))) }
+    }
+    #[inline(always)]
+    unsafe fn store16(p: *mut u16, v: __m256i) {
+        // SAFETY: `Lanes16` contract: AVX2 is enabled here, and the caller vouched for L elements.
+        unsafe { _mm256_storeu_si256(p as *mut __m256i, v) }
+    }
+}
+
+// Horizontal extremes of eight 16-bit lanes with SSE4.1's `phminposuw`, which finds the
+// smallest unsigned lane: the other orders are mapped onto it by flipping bits.
+
+/// The largest signed lane: the smallest unsigned lane of `v ^ 0x7fff`.
+#[inline(always)]
+pub(super) unsafe fn hmax_i16_128(v: __m128i) -> i16 {
+    // SAFETY: the callers enable SSE4.1 (implied by AVX2).
+    unsafe { ((_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(0x7fff)))) as u16) ^ 0x7fff) as i16 }
+}
+
+/// The smallest signed lane: the smallest unsigned lane of `v ^ 0x8000`.
+#[inline(always)]
+pub(super) unsafe fn hmin_i16_128(v: __m128i) -> i16 {
+    // SAFETY: the callers enable SSE4.1 (implied by AVX2).
+    unsafe {
+        ((_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(0x8000u16 as i16)))) as u16) ^ 0x8000)
+            as i16
+    }
+}
+
+/// The largest unsigned lane: the smallest unsigned lane of `!v`.
+#[inline(always)]
+pub(super) unsafe fn hmax_u16_128(v: __m128i) -> u16 {
+    // SAFETY: the callers enable SSE4.1 (implied by AVX2).
+    unsafe { !(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(-1)))) as u16) }
+}
+
+kernel_set!(AVX2, Isa::Avx2, Avx2, "avx2,f16c", half_bits);

@@ -1,9 +1,11 @@
-//! The kernels for AVX-512F with F16C (Skylake-SP, Zen 4 and later).
+//! The kernels for AVX-512F and AVX-512BW with F16C (Skylake-SP, Zen 4 and later).
 
 use std::arch::x86_64::*;
 
 use half::{bf16, f16};
 
+use super::avx2::{hmax_i16_128, hmax_u16_128, hmin_i16_128};
+use super::half_bits::Lanes16;
 use super::{kernel_set, Simd};
 use crate::reduce::dispatch::{Isa, Kernels};
 
@@ -56,4 +58,63 @@ impl Simd for Avx512 {
     }
 }
 
-kernel_set!(AVX512, Isa::Avx512, Avx512, "avx512f,f16c");
+impl Lanes16 for Avx512 {
+    type I = __m512i;
+    const L: usize = 32;
+    #[inline(always)]
+    unsafe fn splat16(x: u16) -> __m512i {
+        // SAFETY: `Lanes16` contract: AVX-512BW is enabled here.
+        unsafe { _mm512_set1_epi16(x as i16) }
+    }
+    #[inline(always)]
+    unsafe fn load16(p: *const u16) -> __m512i {
+        // SAFETY: `Lanes16` contract: AVX-512F is enabled here, and the caller vouched for L elements.
+        unsafe { _mm512_loadu_si512(p as *const __m512i) }
+    }
+    #[inline(always)]
+    unsafe fn max_i16(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Lanes16` contract: AVX-512BW is enabled here.
+        unsafe { _mm512_max_epi16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn min_i16(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Lanes16` contract: AVX-512BW is enabled here.
+        unsafe { _mm512_min_epi16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn max_u16(a: __m512i, b: __m512i) -> __m512i {
+        // SAFETY: `Lanes16` contract: AVX-512BW is enabled here.
+        unsafe { _mm512_max_epu16(a, b) }
+    }
+    #[inline(always)]
+    unsafe fn hmax_i16(v: __m512i) -> i16 {
+        // SAFETY: `Lanes16` contract: AVX-512F and AVX2 (so SSE4.1) are enabled here.
+        unsafe {
+            let m = _mm256_max_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            hmax_i16_128(_mm_max_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn hmin_i16(v: __m512i) -> i16 {
+        // SAFETY: `Lanes16` contract: AVX-512F and AVX2 (so SSE4.1) are enabled here.
+        unsafe {
+            let m = _mm256_min_epi16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            hmin_i16_128(_mm_min_epi16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn hmax_u16(v: __m512i) -> u16 {
+        // SAFETY: `Lanes16` contract: AVX-512F and AVX2 (so SSE4.1) are enabled here.
+        unsafe {
+            let m = _mm256_max_epu16(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64::<1>(v));
+            hmax_u16_128(_mm_max_epu16(_mm256_castsi256_si128(m), _mm256_extracti128_si256::<1>(m)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn store16(p: *mut u16, v: __m512i) {
+        // SAFETY: `Lanes16` contract: AVX-512F is enabled here, and the caller vouched for L elements.
+        unsafe { _mm512_storeu_si512(p as *mut __m512i, v) }
+    }
+}
+
+kernel_set!(AVX512, Isa::Avx512, Avx512, "avx512f,avx512bw,avx2,f16c", half_bits);

@@ -14,18 +14,23 @@
 //! a non-finite sum only makes the caller re-scan that sample exactly, so the common path pays
 //! one add per register, on another port than the max.
 
+use std::mem::MaybeUninit;
+
 use half::{bf16, f16};
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+#[cfg(target_arch = "x86_64")]
+mod half_bits;
 #[cfg(not(target_arch = "x86_64"))]
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod sse2;
 #[cfg(test)]
 mod tests;
+mod transpose;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::AVX2;
@@ -35,6 +40,7 @@ pub(crate) use avx512::AVX512;
 pub(crate) use portable::BASELINE;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use sse2::BASELINE;
+pub(crate) use transpose::Transposes;
 
 /// A SIMD register of `W` f32 lanes and the few operations the kernels need.
 ///
@@ -326,18 +332,34 @@ unsafe fn rows<S: Simd, E: Elem, const CHECK: bool>(src: &[E], acc: &mut [f32]) 
     }
 }
 
+/// Copies `src` into `dst` as f32 (widening halves in registers), four registers at a time,
+/// and returns the finiteness hint of the max kernels (a sum of what was read).
 #[inline(always)]
-unsafe fn widen<S: Simd, E: Elem>(src: &[E], dst: &mut [f32]) {
+unsafe fn copy<S: Simd, E: Elem>(src: &[E], dst: &mut [MaybeUninit<f32>]) -> bool {
     assert_eq!(src.len(), dst.len());
-    let full = src.len() / S::W * S::W;
-    let mut i = 0;
-    while i < full {
-        // SAFETY: `W` elements readable at `src[i]`, writable at `dst[i]` (i + W <= len).
-        unsafe { S::store(dst.as_mut_ptr().add(i), E::load::<S>(src.as_ptr().add(i))) };
-        i += S::W;
-    }
-    for (d, e) in dst[full..].iter_mut().zip(&src[full..]) {
-        *d = e.widen();
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr() as *mut f32);
+    let block = 4 * S::W;
+    let full = src.len() / block * block;
+    // SAFETY: `block` elements readable at `s + i` and writable at `d + i` (i + block <= len).
+    unsafe {
+        let mut sums = [S::splat(0.0); 2];
+        let mut i = 0;
+        while i < full {
+            let r = [0, 1, 2, 3].map(|k| E::load::<S>(s.add(i + k * S::W)));
+            for (k, rk) in r.iter().enumerate() {
+                S::store(d.add(i + k * S::W), *rk);
+            }
+            sums[0] = S::add(sums[0], S::add(r[0], r[1]));
+            sums[1] = S::add(sums[1], S::add(r[2], r[3]));
+            i += block;
+        }
+        let mut tail = 0f32;
+        for (o, e) in dst[full..].iter_mut().zip(&src[full..]) {
+            let x = e.widen();
+            o.write(x);
+            tail += x;
+        }
+        S::hsum(S::add(sums[0], sums[1])).is_finite() && tail.is_finite()
     }
 }
 
@@ -352,13 +374,23 @@ fn scalar_rows<E: Elem>(src: &[E], acc: &mut [f32]) -> bool {
     s.is_finite()
 }
 
-/// Wraps the generic kernels for one ISA into safe functions with `#[target_feature]`.
+/// The f16 and bf16 kernels that widen to f32 in registers, under the names the half-bits
+/// kernels (`half_bits`) have, so that `kernel_set!` can take either.
+mod widened {
+    pub(super) use super::{planes, rows};
+}
+
+/// Wraps the generic kernels for one ISA into safe functions with `#[target_feature]`. The
+/// last argument names the module of the f16 and bf16 kernels: `widened` (any ISA) or `half_bits`
+/// (the ISA has 16-bit integer max and min, see `half_bits.rs`).
 macro_rules! kernel_set {
-    ($name:ident, $isa:expr, $simd:ty, $features:literal) => {
+    ($name:ident, $isa:expr, $simd:ty, $features:literal, $halves:ident) => {
         #[allow(non_snake_case)]
         mod kernels {
             use super::*;
-            use $crate::reduce::kernels::{planes, rows, widen};
+            use std::mem::MaybeUninit;
+
+            use $crate::reduce::kernels::{copy, planes, rows};
 
             macro_rules! planes_fn {
                 ($fname:ident, $elem:ty) => {
@@ -399,32 +431,74 @@ macro_rules! kernel_set {
                     }
                 };
             }
-            macro_rules! widen_fn {
+            macro_rules! half_planes_fn {
                 ($fname:ident, $elem:ty) => {
-                    fn $fname(src: &[$elem], dst: &mut [f32]) {
+                    fn $fname(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
                         #[target_feature(enable = $features)]
-                        unsafe fn inner(src: &[$elem], dst: &mut [f32]) {
+                        unsafe fn inner(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
+                            use $crate::reduce::kernels::$halves::planes;
                             // SAFETY: as for `planes_fn`.
-                            unsafe { widen::<$simd, $elem>(src, dst) }
+                            unsafe {
+                                if check {
+                                    planes::<$simd, $elem, true>(src, hw, acc)
+                                } else {
+                                    planes::<$simd, $elem, false>(src, hw, acc)
+                                }
+                            }
+                        }
+                        // SAFETY: as for `planes_fn`.
+                        unsafe { inner(src, hw, acc, check) }
+                    }
+                };
+            }
+            macro_rules! half_rows_fn {
+                ($fname:ident, $elem:ty) => {
+                    fn $fname(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
+                        #[target_feature(enable = $features)]
+                        unsafe fn inner(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
+                            use $crate::reduce::kernels::$halves::rows;
+                            // SAFETY: as for `planes_fn`.
+                            unsafe {
+                                if check {
+                                    rows::<$simd, $elem, true>(src, acc)
+                                } else {
+                                    rows::<$simd, $elem, false>(src, acc)
+                                }
+                            }
+                        }
+                        // SAFETY: as for `planes_fn`.
+                        unsafe { inner(src, acc, check) }
+                    }
+                };
+            }
+            macro_rules! copy_fn {
+                ($fname:ident, $elem:ty) => {
+                    fn $fname(src: &[$elem], dst: &mut [MaybeUninit<f32>]) -> bool {
+                        #[target_feature(enable = $features)]
+                        unsafe fn inner(src: &[$elem], dst: &mut [MaybeUninit<f32>]) -> bool {
+                            // SAFETY: as for `planes_fn`.
+                            unsafe { copy::<$simd, $elem>(src, dst) }
                         }
                         // SAFETY: as for `planes_fn`.
                         unsafe { inner(src, dst) }
                     }
                 };
             }
-            widen_fn!(widen_f16, f16);
-            widen_fn!(widen_bf16, bf16);
+            copy_fn!(copy_f32, f32);
+            copy_fn!(copy_f16, f16);
+            copy_fn!(copy_bf16, bf16);
             planes_fn!(planes_f32, f32);
             rows_fn!(rows_f32, f32);
-            planes_fn!(planes_bf16, bf16);
-            rows_fn!(rows_bf16, bf16);
-            planes_fn!(planes_f16, f16);
-            rows_fn!(rows_f16, f16);
+            half_planes_fn!(planes_bf16, bf16);
+            half_rows_fn!(rows_bf16, bf16);
+            half_planes_fn!(planes_f16, f16);
+            half_rows_fn!(rows_f16, f16);
 
             pub(crate) const KERNELS: Kernels = Kernels {
                 isa: $isa,
-                widen_f16,
-                widen_bf16,
+                copy_f32,
+                copy_f16,
+                copy_bf16,
                 planes_f32,
                 rows_f32,
                 planes_bf16,

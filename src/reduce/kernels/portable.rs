@@ -46,4 +46,4 @@ impl Simd for Lanes {
     }
 }
 
-kernel_set!(BASELINE, Isa::Baseline, Lanes, "");
+kernel_set!(BASELINE, Isa::Baseline, Lanes, "", widened);
