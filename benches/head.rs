@@ -1,4 +1,4 @@
-//! Head throughput at batch 1, 64 and 256, as a ratio to onnxruntime (single-threaded) on the
+//! Head throughput at batch 1, 16, 64, 256 and 1024, as a ratio to onnxruntime (single-threaded) on the
 //! same ONNX file, measured in the same run.
 //!
 //!     cargo bench --bench head            (onnxruntime from $MINT_BENCH_PYTHON or .venv/bin/python)
@@ -17,7 +17,7 @@ use std::time::Duration;
 use mint_audit::config::ScoreOutput;
 use mint_head::HeadModel;
 
-const BATCHES: [usize; 3] = [1, 64, 256];
+const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
 
 fn python() -> Option<PathBuf> {
     let from_env = std::env::var_os("MINT_BENCH_PYTHON").map(PathBuf::from);
@@ -29,8 +29,8 @@ fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let path = repo.join("models/fmnist-memorizing/head.onnx");
     let width = 250;
-    let input: Vec<f32> = (0..256 * width).map(|i| ((i * 7919) % 1000) as f32 / 300.0).collect();
-    let mut scores = Vec::with_capacity(256);
+    let input: Vec<f32> = (0..1024 * width).map(|i| ((i * 7919) % 1000) as f32 / 300.0).collect();
+    let mut scores = Vec::with_capacity(1024);
     let mut tract = Vec::new();
     let mut symbolic = Vec::new();
     for b in BATCHES {
