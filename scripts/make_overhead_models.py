@@ -82,16 +82,26 @@ def randomize_bn(model, gen):
             m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
 
 
+SPECS = {"resnet18_224": (Basic, [2, 2, 2, 2], 224), "resnet50_112": (Bottleneck, [3, 4, 6, 3], 112)}
+
+
+def build(name):
+    """The seeded PyTorch model `name` (a key of SPECS) and its input side: the same weights
+    every time, so benches/gpu_overhead.py runs the network the ONNX files hold."""
+    block, blocks, side = SPECS[name]
+    gen = torch.Generator().manual_seed(2026)
+    torch.manual_seed(2026)
+    model = ResNet(block, blocks).eval()
+    randomize_bn(model, gen)
+    return model, side
+
+
 def main():
     out = Path(sys.argv[1])
-    specs = {"resnet18_224": (Basic, [2, 2, 2, 2], 224), "resnet50_112": (Bottleneck, [3, 4, 6, 3], 112)}
-    for name, (block, blocks, side) in specs.items():
+    for name in SPECS:
         d = out / name
         d.mkdir(parents=True, exist_ok=True)
-        gen = torch.Generator().manual_seed(2026)
-        torch.manual_seed(2026)
-        model = ResNet(block, blocks).eval()
-        randomize_bn(model, gen)
+        model, side = build(name)
         names = ["stage1", "stage2", "stage3", "stage4", "logits"]
         x = torch.rand(1, 3, side, side)
         with torch.no_grad():
