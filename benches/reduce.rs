@@ -140,19 +140,23 @@ fn main() {
     let mut outs: Vec<Vec<f32>> = TAPS.iter().map(|&(c, _)| vec![0f32; c]).collect();
     // (what, baseline ns, library ns, median ratio of alternating trials)
     let mut rows: Vec<(String, f64, f64, f64)> = Vec::new();
+    // One sample's taps through one ISA's kernels, against the best bare scan.
+    let against_bare = |vs: &[TensorView<'_>], isa: Isa, outs: &mut [Vec<f32>]| {
+        timing::paired(
+            best_fn,
+            || {
+                for (v, o) in vs.iter().zip(outs.iter_mut()) {
+                    black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
+                }
+            },
+            41,
+            trial / 4,
+        )
+    };
     for (layout, maps) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
         let vs = views(maps, layout);
         for isa in Isa::available() {
-            let (b, t, r) = timing::paired(
-                best_fn,
-                || {
-                    for (v, o) in vs.iter().zip(outs.iter_mut()) {
-                        black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
-                    }
-                },
-                41,
-                trial / 4,
-            );
+            let (b, t, r) = against_bare(&vs, isa, &mut outs);
             let tag = if isa == reduce::isa() { " (run-time pick)" } else { "" };
             rows.push((format!("{layout:?} f32, {}{tag}", isa.name()), b, t, r));
         }
@@ -185,16 +189,7 @@ fn main() {
         .collect();
     for (name, vs) in [("Nchw f16", &v16), ("Nhwc bf16", &vb16)] {
         for isa in Isa::available() {
-            let (b, t, r) = timing::paired(
-                best_fn,
-                || {
-                    for (v, o) in vs.iter().zip(outs.iter_mut()) {
-                        black_box(reduce::channel_max_isa(isa, black_box(v), 0, o, true));
-                    }
-                },
-                41,
-                trial / 4,
-            );
+            let (b, t, r) = against_bare(vs, isa, &mut outs);
             let tag = if isa == reduce::isa() { "run-time pick; " } else { "" };
             rows.push((format!("{name}, {} ({tag}half the bytes)", isa.name()), b, t, r));
         }

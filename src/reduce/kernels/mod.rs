@@ -374,7 +374,8 @@ fn scalar_rows<E: Elem>(src: &[E], acc: &mut [f32]) -> bool {
     s.is_finite()
 }
 
-/// The f16 and bf16 kernels that widen to f32 in registers, under the names the half-bits
+/// The kernels that widen every element to f32 in registers (all of f32's, and f16's and
+/// bf16's where the ISA lacks 16-bit integer max and min), under the names the half-bits
 /// kernels (`half_bits`) have, so that `kernel_set!` can take either.
 mod widened {
     pub(super) use super::{planes, rows};
@@ -390,13 +391,15 @@ macro_rules! kernel_set {
             use super::*;
             use std::mem::MaybeUninit;
 
-            use $crate::reduce::kernels::{copy, planes, rows};
+            use $crate::reduce::kernels::copy;
 
+            // `$module`: `widened` or `half_bits`, whose `planes` and `rows` have one signature.
             macro_rules! planes_fn {
-                ($fname:ident, $elem:ty) => {
+                ($fname:ident, $elem:ty, $module:ident) => {
                     fn $fname(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
                         #[target_feature(enable = $features)]
                         unsafe fn inner(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
+                            use $crate::reduce::kernels::$module::planes;
                             // SAFETY: this function runs with the features it was compiled for, which `inner`'s callee needs.
                             unsafe {
                                 if check {
@@ -413,50 +416,11 @@ macro_rules! kernel_set {
                 };
             }
             macro_rules! rows_fn {
-                ($fname:ident, $elem:ty) => {
+                ($fname:ident, $elem:ty, $module:ident) => {
                     fn $fname(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
                         #[target_feature(enable = $features)]
                         unsafe fn inner(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
-                            // SAFETY: as for `planes_fn`.
-                            unsafe {
-                                if check {
-                                    rows::<$simd, $elem, true>(src, acc)
-                                } else {
-                                    rows::<$simd, $elem, false>(src, acc)
-                                }
-                            }
-                        }
-                        // SAFETY: as for `planes_fn`.
-                        unsafe { inner(src, acc, check) }
-                    }
-                };
-            }
-            macro_rules! half_planes_fn {
-                ($fname:ident, $elem:ty) => {
-                    fn $fname(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
-                        #[target_feature(enable = $features)]
-                        unsafe fn inner(src: &[$elem], hw: usize, acc: &mut [f32], check: bool) -> bool {
-                            use $crate::reduce::kernels::$halves::planes;
-                            // SAFETY: as for `planes_fn`.
-                            unsafe {
-                                if check {
-                                    planes::<$simd, $elem, true>(src, hw, acc)
-                                } else {
-                                    planes::<$simd, $elem, false>(src, hw, acc)
-                                }
-                            }
-                        }
-                        // SAFETY: as for `planes_fn`.
-                        unsafe { inner(src, hw, acc, check) }
-                    }
-                };
-            }
-            macro_rules! half_rows_fn {
-                ($fname:ident, $elem:ty) => {
-                    fn $fname(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
-                        #[target_feature(enable = $features)]
-                        unsafe fn inner(src: &[$elem], acc: &mut [f32], check: bool) -> bool {
-                            use $crate::reduce::kernels::$halves::rows;
+                            use $crate::reduce::kernels::$module::rows;
                             // SAFETY: as for `planes_fn`.
                             unsafe {
                                 if check {
@@ -487,12 +451,12 @@ macro_rules! kernel_set {
             copy_fn!(copy_f32, f32);
             copy_fn!(copy_f16, f16);
             copy_fn!(copy_bf16, bf16);
-            planes_fn!(planes_f32, f32);
-            rows_fn!(rows_f32, f32);
-            half_planes_fn!(planes_bf16, bf16);
-            half_rows_fn!(rows_bf16, bf16);
-            half_planes_fn!(planes_f16, f16);
-            half_rows_fn!(rows_f16, f16);
+            planes_fn!(planes_f32, f32, widened);
+            rows_fn!(rows_f32, f32, widened);
+            planes_fn!(planes_bf16, bf16, $halves);
+            rows_fn!(rows_bf16, bf16, $halves);
+            planes_fn!(planes_f16, f16, $halves);
+            rows_fn!(rows_f16, f16, $halves);
 
             pub(crate) const KERNELS: Kernels = Kernels {
                 isa: $isa,
