@@ -1,15 +1,18 @@
-//! The max kernels, written once over a small [`Simd`] trait and compiled per instruction set
-//! (one file each), each inside `#[target_feature]` functions.
+//! The max and copy kernels, written once over a small [`Simd`] trait and compiled per
+//! instruction set (one file each), each inside `#[target_feature]` functions.
 //!
 //! The library ships as one binary, so the kernels are written once, generically over a small
 //! [`Simd`] trait, and instantiated inside `#[target_feature]` functions for the x86-64
-//! baseline (SSE2), AVX2 + F16C and AVX-512F + F16C; the best set the CPU supports is chosen
+//! baseline (SSE2), AVX2 + F16C and AVX-512F/BW + F16C; the best set the CPU supports is chosen
 //! on first use. (Auto-vectorisation of the same loops proved fragile: LLVM sometimes
 //! vectorised them across the wrong axis at a third of the speed.) Other targets get a
-//! portable version. Half-precision elements are widened in registers (bf16 by a shift, f16
-//! by F16C or integer arithmetic), so f16 and bf16 maps are read once, like f32.
+//! portable version. Where the ISA has 16-bit integer max and min (AVX2, AVX-512BW), f16 and
+//! bf16 maps are reduced on their bits (`half_bits.rs`, exact finiteness); elsewhere, and in
+//! the copies, they are widened in registers (bf16 by a shift, f16 by F16C or integer
+//! arithmetic). Either way a map is read once. The CNN path's channels-last transpose is in
+//! `transpose.rs`.
 //!
-//! Every kernel also sums what it reads, lane by lane, over the whole call. The sum is finite
+//! Every kernel that widens (every f32 one) also sums what it reads, lane by lane, over the whole call. The sum is finite
 //! exactly when every input was finite (unless it overflows, which needs values beyond ~1e33):
 //! a non-finite sum only makes the caller re-scan that sample exactly, so the common path pays
 //! one add per register, on another port than the max.
