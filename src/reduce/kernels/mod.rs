@@ -12,8 +12,9 @@
 //! arithmetic). Either way a map is read once. The CNN path's channels-last transpose is in
 //! `transpose.rs`.
 //!
-//! Every kernel that widens (every f32 one) also sums what it reads, lane by lane, over the whole call. The sum is finite
-//! exactly when every input was finite (unless it overflows, which needs values beyond ~1e33):
+//! Every kernel that widens (every f32 one) also sums what it reads, lane by lane, over the
+//! whole call. The sum is finite exactly when every input was finite (unless it overflows,
+//! which needs values beyond ~1e33):
 //! a non-finite sum only makes the caller re-scan that sample exactly, so the common path pays
 //! one add per register, on another port than the max.
 
