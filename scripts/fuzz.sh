@@ -21,6 +21,11 @@ limit=(-max_total_time="$seconds")
 [ -z "${FUZZ_RUNS:-}" ] || limit=(-runs="$FUZZ_RUNS")
 command -v cargo-fuzz >/dev/null || cargo install --locked -q cargo-fuzz --version 0.13.2
 export RUSTC_BOOTSTRAP=1
+# libFuzzer scans for leaks after every input whose mallocs and frees differ. The endpoint
+# allocates and frees on its own threads, so for http they almost always differ: the scans
+# took 55% of its time and cannot tie a leak to an input. Its leaks are still checked at exit,
+# and -rss_limit_mb catches growth.
+leaks_per_input() { [ "$1" = http ] && echo -detect_leaks=0 || echo -detect_leaks=1; }
 started=$SECONDS
 # cargo-fuzz builds -O with one codegen unit; 16 built no faster here (780 s against 677 s).
 cargo fuzz build --fuzz-dir . -O
@@ -30,7 +35,7 @@ for t in "${targets[@]}"; do
   echo "fuzz: $t (${limit[*]})"
   log="target/$t.log"
   if ! cargo fuzz run --fuzz-dir . -O "$t" "target/corpus/$t" "corpus/$t" -- \
-    "${limit[@]}" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
+    "${limit[@]}" "$(leaks_per_input "$t")" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 >"$log" 2>&1; then
     tail -n 80 "$log"
     echo "fuzz: $t FAILED; its input is under tests/fuzz/artifacts/$t" >&2
     exit 1

@@ -2,11 +2,20 @@
 //!
 //! For vendors who let the library run the model, and for the auditor's toolkit (`mint
 //! extract`, `mint eval`). Taps are selected as extra outputs on the raw model *before* it is
-//! optimised, so decluttering cannot fuse them away; one compiled plan then serves every batch
-//! size and every thread, each thread through its own [`TappedRunner`].
+//! optimised, so decluttering cannot fuse them away. Two plans are compiled, one for a symbolic
+//! batch and one for a single sample, and each thread runs them through its own
+//! [`TappedRunner`].
+//!
+//! Why two: tract 0.23 runs these convolutional models much faster one sample at a time than
+//! batched. Per sample, on the AVX-512 machine of docs/benchmarks.md, the shipped Fashion-MNIST
+//! model took 0.7 ms at N = 1 against 1.7 ms in a batch of 64 (1.4 ms with N fixed at 64), and a
+//! ResNet-50 at 112² 34 ms against 63 ms in a batch of 8. A model whose time goes into large
+//! dense layers could be the other way round, so each runner times both ways on its first
+//! batches and keeps the faster (see [`Strategy`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::{bail, DimLike};
@@ -18,6 +27,8 @@ use crate::tensor::{Form, Layout, TensorView};
 #[derive(Clone)]
 pub struct TappedModel {
     plan: Arc<TypedRunnableModel>,
+    /// The same model compiled for a batch of exactly one sample.
+    single: Arc<TypedRunnableModel>,
     sample_shape: Vec<usize>,
     taps: Vec<String>,
     /// Plan output holding each tap; the model's own outputs come first, and taps that are
@@ -33,9 +44,11 @@ impl TappedModel {
     pub fn load(path: &Path, taps: &[&str], sample_shape: &[usize]) -> Result<TappedModel> {
         let fail = |e: TractError| Error::HeadLoad { path: path.to_owned(), message: format!("{e:#}") };
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let (plan, tap_slots) = compile(&bytes, taps, sample_shape).map_err(fail)?;
+        let (plan, tap_slots) = compile(&bytes, taps, sample_shape, None).map_err(fail)?;
+        let (single, _) = compile(&bytes, taps, sample_shape, Some(1)).map_err(fail)?;
         Ok(TappedModel {
             plan,
+            single,
             sample_shape: sample_shape.to_vec(),
             taps: taps.iter().map(|s| s.to_string()).collect(),
             tap_slots,
@@ -76,8 +89,11 @@ impl TappedModel {
     /// A state to run the model from one thread.
     pub fn runner(&self) -> Result<TappedRunner> {
         let state = self.plan.spawn().map_err(|e| self.error(e))?;
+        let single = self.single.spawn().map_err(|e| self.error(e))?;
         Ok(TappedRunner {
             state,
+            single,
+            strategy: Strategy::Trying { batched: Duration::ZERO, per_sample: Duration::ZERO, left: TRIALS },
             sample_shape: self.sample_shape.clone(),
             path: self.path.clone(),
             tap_slots: self.tap_slots.clone(),
@@ -90,8 +106,14 @@ impl TappedModel {
     }
 }
 
-/// The compiled plan and the plan output of each tap.
-fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
+/// The compiled plan, for a symbolic batch (`batch: None`) or an exact one, and the plan
+/// output of each tap.
+fn compile(
+    bytes: &[u8],
+    taps: &[&str],
+    sample_shape: &[usize],
+    batch: Option<usize>,
+) -> TractResult<(Arc<TypedRunnableModel>, Vec<usize>)> {
     let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
     if model.inputs.len() != 1 {
         bail!("the audited model must have one input, it has {}", model.inputs.len());
@@ -113,8 +135,11 @@ fn compile(bytes: &[u8], taps: &[&str], sample_shape: &[usize]) -> TractResult<(
         tap_slots.push(slot);
     }
     model.select_output_outlets(&outlets)?;
-    let batch = model.symbols.sym("N");
-    let shape: TVec<TDim> = std::iter::once(TDim::from(batch)).chain(sample_shape.iter().map(|&d| d.into())).collect();
+    let batch: TDim = match batch {
+        Some(n) => n.into(),
+        None => model.symbols.sym("N").into(),
+    };
+    let shape: TVec<TDim> = std::iter::once(batch).chain(sample_shape.iter().map(|&d| d.into())).collect();
     model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
     Ok((model.into_optimized()?.into_runnable()?, tap_slots))
 }
@@ -129,9 +154,29 @@ impl TappedRunner {
     }
 }
 
+/// How many batches of more than one sample a runner times both ways before it settles.
+/// The first is a warm-up (each plan's first run allocates its scratch); the others count.
+const TRIALS: u8 = 3;
+
+/// How a runner runs batches of more than one sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Strategy {
+    /// Timing both ways: the symbolic plan on the whole batch, and the single-sample plan on
+    /// each sample; `left` batches to go, the first of which is not counted.
+    Trying {
+        batched: Duration,
+        per_sample: Duration,
+        left: u8,
+    },
+    Batched,
+    PerSample,
+}
+
 /// One thread's state for running a [`TappedModel`].
 pub struct TappedRunner {
     state: TypedSimpleState,
+    single: TypedSimpleState,
+    strategy: Strategy,
     sample_shape: Vec<usize>,
     path: PathBuf,
     tap_slots: Vec<usize>,
@@ -150,13 +195,78 @@ impl TappedRunner {
                 self.sample_shape
             )));
         }
+        let outputs = match (n, self.strategy) {
+            (1, _) | (_, Strategy::PerSample) => self.run_per_sample(input, n),
+            (_, Strategy::Batched) => self.run_batched(input, n),
+            (_, Strategy::Trying { batched, per_sample, left }) => self.try_both(input, n, batched, per_sample, left),
+        };
+        self.outputs =
+            outputs.map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {e:#}") })?;
+        Ok(())
+    }
+
+    /// Which way batches of more than one sample run: "batched", "per-sample", or "trying"
+    /// while the runner is still timing both.
+    pub fn strategy(&self) -> &'static str {
+        match self.strategy {
+            Strategy::Trying { .. } => "trying",
+            Strategy::Batched => "batched",
+            Strategy::PerSample => "per-sample",
+        }
+    }
+
+    fn run_batched(&mut self, input: &[f32], n: usize) -> TractResult<TVec<TValue>> {
         let mut shape = vec![n];
         shape.extend_from_slice(&self.sample_shape);
-        let outputs = Tensor::from_shape(&shape, input)
-            .and_then(|t| self.state.run(tvec!(t.into_tvalue())))
-            .map_err(|e| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {e:#}") })?;
-        self.outputs = outputs;
-        Ok(())
+        self.state.run(tvec!(Tensor::from_shape(&shape, input)?.into_tvalue()))
+    }
+
+    /// Runs the single-sample plan on each sample and stacks each output along the batch axis.
+    fn run_per_sample(&mut self, input: &[f32], n: usize) -> TractResult<TVec<TValue>> {
+        let mut shape = vec![1];
+        shape.extend_from_slice(&self.sample_shape);
+        let per_sample = input.len() / n;
+        let mut runs = Vec::with_capacity(n);
+        for sample in input.chunks_exact(per_sample) {
+            runs.push(self.single.run(tvec!(Tensor::from_shape(&shape, sample)?.into_tvalue()))?);
+        }
+        if n == 1 {
+            return Ok(runs.pop().expect("one run"));
+        }
+        let slots = runs[0].len();
+        (0..slots)
+            .map(|slot| {
+                let parts: Vec<&Tensor> = runs.iter().map(|run| &*run[slot]).collect();
+                Ok(Tensor::stack_tensors(0, &parts)?.into_tvalue())
+            })
+            .collect()
+    }
+
+    /// Runs the batch both ways, keeps the per-sample outputs, and settles on the faster way
+    /// after the last trial.
+    fn try_both(
+        &mut self,
+        input: &[f32],
+        n: usize,
+        batched: Duration,
+        per_sample: Duration,
+        left: u8,
+    ) -> TractResult<TVec<TValue>> {
+        let counted = left < TRIALS;
+        let started = Instant::now();
+        self.run_batched(input, n)?;
+        let one_way = started.elapsed();
+        let started = Instant::now();
+        let outputs = self.run_per_sample(input, n)?;
+        let other_way = started.elapsed();
+        let (batched, per_sample) =
+            if counted { (batched + one_way, per_sample + other_way) } else { (batched, per_sample) };
+        self.strategy = match left {
+            0 | 1 if per_sample <= batched => Strategy::PerSample,
+            0 | 1 => Strategy::Batched,
+            _ => Strategy::Trying { batched, per_sample, left: left - 1 },
+        };
+        Ok(outputs)
     }
 
     /// The tapped tensors of the last run as views, in tap order: rank-4 outputs as NCHW maps,

@@ -1,0 +1,146 @@
+//! The audited model's forward pass as `mint extract` and `Auditor::infer` run it (tract,
+//! through `TappedModel` with every tap exposed), against onnxruntime with the same tensors as
+//! outputs: samples per second on 1 and on 2 threads, the ratio in the same run.
+//!
+//!     cargo bench --bench extract      (onnxruntime from $MINT_BENCH_PYTHON or .venv/bin/python)
+//!
+//! Models: the two shipped Fashion-MNIST models in batches of 64 (`mint extract`'s default),
+//! and the ResNet-18 at 224² of the overhead benchmark in batches of 8. tract's threads each
+//! run their own `TappedRunner` on their share of the batches, as `mint extract --threads`
+//! does; onnxruntime's are intra-op threads on one session. Rounds alternate between the
+//! runtimes; each runner first runs until it has settled on batched or per-sample execution.
+
+#[path = "support/timing.rs"]
+mod timing;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+
+use mint_audit::{Config, TappedModel, TappedRunner};
+
+const ROUNDS: usize = 3;
+
+struct Case {
+    name: &'static str,
+    dir: PathBuf,
+    batch: usize,
+    samples: usize,
+}
+
+fn python() -> Option<PathBuf> {
+    let from_env = std::env::var_os("MINT_BENCH_PYTHON").map(PathBuf::from);
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    from_env.or_else(|| venv.exists().then_some(venv))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// A runner that has settled, and the input batch.
+fn settled_runner(model: &TappedModel, input: &[f32], batch: usize) -> TappedRunner {
+    let mut runner = model.runner().unwrap();
+    while runner.strategy() == "trying" {
+        runner.run(input, batch).unwrap();
+    }
+    runner
+}
+
+/// tract's samples per second on `threads` threads over `samples` samples, and the strategy
+/// its runners settled on.
+fn tract_rate(model: &TappedModel, input: &[f32], batch: usize, samples: usize, threads: usize) -> (f64, String) {
+    let mut runners: Vec<TappedRunner> = (0..threads).map(|_| settled_runner(model, input, batch)).collect();
+    let strategy = runners.iter().map(|r| r.strategy()).collect::<Vec<_>>().join("/");
+    let batches = samples / batch;
+    let next = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        for runner in &mut runners {
+            let next = &next;
+            scope.spawn(move || {
+                while next.fetch_add(1, Ordering::Relaxed) < batches {
+                    runner.run(input, batch).unwrap();
+                    std::hint::black_box(runner.views().unwrap());
+                }
+            });
+        }
+    });
+    ((batches * batch) as f64 / started.elapsed().as_secs_f64(), strategy)
+}
+
+fn ort_rates(py: &Path, case: &Case) -> Option<(f64, f64)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/extract_ort.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(&case.dir)
+        .args([case.batch, case.samples, 1].map(|v| v.to_string()))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!("onnxruntime side failed: {}", String::from_utf8_lossy(&out.stderr));
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some((v["threads_1"].as_f64()?, v["threads_2"].as_f64()?))
+}
+
+fn main() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let overhead = repo.join("target/overhead-models");
+    if !overhead.join("resnet18_224/auditor.json").is_file() {
+        let ok = Command::new("/usr/bin/python3")
+            .arg(repo.join("scripts/make_overhead_models.py"))
+            .arg(&overhead)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "scripts/make_overhead_models.py failed (Debian's python3-torch and python3-onnx are needed)");
+    }
+    let cases = [
+        Case { name: "fmnist-memorizing", dir: repo.join("models/fmnist-memorizing"), batch: 64, samples: 2048 },
+        Case { name: "fmnist-generalizing", dir: repo.join("models/fmnist-generalizing"), batch: 64, samples: 2048 },
+        Case { name: "resnet18_224", dir: overhead.join("resnet18_224"), batch: 8, samples: 32 },
+    ];
+    let py = python();
+    let mut table = format!(
+        "CPU: {}; flags: {}\n\n\
+         | model | batch | tract 1 thread (samples/s) | tract runs batches | onnxruntime 1 thread | tract / onnxruntime | tract 2 threads | tract 2 / 1 | onnxruntime 2 threads |\n\
+         |---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+        timing::cpu_name(),
+        timing::cpu_flags(),
+    );
+    for case in &cases {
+        let config = Config::from_path(case.dir.join("auditor.json")).unwrap();
+        let names: Vec<&str> = config.taps.iter().map(|t| t.tensor.as_deref().unwrap()).collect();
+        let shape = config.model.input_shape.clone().unwrap();
+        let model = TappedModel::load(&case.dir.join("model.onnx"), &names, &shape).unwrap();
+        let per: usize = shape.iter().product();
+        let input: Vec<f32> = (0..case.batch * per).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
+        let (mut one, mut two, mut ort_one, mut ort_two) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut strategy = String::new();
+        for _ in 0..ROUNDS {
+            let (rate, s) = tract_rate(&model, &input, case.batch, case.samples, 1);
+            one.push(rate);
+            strategy = s;
+            two.push(tract_rate(&model, &input, case.batch, case.samples, 2).0);
+            if let Some((a, b)) = py.as_deref().and_then(|py| ort_rates(py, case)) {
+                ort_one.push(a);
+                ort_two.push(b);
+            }
+        }
+        let (one, two) = (median(one), median(two));
+        let ort = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
+        let (ort_one, ort_two) = (ort(ort_one), ort(ort_two));
+        table.push_str(&format!(
+            "| {} | {} | {one:.1} | {strategy} | {ort_one:.1} | {:.2} | {two:.1} | {:.2} | {ort_two:.1} |\n",
+            case.name,
+            case.batch,
+            one / ort_one,
+            two / one,
+        ));
+    }
+    table.push_str(&format!("\nmedians of {ROUNDS} alternating rounds; NaN: onnxruntime not available\n"));
+    timing::write_result("extract", &table);
+}
