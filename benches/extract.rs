@@ -2,12 +2,17 @@
 //! through `TappedModel` with every tap exposed), against onnxruntime with the same tensors as
 //! outputs: samples per second on 1 and on 2 threads, the ratio in the same run.
 //!
-//!     cargo bench --bench extract      (onnxruntime from $MINT_BENCH_PYTHON or .venv/bin/python)
+//!     cargo bench --features onnxruntime --bench extract
+//!
+//! Three rows per model: tract (the default runtime), the library on onnxruntime
+//! (`model.runtime: "onnxruntime"`, the `ort` crate on the venv wheel's libonnxruntime, rows
+//! only with the feature), and onnxruntime's own Python API as the reference (from
+//! $MINT_BENCH_PYTHON or .venv/bin/python).
 //!
 //! Models: the two shipped Fashion-MNIST models in batches of 64 (`mint extract`'s default),
-//! and the ResNet-18 at 224² of the overhead benchmark in batches of 8. tract's threads each
-//! run their own `TappedRunner` on their share of the batches, as `mint extract --threads`
-//! does; onnxruntime's are intra-op threads on one session. Rounds alternate between the
+//! and the ResNet-18 at 224² of the overhead benchmark in batches of 8. The library's threads
+//! each run their own `TappedRunner` on their share of the batches, as `mint extract
+//! --threads` does; onnxruntime's own are intra-op threads on one session. Rounds alternate between the
 //! runtimes; each runner first runs until it has settled on batched or per-sample execution.
 
 #[path = "support/timing.rs"]
@@ -18,7 +23,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
-use mint_audit::{Config, TappedModel, TappedRunner};
+use mint_audit::{Config, Runtime, TappedModel, TappedRunner};
 
 const ROUNDS: usize = 3;
 
@@ -35,6 +40,24 @@ fn python() -> Option<PathBuf> {
     from_env.or_else(|| venv.exists().then_some(venv))
 }
 
+/// The runtimes the library can run the model on in this build.
+fn runtimes() -> Vec<Runtime> {
+    let mut all = vec![Runtime::Tract];
+    if cfg!(feature = "onnxruntime") {
+        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+        let found = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).or_else(|| {
+            std::fs::read_dir(&lib).into_iter().flatten().flatten().find_map(|python| {
+                let capi = python.path().join("site-packages/onnxruntime/capi");
+                std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+            })
+        });
+        all.push(Runtime::Onnxruntime { library: found.expect("no libonnxruntime: set ORT_DYLIB_PATH") });
+    }
+    all
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -49,9 +72,9 @@ fn settled_runner(model: &TappedModel, input: &[f32], batch: usize) -> TappedRun
     runner
 }
 
-/// tract's samples per second on `threads` threads over `samples` samples, and the strategy
-/// its runners settled on.
-fn tract_rate(model: &TappedModel, input: &[f32], batch: usize, samples: usize, threads: usize) -> (f64, String) {
+/// The library's samples per second on `threads` threads (one runner each) over `samples`
+/// samples, and the strategy its runners settled on.
+fn library_rate(model: &TappedModel, input: &[f32], batch: usize, samples: usize, threads: usize) -> (f64, String) {
     let mut runners: Vec<TappedRunner> = (0..threads).map(|_| settled_runner(model, input, batch)).collect();
     let strategy = runners.iter().map(|r| r.strategy()).collect::<Vec<_>>().join("/");
     let batches = samples / batch;
@@ -106,8 +129,8 @@ fn main() {
     let py = python();
     let mut table = format!(
         "CPU: {}; flags: {}\n\n\
-         | model | batch | tract 1 thread (samples/s) | tract runs batches | onnxruntime 1 thread | tract / onnxruntime | tract 2 threads | tract 2 / 1 | onnxruntime 2 threads |\n\
-         |---|---:|---:|---|---:|---:|---:|---:|---:|\n",
+         | model | batch | runtime | 1 thread (samples/s) | 2 threads | 2 / 1 | 1 thread / onnxruntime's own |\n\
+         |---|---:|---|---:|---:|---:|---:|\n",
         timing::cpu_name(),
         timing::cpu_flags(),
     );
@@ -115,30 +138,48 @@ fn main() {
         let config = Config::from_path(case.dir.join("auditor.json")).unwrap();
         let names: Vec<&str> = config.taps.iter().map(|t| t.tensor.as_deref().unwrap()).collect();
         let shape = config.model.input_shape.clone().unwrap();
-        let model = TappedModel::load(&case.dir.join("model.onnx"), &names, &shape).unwrap();
         let per: usize = shape.iter().product();
         let input: Vec<f32> = (0..case.batch * per).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-        let (mut one, mut two, mut ort_one, mut ort_two) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut strategy = String::new();
+        let models: Vec<TappedModel> = runtimes()
+            .iter()
+            .map(|runtime| TappedModel::load_with(&case.dir.join("model.onnx"), &names, &shape, runtime).unwrap())
+            .collect();
+        let mut rates = vec![(Vec::new(), Vec::new()); models.len()];
+        let mut strategies = vec![String::new(); models.len()];
+        let (mut ort_one, mut ort_two) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            let (rate, s) = tract_rate(&model, &input, case.batch, case.samples, 1);
-            one.push(rate);
-            strategy = s;
-            two.push(tract_rate(&model, &input, case.batch, case.samples, 2).0);
+            for (m, model) in models.iter().enumerate() {
+                let (rate, strategy) = library_rate(model, &input, case.batch, case.samples, 1);
+                rates[m].0.push(rate);
+                rates[m].1.push(library_rate(model, &input, case.batch, case.samples, 2).0);
+                strategies[m] = strategy;
+            }
             if let Some((a, b)) = py.as_deref().and_then(|py| ort_rates(py, case)) {
                 ort_one.push(a);
                 ort_two.push(b);
             }
         }
-        let (one, two) = (median(one), median(two));
         let ort = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
         let (ort_one, ort_two) = (ort(ort_one), ort(ort_two));
+        for ((model, (one, two)), strategy) in models.iter().zip(rates).zip(strategies) {
+            let (one, two) = (median(one), median(two));
+            let runtime = match model.runtime() {
+                Runtime::Tract => format!("mint on tract ({strategy})"),
+                other => format!("mint on {}", other.name()),
+            };
+            table.push_str(&format!(
+                "| {} | {} | {runtime} | {one:.1} | {two:.1} | {:.2} | {:.2} |\n",
+                case.name,
+                case.batch,
+                two / one,
+                one / ort_one,
+            ));
+        }
         table.push_str(&format!(
-            "| {} | {} | {one:.1} | {strategy} | {ort_one:.1} | {:.2} | {two:.1} | {:.2} | {ort_two:.1} |\n",
+            "| {} | {} | onnxruntime's own (Python) | {ort_one:.1} | {ort_two:.1} | {:.2} | 1 |\n",
             case.name,
             case.batch,
-            one / ort_one,
-            two / one,
+            ort_two / ort_one,
         ));
     }
     table.push_str(&format!("\nmedians of {ROUNDS} alternating rounds; NaN: onnxruntime not available\n"));

@@ -110,6 +110,45 @@ pub struct ModelInfo {
     /// One input sample's shape without the batch axis, e.g. `[1, 28, 28]`; needed with `onnx`.
     #[serde(default)]
     pub input_shape: Option<Vec<usize>>,
+    /// What runs `onnx` when mint-audit runs the model: tract (the default, built in) or
+    /// onnxruntime (builds with the `onnxruntime` feature, from a library loaded at run time).
+    #[serde(default)]
+    pub runtime: ModelRuntime,
+    /// The onnxruntime shared library (`libonnxruntime.so.1.x`, 1.24 or newer) for
+    /// `runtime: "onnxruntime"`; when absent, the `ORT_DYLIB_PATH` environment variable names it.
+    #[serde(default)]
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+/// What runs the audited model's ONNX file (never the head: heads always run on tract or on
+/// a backend plugin).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelRuntime {
+    /// tract, built into the library.
+    #[default]
+    Tract,
+    /// onnxruntime, through the `ort` crate with the library loaded at run time; needs a build
+    /// with the `onnxruntime` feature.
+    Onnxruntime,
+}
+
+impl ModelRuntime {
+    /// Whether this build can run the audited model with this runtime.
+    pub fn available(self) -> bool {
+        match self {
+            ModelRuntime::Tract => true,
+            ModelRuntime::Onnxruntime => cfg!(feature = "onnxruntime"),
+        }
+    }
+
+    /// The name used in configurations.
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelRuntime::Tract => "tract",
+            ModelRuntime::Onnxruntime => "onnxruntime",
+        }
+    }
 }
 
 /// What a tap carries.
@@ -530,6 +569,9 @@ impl Config {
         if let Some(onnx) = &mut self.model.onnx {
             resolve(onnx);
         }
+        if let Some(library) = &mut self.model.onnxruntime_library {
+            resolve(library);
+        }
         if let Some(http) = &mut self.metrics.http {
             if let Some(tls) = &mut http.tls {
                 resolve(&mut tls.cert_file);
@@ -564,6 +606,15 @@ impl Config {
         }
         if self.model.onnx.is_some() && self.model.input_shape.is_none() {
             return Err(Error::config("model.input_shape", "is needed with model.onnx"));
+        }
+        if !self.model.runtime.available() {
+            return Err(Error::config(
+                "model.runtime",
+                format!(
+                    "\"{}\" is not in this build of mint-audit (build it with the cargo feature `onnxruntime`)",
+                    self.model.runtime.name()
+                ),
+            ));
         }
         if self.taps.is_empty() || self.taps.len() > MAX_TAPS {
             return Err(Error::config("taps", format!("between 1 and {MAX_TAPS} taps are needed")));

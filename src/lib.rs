@@ -76,7 +76,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use evidence::CohortEvidence;
 pub use intake::SubmitReport;
 pub use ledger::Stats;
-pub use model::{TappedModel, TappedRunner};
+pub use model::{Runtime, TappedModel, TappedRunner};
 pub use results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
 pub use tensor::{DType, Elements, Form, Layout, TensorView};
 

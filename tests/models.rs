@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 use mint_audit::config::{ScoreOutput, TapKind};
-use mint_audit::{Auditor, Error, FeatureExtractor, TappedModel};
+use mint_audit::{Auditor, Error, FeatureExtractor, Runtime, TappedModel};
 use mint_head::HeadModel;
 
 #[test]
@@ -61,13 +61,55 @@ fn a_head_that_does_not_fit_the_taps_is_refused() {
 /// Tapping and reducing in the library gives PyTorch's per-channel maxima, for both models.
 #[test]
 fn extraction_equals_pytorchs_channel_maxima() {
+    extraction_matches_pytorch(&Runtime::Tract);
+}
+
+/// The same through onnxruntime, loaded from the venv's onnxruntime wheel (scripts/setup.sh).
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_extraction_equals_pytorchs_channel_maxima() {
+    extraction_matches_pytorch(&Runtime::Onnxruntime { library: venv_onnxruntime() });
+}
+
+/// libonnxruntime.so from the onnxruntime wheel in .venv.
+#[cfg(feature = "onnxruntime")]
+fn venv_onnxruntime() -> std::path::PathBuf {
+    let lib = repo().join(".venv/lib");
+    let found = std::fs::read_dir(&lib).into_iter().flatten().flatten().find_map(|python| {
+        let capi = python.path().join("site-packages/onnxruntime/capi");
+        std::fs::read_dir(capi)
+            .ok()?
+            .flatten()
+            .map(|f| f.path())
+            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.")))
+    });
+    found.unwrap_or_else(|| {
+        panic!("no onnxruntime/capi/libonnxruntime.so.* under {}: run scripts/setup.sh", lib.display())
+    })
+}
+
+/// A model onnxruntime cannot find a tap in, or a library that is not there, is refused
+/// with an error naming them.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn onnxruntime_refuses_unknown_taps_and_missing_libraries() {
+    let onnx = repo().join("models/fmnist-memorizing/model.onnx");
+    let runtime = Runtime::Onnxruntime { library: venv_onnxruntime() };
+    let err = TappedModel::load_with(&onnx, &["no_such_tensor"], &[1, 28, 28], &runtime).err().unwrap();
+    assert!(err.to_string().contains("no tensor or node is named 'no_such_tensor'"), "{err}");
+    let missing = Runtime::Onnxruntime { library: repo().join("target/no-libonnxruntime.so") };
+    let err = TappedModel::load_with(&onnx, &["logits"], &[1, 28, 28], &missing).err().unwrap();
+    assert!(err.to_string().contains("no-libonnxruntime.so"), "{err}");
+}
+
+fn extraction_matches_pytorch(runtime: &Runtime) {
     for model in ["fmnist-memorizing", "fmnist-generalizing"] {
         let dir = repo().join("models").join(model);
         let descriptor: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();
         let taps: Vec<mint_audit::config::TapConfig> = serde_json::from_value(descriptor["taps"].clone()).unwrap();
         let tensors: Vec<&str> = taps.iter().map(|t| t.tensor.as_deref().unwrap()).collect();
-        let tapped = TappedModel::load(&dir.join("model.onnx"), &tensors, &[1, 28, 28]).unwrap();
+        let tapped = TappedModel::load_with(&dir.join("model.onnx"), &tensors, &[1, 28, 28], runtime).unwrap();
         let (shape, inputs) = read_npy(&dir.join("reference/inputs.npy"));
         let (_, expected) = read_npy(&dir.join("reference/features.npy"));
         let (_, logits) = read_npy(&dir.join("reference/logits.npy"));
@@ -105,6 +147,20 @@ fn extraction_equals_pytorchs_channel_maxima() {
 /// `Auditor::infer` runs the model for the vendor and audits the same features.
 #[test]
 fn infer_serves_the_models_output_and_audits_it() {
+    infer_serves_and_audits(shipped_auditor_config());
+}
+
+/// The same with `model.runtime: "onnxruntime"`.
+#[cfg(feature = "onnxruntime")]
+#[test]
+fn infer_on_onnxruntime_serves_the_models_output_and_audits_it() {
+    let mut json = shipped_config();
+    json["model"]["runtime"] = "onnxruntime".into();
+    json["model"]["onnxruntime_library"] = venv_onnxruntime().to_str().unwrap().into();
+    infer_serves_and_audits(mint_audit::Config::from_json(&json.to_string(), &repo()).unwrap());
+}
+
+fn infer_serves_and_audits(config: mint_audit::Config) {
     use std::sync::{Arc, Mutex};
     let dir = repo().join("models/fmnist-memorizing");
     let (shape, inputs) = read_npy(&dir.join("reference/inputs.npy"));
@@ -114,7 +170,7 @@ fn infer_serves_the_models_output_and_audits_it() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&got);
     let auditor = Auditor::with_sink(
-        shipped_auditor_config(),
+        config,
         Arc::new(move |r: &[mint_audit::AuditResult]| sink.lock().unwrap().extend_from_slice(r)),
     )
     .unwrap();

@@ -5,11 +5,40 @@
 //! `mint inspect --write-descriptor` writes one for any ONNX model.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use anyhow::{ensure, Context, Result};
-use mint_audit::config::{ModelInfo, TapConfig, TapKind};
-use mint_audit::TappedModel;
+use mint_audit::config::{ModelInfo, ModelRuntime, TapConfig, TapKind};
+use mint_audit::{Runtime, TappedModel};
 use serde::Deserialize;
+
+/// The runtime asked for on the command line, over every model's `model.runtime`.
+#[derive(Debug, Default, clap::Args)]
+pub struct RuntimeChoice {
+    /// What runs the audited model's forward pass: tract (built in) or onnxruntime; by
+    /// default the configuration's `model.runtime` (tract when absent).
+    #[arg(long, global = true, value_parser = parse_runtime)]
+    pub runtime: Option<ModelRuntime>,
+    /// onnxruntime's shared library (libonnxruntime.so.1.x, 1.24 or newer) for
+    /// `--runtime onnxruntime`; by default `model.onnxruntime_library`, then $ORT_DYLIB_PATH.
+    #[arg(long, global = true)]
+    pub onnxruntime_library: Option<PathBuf>,
+}
+
+fn parse_runtime(name: &str) -> Result<ModelRuntime, String> {
+    match name {
+        "tract" => Ok(ModelRuntime::Tract),
+        "onnxruntime" => Ok(ModelRuntime::Onnxruntime),
+        other => Err(format!("'{other}' is not a runtime (tract, onnxruntime)")),
+    }
+}
+
+static RUNTIME: OnceLock<RuntimeChoice> = OnceLock::new();
+
+/// Sets the command line's runtime choice for every model compiled after (once, from main).
+pub fn choose_runtime(choice: RuntimeChoice) {
+    let _ = RUNTIME.set(choice);
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Descriptor {
@@ -23,9 +52,9 @@ impl Descriptor {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut d: Descriptor = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        if let Some(onnx) = &mut d.model.onnx {
-            if onnx.is_relative() {
-                *onnx = base.join(&*onnx);
+        for path in [d.model.onnx.as_mut(), d.model.onnxruntime_library.as_mut()].into_iter().flatten() {
+            if path.is_relative() {
+                *path = base.join(&*path);
             }
         }
         d.check()?;
@@ -87,10 +116,17 @@ impl Descriptor {
         None
     }
 
-    /// Compiles the audited model with every tap exposed, in descriptor order.
+    /// Compiles the audited model with every tap exposed, in descriptor order, on the runtime
+    /// of `--runtime` when given, else of `model.runtime`.
     pub fn compile(&self) -> Result<TappedModel> {
         let tensors: Vec<&str> = self.taps.iter().map(|t| t.tensor.as_deref().expect("checked")).collect();
         let shape = self.input_shape();
-        TappedModel::load(self.onnx(), &tensors, &shape).with_context(|| format!("loading {}", self.onnx().display()))
+        let chosen = RUNTIME.get();
+        let runtime = Runtime::named(
+            chosen.and_then(|c| c.runtime).unwrap_or(self.model.runtime),
+            chosen.and_then(|c| c.onnxruntime_library.as_deref()).or(self.model.onnxruntime_library.as_deref()),
+        )?;
+        TappedModel::load_with(self.onnx(), &tensors, &shape, &runtime)
+            .with_context(|| format!("loading {} on {}", self.onnx().display(), runtime.name()))
     }
 }

@@ -43,6 +43,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    runtime: descriptor::RuntimeChoice,
 }
 
 #[derive(Subcommand)]
@@ -61,6 +63,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    descriptor::choose_runtime(cli.runtime);
     let outcome = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Extract(args) => extract::run(args),

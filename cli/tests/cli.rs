@@ -462,6 +462,54 @@ fn extract_reads_idx_npy_and_image_folders_alike() {
     assert_eq!(features[0], features[2]);
 }
 
+/// `--runtime onnxruntime` runs the audited model on the onnxruntime of pip's wheel and gives
+/// tract's features; without a library it says which field or flag names one.
+#[test]
+fn extract_on_onnxruntime_gives_tracts_features() {
+    let dir = scratch("onnxruntime");
+    let lib = repo().join(".venv/lib");
+    let library =
+        std::fs::read_dir(&lib)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|python| {
+                let capi = python.path().join("site-packages/onnxruntime/capi");
+                std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
+                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so."))
+                })
+            })
+            .unwrap_or_else(|| {
+                panic!("no onnxruntime/capi/libonnxruntime.so.* under {}: run scripts/setup.sh", lib.display())
+            });
+    let data = "models/fmnist-memorizing/demo-members-idx3-ubyte";
+    let mut features = Vec::new();
+    for runtime in [&["--runtime", "tract"][..], &["--runtime", "onnxruntime", "--onnxruntime-library", s(&library)]] {
+        let out = dir.join(format!("{}.npy", runtime[1]));
+        let mut args = vec!["extract", "--model-json", "models/fmnist-memorizing/model.json", "--data", data];
+        args.extend_from_slice(&["--out", s(&out)]);
+        args.extend_from_slice(runtime);
+        ok(&mint(&args));
+        let file = std::io::BufReader::new(std::fs::File::open(&out).unwrap());
+        features.push(npyz::NpyFile::new(file).unwrap().into_vec::<f32>().unwrap());
+    }
+    assert_eq!(features[0].len(), features[1].len());
+    assert!(!features[0].is_empty());
+    let worst = features[0].iter().zip(&features[1]).map(|(a, b)| (a - b).abs() / a.abs().max(1.0)).fold(0.0, f32::max);
+    assert!(worst < 1e-4, "onnxruntime's features differ from tract's by {worst} (relative)");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_mint"))
+        .args(["extract", "--model-json", "models/fmnist-memorizing/model.json", "--data", data])
+        .args(["--out", s(&dir.join("none.npy")), "--runtime", "onnxruntime"])
+        .env_remove("ORT_DYLIB_PATH")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("model.onnxruntime_library") && stderr.contains("ORT_DYLIB_PATH"), "{stderr}");
+}
+
 /// Heads written by `mint train` score the same in onnxruntime as in the library (1e-5).
 #[test]
 fn trained_heads_score_alike_in_onnxruntime_and_the_library() {
