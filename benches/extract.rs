@@ -63,9 +63,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// A runner that has settled, and the input batch.
-fn settled_runner(model: &TappedModel, input: &[f32], batch: usize) -> TappedRunner {
+/// How a tract runner runs batches: as it settles by timing, or pinned.
+#[derive(Clone, Copy, PartialEq)]
+enum Way {
+    Settled,
+    Batched,
+}
+
+/// A runner that has settled (or is pinned), warmed up on the input batch.
+fn ready_runner(model: &TappedModel, input: &[f32], batch: usize, way: Way) -> TappedRunner {
     let mut runner = model.runner().unwrap();
+    if way == Way::Batched {
+        runner.pin_strategy(false);
+    }
+    runner.run(input, batch).unwrap();
     while runner.strategy() == "trying" {
         runner.run(input, batch).unwrap();
     }
@@ -74,8 +85,14 @@ fn settled_runner(model: &TappedModel, input: &[f32], batch: usize) -> TappedRun
 
 /// The library's samples per second on `threads` threads (one runner each) over `samples`
 /// samples, and the strategy its runners settled on.
-fn library_rate(model: &TappedModel, input: &[f32], batch: usize, samples: usize, threads: usize) -> (f64, String) {
-    let mut runners: Vec<TappedRunner> = (0..threads).map(|_| settled_runner(model, input, batch)).collect();
+fn library_rate(
+    (model, way): (&TappedModel, Way),
+    input: &[f32],
+    batch: usize,
+    samples: usize,
+    threads: usize,
+) -> (f64, String) {
+    let mut runners: Vec<TappedRunner> = (0..threads).map(|_| ready_runner(model, input, batch, way)).collect();
     let strategy = runners.iter().map(|r| r.strategy()).collect::<Vec<_>>().join("/");
     let batches = samples / batch;
     let next = AtomicUsize::new(0);
@@ -140,18 +157,22 @@ fn main() {
         let shape = config.model.input_shape.clone().unwrap();
         let per: usize = shape.iter().product();
         let input: Vec<f32> = (0..case.batch * per).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect();
-        let models: Vec<TappedModel> = runtimes()
+        let mut models: Vec<(TappedModel, Way)> = runtimes()
             .iter()
-            .map(|runtime| TappedModel::load_with(&case.dir.join("model.onnx"), &names, &shape, runtime).unwrap())
+            .map(|runtime| {
+                (TappedModel::load_with(&case.dir.join("model.onnx"), &names, &shape, runtime).unwrap(), Way::Settled)
+            })
             .collect();
+        // tract pinned to whole batches, to show what the runner's choice gains.
+        models.insert(1, (models[0].0.clone(), Way::Batched));
         let mut rates = vec![(Vec::new(), Vec::new()); models.len()];
         let mut strategies = vec![String::new(); models.len()];
         let (mut ort_one, mut ort_two) = (Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
-            for (m, model) in models.iter().enumerate() {
-                let (rate, strategy) = library_rate(model, &input, case.batch, case.samples, 1);
+            for (m, &(ref model, way)) in models.iter().enumerate() {
+                let (rate, strategy) = library_rate((model, way), &input, case.batch, case.samples, 1);
                 rates[m].0.push(rate);
-                rates[m].1.push(library_rate(model, &input, case.batch, case.samples, 2).0);
+                rates[m].1.push(library_rate((model, way), &input, case.batch, case.samples, 2).0);
                 strategies[m] = strategy;
             }
             if let Some((a, b)) = py.as_deref().and_then(|py| ort_rates(py, case)) {
@@ -161,10 +182,11 @@ fn main() {
         }
         let ort = |v: Vec<f64>| if v.is_empty() { f64::NAN } else { median(v) };
         let (ort_one, ort_two) = (ort(ort_one), ort(ort_two));
-        for ((model, (one, two)), strategy) in models.iter().zip(rates).zip(strategies) {
+        for (((model, way), (one, two)), strategy) in models.iter().zip(rates).zip(strategies) {
             let (one, two) = (median(one), median(two));
             let runtime = match model.runtime() {
-                Runtime::Tract => format!("mint on tract ({strategy})"),
+                Runtime::Tract if *way == Way::Batched => "mint on tract, pinned to whole batches".to_string(),
+                Runtime::Tract => format!("mint on tract (settled on: {strategy})"),
                 other => format!("mint on {}", other.name()),
             };
             table.push_str(&format!(

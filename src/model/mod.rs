@@ -245,6 +245,16 @@ impl TappedRunner {
         }
     }
 
+    /// Pins how batches of more than one sample run on tract, instead of timing both ways:
+    /// for reproducible timings and comparisons. onnxruntime always runs whole batches.
+    pub fn pin_strategy(&mut self, per_sample: bool) {
+        match &mut self.engine {
+            RunnerEngine::Tract(runner) => runner.pin(per_sample),
+            #[cfg(feature = "onnxruntime")]
+            RunnerEngine::Onnxruntime(_) => {}
+        }
+    }
+
     /// Output `slot` of the last run: its shape and values.
     fn output(&self, slot: usize) -> Result<(Vec<usize>, &[f32])> {
         let outcome = match &self.engine {

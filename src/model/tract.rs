@@ -2,12 +2,10 @@
 //! optimised, so decluttering cannot fuse them away. Two plans are compiled, one for a
 //! symbolic batch and one for a single sample.
 //!
-//! Why two: tract 0.23 runs these convolutional models much faster one sample at a time than
-//! batched. Per sample, on the AVX-512 machine of docs/benchmarks.md, the shipped Fashion-MNIST
-//! model took 0.7 ms at N = 1 against 1.7 ms in a batch of 64 (1.4 ms with N fixed at 64), and a
-//! ResNet-50 at 112² 34 ms against 63 ms in a batch of 8. A model whose time goes into large
-//! dense layers could be the other way round, so each runner times both ways on its first
-//! batches and keeps the faster (see [`Strategy`]).
+//! Why two: tract 0.23 runs these convolutional models 1.4–2.4× faster one sample at a time
+//! than in batches (`cargo bench --features onnxruntime --bench extract`, docs/benchmarks.md).
+//! A model whose time goes into large dense layers could be the other way round, so each
+//! runner times both ways on its first batches and keeps the faster (see [`Strategy`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -126,6 +124,11 @@ impl TractRunner {
             }
         }?;
         Ok(())
+    }
+
+    /// Stops timing and runs batches of more than one sample this way from now on.
+    pub(super) fn pin(&mut self, per_sample: bool) {
+        self.strategy = if per_sample { Strategy::PerSample } else { Strategy::Batched };
     }
 
     pub(super) fn strategy(&self) -> &'static str {
