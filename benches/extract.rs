@@ -44,15 +44,9 @@ fn python() -> Option<PathBuf> {
 fn runtimes() -> Vec<Runtime> {
     let mut all = vec![Runtime::Tract];
     if cfg!(feature = "onnxruntime") {
-        let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
-        let found = std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).or_else(|| {
-            std::fs::read_dir(&lib).into_iter().flatten().flatten().find_map(|python| {
-                let capi = python.path().join("site-packages/onnxruntime/capi");
-                std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so."))
-                })
-            })
-        });
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv");
+        let found =
+            std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from).or_else(|| Runtime::onnxruntime_in_venv(&venv));
         all.push(Runtime::Onnxruntime { library: found.expect("no libonnxruntime: set ORT_DYLIB_PATH") });
     }
     all

@@ -496,8 +496,10 @@ mint_status mint_auditor_submit_cohort(const mint_auditor *auditor,
  * (`inputs`: `inputs_len` floats, `n ×` the input sample size, row-major), writes the
  * model's first output into `outputs` (`outputs_len` floats, `n ×` its size), and audits
  * the taps as `mint_auditor_submit` does, on this thread, in the `default` cohort. The model
- * is compiled on the first call; each calling thread keeps its own state. When only the
- * audit fails, `outputs` is still written and the status says why.
+ * is compiled on the first call; each calling thread keeps its own state. `model.runtime`
+ * chooses tract (default) or onnxruntime, loaded at run time from `model.onnxruntime_library`
+ * or `ORT_DYLIB_PATH` (this library is built with it; one onnxruntime per process). When only
+ * the audit fails, `outputs` is still written and the status says why.
  */
 mint_status mint_auditor_infer(const mint_auditor *auditor,
                                const uint64_t *sample_ids,

@@ -74,18 +74,8 @@ fn onnxruntime_extraction_equals_pytorchs_channel_maxima() {
 /// libonnxruntime.so from the onnxruntime wheel in .venv.
 #[cfg(feature = "onnxruntime")]
 fn venv_onnxruntime() -> std::path::PathBuf {
-    let lib = repo().join(".venv/lib");
-    let found = std::fs::read_dir(&lib).into_iter().flatten().flatten().find_map(|python| {
-        let capi = python.path().join("site-packages/onnxruntime/capi");
-        std::fs::read_dir(capi)
-            .ok()?
-            .flatten()
-            .map(|f| f.path())
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.")))
-    });
-    found.unwrap_or_else(|| {
-        panic!("no onnxruntime/capi/libonnxruntime.so.* under {}: run scripts/setup.sh", lib.display())
-    })
+    Runtime::onnxruntime_in_venv(&repo().join(".venv"))
+        .expect("no onnxruntime/capi/libonnxruntime.so.* in .venv: run scripts/setup.sh")
 }
 
 /// A model onnxruntime cannot find a tap in, or a library that is not there, is refused

@@ -467,21 +467,8 @@ fn extract_reads_idx_npy_and_image_folders_alike() {
 #[test]
 fn extract_on_onnxruntime_gives_tracts_features() {
     let dir = scratch("onnxruntime");
-    let lib = repo().join(".venv/lib");
-    let library =
-        std::fs::read_dir(&lib)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .find_map(|python| {
-                let capi = python.path().join("site-packages/onnxruntime/capi");
-                std::fs::read_dir(capi).ok()?.flatten().map(|f| f.path()).find(|p| {
-                    p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so."))
-                })
-            })
-            .unwrap_or_else(|| {
-                panic!("no onnxruntime/capi/libonnxruntime.so.* under {}: run scripts/setup.sh", lib.display())
-            });
+    let library = mint_audit::Runtime::onnxruntime_in_venv(&repo().join(".venv"))
+        .expect("no onnxruntime/capi/libonnxruntime.so.* in .venv: run scripts/setup.sh");
     let data = "models/fmnist-memorizing/demo-members-idx3-ubyte";
     let mut features = Vec::new();
     for runtime in [&["--runtime", "tract"][..], &["--runtime", "onnxruntime", "--onnxruntime-library", s(&library)]] {

@@ -58,6 +58,21 @@ impl Runtime {
         }
     }
 
+    /// The onnxruntime library of the `onnxruntime` wheel installed in a Python environment
+    /// (`venv/lib/python3.*/site-packages/onnxruntime/capi/libonnxruntime.so.*`), if any: the
+    /// library a Python vendor already has.
+    pub fn onnxruntime_in_venv(venv: &Path) -> Option<PathBuf> {
+        let pythons = std::fs::read_dir(venv.join("lib")).ok()?;
+        pythons.flatten().find_map(|python| {
+            let capi = python.path().join("site-packages/onnxruntime/capi");
+            std::fs::read_dir(capi)
+                .ok()?
+                .flatten()
+                .map(|f| f.path())
+                .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("libonnxruntime.so.")))
+        })
+    }
+
     /// The name used in configurations.
     pub fn name(&self) -> &'static str {
         match self {

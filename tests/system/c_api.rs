@@ -21,6 +21,14 @@ fn write_fixtures(dir: &Path) {
     c["workers"] = json!(1);
     write("one_worker.json", &c);
 
+    // The library's own model run on onnxruntime, from the venv's wheel (scripts/setup.sh).
+    let library = mint_audit::Runtime::onnxruntime_in_venv(&repo().join(".venv"))
+        .expect("no onnxruntime/capi/libonnxruntime.so.* in .venv: run scripts/setup.sh");
+    let mut c = good.clone();
+    c["model"]["runtime"] = json!("onnxruntime");
+    c["model"]["onnxruntime_library"] = json!(library);
+    write("onnxruntime.json", &c);
+
     let mut c = good.clone();
     c["queue"] = json!({"capacity": 4});
     write("tiny_queue.json", &c);

@@ -412,6 +412,35 @@ static void test_infer(void) {
   puts("ok infer");
 }
 
+/* The same model run on onnxruntime (`model.runtime`): the same logits within 1e-4, and the
+ * same samples audited. Not in --quick: onnxruntime is not built for valgrind or ASan. */
+static void test_infer_on_onnxruntime(void) {
+  enum { N = 6 };
+  float inputs[N * 28 * 28], on_tract[N * 10], on_ort[N * 10];
+  uint64_t s = 7;
+  for (size_t i = 0; i < sizeof inputs / sizeof *inputs; i++) inputs[i] = (float)(rng_next(&s) % 256) / 255.0f;
+  uint64_t ids[N] = {20, 21, 22, 23, 24, 25};
+  mint_submit_report r;
+  const char *configs[2] = {"good.json", "onnxruntime.json"};
+  float *outputs[2] = {on_tract, on_ort};
+  for (int k = 0; k < 2; k++) {
+    counts c = {0};
+    mint_auditor *a = open_auditor(configs[k], &c);
+    EXPECT(mint_auditor_infer(a, ids, N, inputs, N * 28 * 28, outputs[k], N * 10, &r), MINT_OK);
+    CHECK(r.accepted == N);
+    EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
+    CHECK(atomic_load(&c.member) + atomic_load(&c.non_member) == N);
+    mint_auditor_free(a);
+  }
+  for (int i = 0; i < N * 10; i++) {
+    if (fabsf(on_tract[i] - on_ort[i]) > 1e-4f * fmaxf(1.0f, fabsf(on_tract[i]))) {
+      fprintf(stderr, "logit %d: tract %.9g, onnxruntime %.9g\n", i, on_tract[i], on_ort[i]);
+      exit(1);
+    }
+  }
+  puts("ok infer on onnxruntime");
+}
+
 /* Cohorts (ABI 1.2): samples tagged by cohort are counted and tested apart; an undeclared
  * cohort loses its batch as invalid input, counted in "default". */
 static void test_cohorts(void) {
@@ -751,6 +780,7 @@ int main(int argc, char **argv) {
   test_errors();
   test_forms_agree();
   test_infer();
+  test_infer_on_onnxruntime();
   test_cohorts();
   test_reentrant();
   test_stuck_callback();
