@@ -15,11 +15,12 @@
 //! --threads` does; onnxruntime's own are intra-op threads on one session. Rounds alternate between the
 //! runtimes; each runner first runs until it has settled on batched or per-sample execution.
 
+#[path = "support/python.rs"]
+mod python;
 #[path = "support/timing.rs"]
 mod timing;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
@@ -32,12 +33,6 @@ struct Case {
     dir: PathBuf,
     batch: usize,
     samples: usize,
-}
-
-fn python() -> Option<PathBuf> {
-    let from_env = std::env::var_os("MINT_BENCH_PYTHON").map(PathBuf::from);
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    from_env.or_else(|| venv.exists().then_some(venv))
 }
 
 /// The runtimes the library can run the model on in this build.
@@ -106,38 +101,20 @@ fn library_rate(
 }
 
 fn ort_rates(py: &Path, case: &Case) -> Option<(f64, f64)> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/extract_ort.py");
-    let out = Command::new(py)
-        .arg(script)
-        .arg(&case.dir)
-        .args([case.batch, case.samples, 1].map(|v| v.to_string()))
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        eprintln!("onnxruntime side failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let args = [case.dir.display().to_string(), case.batch.to_string(), case.samples.to_string(), "1".into()];
+    let v = python::json_of(py, "extract_ort.py", &args)?;
     Some((v["threads_1"].as_f64()?, v["threads_2"].as_f64()?))
 }
 
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let overhead = repo.join("target/overhead-models");
-    if !overhead.join("resnet18_224/auditor.json").is_file() {
-        let ok = Command::new("/usr/bin/python3")
-            .arg(repo.join("scripts/make_overhead_models.py"))
-            .arg(&overhead)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "scripts/make_overhead_models.py failed (Debian's python3-torch and python3-onnx are needed)");
-    }
+    let overhead = python::overhead_models(&["resnet18_224"]);
     let cases = [
         Case { name: "fmnist-memorizing", dir: repo.join("models/fmnist-memorizing"), batch: 64, samples: 2048 },
         Case { name: "fmnist-generalizing", dir: repo.join("models/fmnist-generalizing"), batch: 64, samples: 2048 },
         Case { name: "resnet18_224", dir: overhead.join("resnet18_224"), batch: 8, samples: 32 },
     ];
-    let py = python();
+    let py = python::python();
     let mut table = format!(
         "CPU: {}; flags: {}\n\n\
          | model | batch | runtime | 1 thread (samples/s) | 2 threads | 2 / 1 | 1 thread / onnxruntime's own |\n\

@@ -6,24 +6,19 @@
 //! The tract figure is the head as the auditor's worker runs it with `max_batch` 64: a plan
 //! with a symbolic batch axis, plans for batches of exactly 1 and 64, one state per thread.
 
+#[path = "support/python.rs"]
+mod python;
 #[path = "support/timing.rs"]
 mod timing;
 
 use std::hint::black_box;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use mint_audit::config::ScoreOutput;
 use mint_head::HeadModel;
 
 const BATCHES: [usize; 5] = [1, 16, 64, 256, 1024];
-
-fn python() -> Option<PathBuf> {
-    let from_env = std::env::var_os("MINT_BENCH_PYTHON").map(PathBuf::from);
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    from_env.or_else(|| venv.exists().then_some(venv))
-}
 
 fn main() {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -59,18 +54,10 @@ fn main() {
         tract.push(b as f64 / t * 1e9);
     }
 
-    let ort: Option<Vec<f64>> = python().and_then(|py| {
-        let out = Command::new(py)
-            .arg(repo.join("benches/ort_head.py"))
-            .arg(&path)
-            .args(BATCHES.iter().map(|b| b.to_string()))
-            .output()
-            .ok()?;
-        if !out.status.success() {
-            eprintln!("onnxruntime baseline failed: {}", String::from_utf8_lossy(&out.stderr));
-            return None;
-        }
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let ort: Option<Vec<f64>> = python::python().and_then(|py| {
+        let mut args = vec![path.display().to_string()];
+        args.extend(BATCHES.iter().map(|b| b.to_string()));
+        let v = python::json_of(&py, "ort_head.py", &args)?;
         Some(BATCHES.iter().map(|b| v[b.to_string()].as_f64().unwrap()).collect())
     });
 

@@ -13,11 +13,12 @@
 //! with the `mint_audit` package submitting its outputs, as a Python vendor would; both
 //! runtimes on one thread.
 
+#[path = "support/python.rs"]
+mod python;
 #[path = "support/timing.rs"]
 mod timing;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use mint_audit::{Auditor, Config, TappedModel};
@@ -25,12 +26,6 @@ use mint_audit::{Auditor, Config, TappedModel};
 const MODELS: [&str; 2] = ["resnet18_224", "resnet50_112"];
 const BATCHES: [usize; 2] = [1, 8];
 const PAIRS: usize = 15;
-
-fn python() -> Option<PathBuf> {
-    let from_env = std::env::var_os("MINT_BENCH_PYTHON").map(PathBuf::from);
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    from_env.or_else(|| venv.exists().then_some(venv))
-}
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
@@ -88,13 +83,8 @@ fn tract_row(dir: &Path, batch: usize) -> Row {
 }
 
 fn ort_row(py: &Path, dir: &Path, batch: usize) -> Option<Row> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/overhead_ort.py");
-    let out = Command::new(py).arg(script).arg(dir).arg(batch.to_string()).arg(PAIRS.to_string()).output().ok()?;
-    if !out.status.success() {
-        eprintln!("onnxruntime side failed: {}", String::from_utf8_lossy(&out.stderr));
-        return None;
-    }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let args = [dir.display().to_string(), batch.to_string(), PAIRS.to_string()];
+    let v = python::json_of(py, "overhead_ort.py", &args)?;
     Some(Row {
         forward: v["forward_ms"].as_f64()?,
         audited: v["audited_ms"].as_f64()?,
@@ -104,17 +94,8 @@ fn ort_row(py: &Path, dir: &Path, batch: usize) -> Option<Row> {
 }
 
 fn main() {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let models = repo.join("target/overhead-models");
-    if !MODELS.iter().all(|m| models.join(m).join("auditor.json").is_file()) {
-        let ok = Command::new("/usr/bin/python3")
-            .arg(repo.join("scripts/make_overhead_models.py"))
-            .arg(&models)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "scripts/make_overhead_models.py failed (Debian's python3-torch and python3-onnx are needed)");
-    }
-    let py = python();
+    let models = python::overhead_models(&MODELS);
+    let py = python::python();
     let mut table = format!(
         "CPU: {}; flags: {}; reduce kernels: {}\n\n\
          | model | runtime | batch | forward ms | forward + audit ms | ratio | submit ms | submit / forward | dropped |\n\
