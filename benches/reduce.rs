@@ -88,6 +88,10 @@ fn nhwc_of(nchw: &[f32], c: usize, hw: usize) -> Vec<f32> {
 }
 
 fn main() {
+    // The first use measures the kernels (src/reduce/tune.rs): what that costs a process once.
+    let started = std::time::Instant::now();
+    reduce::picks();
+    let tuning_ms = started.elapsed().as_secs_f64() * 1e3;
     let trial = Duration::from_millis(40);
     let trials = 15;
     let mut seed = 0x1234_5678u64;
@@ -153,11 +157,13 @@ fn main() {
             trial / 4,
         )
     };
-    for (layout, maps) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
+    // The ISA the library measured fastest at start-up for each reduction.
+    let pick = |reduction: &str| reduce::picks().into_iter().find(|(r, _)| *r == reduction).unwrap().1;
+    for (layout, maps, reduction) in [(Layout::Nchw, &nchw, "planes_f32"), (Layout::Nhwc, &nhwc, "rows_f32")] {
         let vs = views(maps, layout);
         for isa in Isa::available() {
             let (b, t, r) = against_bare(&vs, isa, &mut outs);
-            let tag = if isa == reduce::isa() { " (run-time pick)" } else { "" };
+            let tag = if isa == pick(reduction) { " (run-time pick)" } else { "" };
             rows.push((format!("{layout:?} f32, {}{tag}", isa.name()), b, t, r));
         }
         // The same without looking for NaN and infinities (capture.check_finite: false).
@@ -171,7 +177,7 @@ fn main() {
             41,
             trial / 4,
         );
-        rows.push((format!("{layout:?} f32, {}, check_finite off", reduce::isa().name()), b, t, r));
+        rows.push((format!("{layout:?} f32, {} (run-time pick), check_finite off", pick(reduction).name()), b, t, r));
     }
     // Half precision, as some vendors serve, with every ISA: the baseline widens to f32, the
     // others compare the stored bits (src/reduce/kernels/half_bits.rs).
@@ -187,17 +193,19 @@ fn main() {
         .zip(&bhalf)
         .map(|(&(c, s), m)| TensorView::map(m.as_slice(), Layout::Nhwc, [1, s, s, c]).unwrap())
         .collect();
-    for (name, vs) in [("Nchw f16", &v16), ("Nhwc bf16", &vb16)] {
+    for (name, vs, reduction) in [("Nchw f16", &v16, "planes_f16"), ("Nhwc bf16", &vb16, "rows_bf16")] {
         for isa in Isa::available() {
             let (b, t, r) = against_bare(vs, isa, &mut outs);
-            let tag = if isa == reduce::isa() { "run-time pick; " } else { "" };
+            let tag = if isa == pick(reduction) { "run-time pick; " } else { "" };
             rows.push((format!("{name}, {} ({tag}half the bytes)", isa.name()), b, t, r));
         }
     }
 
     let mut text = format!(
         "### Reduce: per-channel max of one sample's four IResNet-100 taps ({:.2} MB f32)\n\n\
-         CPU: {} ({} logical CPUs); flags: {}; ISAs available: {}; run-time pick: {}.\n\n\
+         CPU: {} ({} logical CPUs); flags: {}; ISAs available: {}; best: {}; \
+         run-time picks (measured at start-up, in {:.1} ms): {}; the other ISA's kernel took \
+         (× the best ISA's) {}.\n\n\
          Library rows: median over 41 alternating trials against the best bare scan \
          (the ratio is the median of the per-pair ratios).\n\n\
          | what | µs / sample | f32-equivalent GB/s | × best bare scan |\n|---|---:|---:|---:|\n",
@@ -206,7 +214,10 @@ fn main() {
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         timing::cpu_flags(),
         Isa::available().iter().map(|i| i.name()).collect::<Vec<_>>().join(", "),
-        reduce::isa().name()
+        reduce::isa().name(),
+        tuning_ms,
+        reduce::picks().iter().map(|(r, i)| format!("{r} {}", i.name())).collect::<Vec<_>>().join(", "),
+        reduce::pick_ratios().iter().map(|(r, x)| format!("{r} {x:.2}")).collect::<Vec<_>>().join(", ")
     );
     let best = bare_times[best_index].1;
     for (name, t) in &bare_times {

@@ -93,5 +93,7 @@ pub fn reduce_isa() -> &'static str {
 /// Not part of the stable API.
 #[doc(hidden)]
 pub mod internals {
-    pub use crate::reduce::{channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, Isa};
+    pub use crate::reduce::{
+        channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, pick_ratios, picks, Isa,
+    };
 }

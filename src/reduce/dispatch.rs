@@ -98,9 +98,20 @@ impl Kernels {
         })
     }
 
-    /// The best kernels for this CPU, chosen once.
+    /// The kernels this process uses: the best ISA's, with each reduction the fastest
+    /// measured at first use (see `tune.rs`). Every kernel comes from [`Kernels::for_isa`], so
+    /// from an ISA this CPU has.
     pub(crate) fn best() -> &'static Kernels {
-        static BEST: std::sync::OnceLock<Kernels> = std::sync::OnceLock::new();
-        BEST.get_or_init(|| Kernels::for_isa(Isa::best()).expect("best ISA is available"))
+        &Kernels::tuned().0
+    }
+
+    /// The ISA each reduction of [`Kernels::best`] runs on.
+    pub(crate) fn picks() -> &'static super::tune::Picks {
+        &Kernels::tuned().1
+    }
+
+    fn tuned() -> &'static (Kernels, super::tune::Picks) {
+        static TUNED: std::sync::OnceLock<(Kernels, super::tune::Picks)> = std::sync::OnceLock::new();
+        TUNED.get_or_init(super::tune::tuned)
     }
 }

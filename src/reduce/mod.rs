@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod kernels;
+mod tune;
 
 use std::mem::MaybeUninit;
 
@@ -16,9 +17,22 @@ pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
 use kernels::Transposes;
 
-/// Instruction set the reduction kernels use on this CPU.
+/// The best instruction set this CPU has, whose kernels the reduction uses except where
+/// another measured faster at start-up (see [`picks`]).
 pub fn isa() -> Isa {
     Kernels::best().isa
+}
+
+/// The instruction set of each reduction's kernel, as `(reduction, ISA)`: `planes_*` for
+/// NCHW maps and `rows_*` for NHWC, per element type; chosen by measurement at first use.
+pub fn picks() -> [(&'static str, Isa); 6] {
+    Kernels::picks().list()
+}
+
+/// What the start-up measurement found: per reduction, the time of the other vector ISA's
+/// kernel over the best ISA's (below 0.97 it is picked); NaN where nothing was measured.
+pub fn pick_ratios() -> [(&'static str, f64); 6] {
+    Kernels::picks().ratios()
 }
 
 /// Writes the per-channel max of sample `n` of a map view into `out` (length C).
@@ -234,6 +248,41 @@ mod tests {
                 assert!(channel_max(&vb16, s, &mut out));
                 let widened: Vec<f32> = nchw.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
                 assert_eq!(out, reference(&widened, s, c, h * w));
+            }
+        }
+    }
+
+    /// A measured table mixes ISAs only among those this CPU has, and each of its reductions
+    /// gives the reference maxima, for every element type.
+    #[test]
+    fn measured_kernels_come_from_available_isas_and_agree() {
+        let (k, picks) = super::tune::measured();
+        for (reduction, isa) in picks.list() {
+            assert!(isa.is_available(), "{reduction} picked {isa:?}");
+            assert!(isa == Isa::best() || isa != Isa::Baseline, "{reduction}: the baseline is never timed");
+        }
+        let (n, c, h, w) = (2, 9, 13, 7);
+        let nchw = sample_map(n, c, h, w);
+        let nhwc = nchw_to_nhwc(&nchw, n, c, h, w);
+        let nchw16: Vec<f16> = nchw.iter().map(|&x| f16::from_f32(x)).collect();
+        let nhwc16: Vec<f16> = nhwc.iter().map(|&x| f16::from_f32(x)).collect();
+        let nchwb: Vec<bf16> = nchw.iter().map(|&x| bf16::from_f32(x)).collect();
+        let nhwcb: Vec<bf16> = nhwc.iter().map(|&x| bf16::from_f32(x)).collect();
+        let widened16: Vec<f32> = nchw16.iter().map(|x| x.to_f32()).collect();
+        let widenedb: Vec<f32> = nchwb.iter().map(|x| x.to_f32()).collect();
+        let cases = [
+            (TensorView::map(&nchw, Layout::Nchw, [n, c, h, w]).unwrap(), &nchw),
+            (TensorView::map(&nhwc, Layout::Nhwc, [n, h, w, c]).unwrap(), &nchw),
+            (TensorView::map(&nchw16[..], Layout::Nchw, [n, c, h, w]).unwrap(), &widened16),
+            (TensorView::map(&nhwc16[..], Layout::Nhwc, [n, h, w, c]).unwrap(), &widened16),
+            (TensorView::map(&nchwb[..], Layout::Nchw, [n, c, h, w]).unwrap(), &widenedb),
+            (TensorView::map(&nhwcb[..], Layout::Nhwc, [n, h, w, c]).unwrap(), &widenedb),
+        ];
+        for (v, values) in &cases {
+            for s in 0..n {
+                let mut out = vec![0f32; c];
+                assert!(channel_max_with(&k, v, s, &mut out, true));
+                assert_eq!(out, reference(values, s, c, h * w), "{:?} {:?}", v.arrangement(), v.dtype());
             }
         }
     }

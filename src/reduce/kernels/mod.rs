@@ -414,7 +414,8 @@ macro_rules! kernel_set {
                             }
                         }
                         // SAFETY: `Kernels::for_isa` hands these kernels out only after
-                        // `Isa::is_available` confirmed every feature they were compiled for.
+                        // `Isa::is_available` confirmed every feature they were compiled for
+                        // (the tuned table of `Kernels::best` takes its kernels from there).
                         unsafe { inner(src, hw, acc, check) }
                     }
                 };
