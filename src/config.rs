@@ -149,6 +149,18 @@ impl ModelRuntime {
             ModelRuntime::Onnxruntime => "onnxruntime",
         }
     }
+
+    /// The error for a runtime this build does not have.
+    pub(crate) fn not_built(self) -> Error {
+        Error::config(
+            "model.runtime",
+            format!(
+                "\"{}\" is not in this build of mint-audit (build it with the cargo feature `{}`)",
+                self.name(),
+                self.name()
+            ),
+        )
+    }
 }
 
 /// What a tap carries.
@@ -608,13 +620,7 @@ impl Config {
             return Err(Error::config("model.input_shape", "is needed with model.onnx"));
         }
         if !self.model.runtime.available() {
-            return Err(Error::config(
-                "model.runtime",
-                format!(
-                    "\"{}\" is not in this build of mint-audit (build it with the cargo feature `onnxruntime`)",
-                    self.model.runtime.name()
-                ),
-            ));
+            return Err(self.model.runtime.not_built());
         }
         if self.taps.is_empty() || self.taps.len() > MAX_TAPS {
             return Err(Error::config("taps", format!("between 1 and {MAX_TAPS} taps are needed")));

@@ -39,10 +39,7 @@ impl Runtime {
     pub fn named(runtime: ModelRuntime, library: Option<&Path>) -> Result<Runtime> {
         match runtime {
             ModelRuntime::Tract => Ok(Runtime::Tract),
-            ModelRuntime::Onnxruntime if !runtime.available() => Err(Error::config(
-                "model.runtime",
-                "\"onnxruntime\" is not in this build of mint-audit (build it with the cargo feature `onnxruntime`)",
-            )),
+            ModelRuntime::Onnxruntime if !runtime.available() => Err(runtime.not_built()),
             ModelRuntime::Onnxruntime => {
                 let library =
                     library.map(Path::to_owned).or_else(|| std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from));
@@ -90,6 +87,7 @@ enum Engine {
 }
 
 /// An audited model compiled with some of its tensors exposed as outputs.
+#[derive(Clone)]
 pub struct TappedModel {
     engine: std::sync::Arc<Engine>,
     runtime: Runtime,
@@ -99,19 +97,6 @@ pub struct TappedModel {
     /// outputs share them.
     tap_slots: Vec<usize>,
     path: PathBuf,
-}
-
-impl Clone for TappedModel {
-    fn clone(&self) -> TappedModel {
-        TappedModel {
-            engine: std::sync::Arc::clone(&self.engine),
-            runtime: self.runtime.clone(),
-            sample_shape: self.sample_shape.clone(),
-            taps: self.taps.clone(),
-            tap_slots: self.tap_slots.clone(),
-            path: self.path.clone(),
-        }
-    }
 }
 
 impl TappedModel {
@@ -139,7 +124,7 @@ impl TappedModel {
                 (Engine::Onnxruntime(model), slots)
             }
             #[cfg(not(feature = "onnxruntime"))]
-            Runtime::Onnxruntime { .. } => return Err(Runtime::named(ModelRuntime::Onnxruntime, None).unwrap_err()),
+            Runtime::Onnxruntime { .. } => return Err(ModelRuntime::Onnxruntime.not_built()),
         };
         Ok(TappedModel {
             engine: std::sync::Arc::new(engine),
