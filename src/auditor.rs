@@ -268,6 +268,13 @@ impl Auditor {
         self.http_addr
     }
 
+    /// The endpoint's request path over in-memory connections, rendering this auditor's
+    /// registry and counting in its health series, for the fuzz targets.
+    #[cfg(fuzzing)]
+    pub fn in_memory_endpoint(&self, http: &crate::config::HttpConfig) -> Result<crate::metrics::InMemoryEndpoint> {
+        crate::metrics::InMemoryEndpoint::new(http, Arc::clone(&self.render), self.delivery.metrics.http_health())
+    }
+
     /// The latest failure seen on a worker (head or backend), if any.
     pub fn last_worker_error(&self) -> Option<String> {
         self.delivery.last_error()

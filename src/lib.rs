@@ -76,6 +76,8 @@ pub use error::{Error, ErrorKind, Result};
 pub use evidence::CohortEvidence;
 pub use intake::SubmitReport;
 pub use ledger::Stats;
+#[cfg(fuzzing)]
+pub use metrics::InMemoryEndpoint;
 pub use model::{Runtime, TappedModel, TappedRunner};
 pub use results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
 pub use tensor::{DType, Elements, Form, Layout, TensorView};

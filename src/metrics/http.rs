@@ -257,6 +257,49 @@ where
         .is_ok()
 }
 
+/// The endpoint's request path without its socket, for the fuzz targets (built with
+/// `--cfg fuzzing`): one connection's bytes in, the endpoint's reply out, served on the calling
+/// thread by the same [`connection`] a socket's connection gets (policy, limits, routes), with
+/// none of a socket's scheduling and system calls, so a fuzzer runs it thousands of times a
+/// second. The accept loop and its limits are fuzzed through a real socket by the `http` target.
+#[cfg(fuzzing)]
+pub struct InMemoryEndpoint {
+    runtime: tokio::runtime::Runtime,
+    render: Render,
+    policy: Policy,
+    health: HttpHealth,
+}
+
+#[cfg(fuzzing)]
+impl InMemoryEndpoint {
+    pub(crate) fn new(http: &HttpConfig, render: Render, health: HttpHealth) -> Result<InMemoryEndpoint> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|e| Error::io("metrics endpoint runtime", e))?;
+        Ok(InMemoryEndpoint { runtime, render, policy: Policy::from_config(http)?, health })
+    }
+
+    /// Opens a connection, sends `request` and shuts the sending side, and returns everything
+    /// the endpoint wrote back before it closed the connection.
+    pub fn exchange(&self, request: &[u8]) -> Vec<u8> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (client, server) = tokio::io::duplex(64 << 10);
+        let (mut from_server, mut to_server) = tokio::io::split(client);
+        self.runtime.block_on(async {
+            let served = connection(TokioIo::new(server), &self.render, &self.policy, &self.health);
+            // Written and read at once: a client that pipelines requests gets replies while it writes.
+            let send = async {
+                let _ = to_server.write_all(request).await;
+                let _ = to_server.shutdown().await;
+            };
+            let mut reply = Vec::new();
+            let _ = tokio::join!(served, send, from_server.read_to_end(&mut reply));
+            reply
+        })
+    }
+}
+
 fn unauthorized() -> Response<Full<Bytes>> {
     Response::builder()
         .status(StatusCode::UNAUTHORIZED)

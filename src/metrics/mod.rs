@@ -14,6 +14,8 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+#[cfg(fuzzing)]
+pub use http::InMemoryEndpoint;
 pub(crate) use http::{HttpHealth, MetricsServer, Render};
 
 use crate::config::{Calibration, Config};
