@@ -134,6 +134,9 @@ pub enum ModelRuntime {
 }
 
 impl ModelRuntime {
+    /// Every runtime, built into this build or not.
+    pub const ALL: [ModelRuntime; 2] = [ModelRuntime::Tract, ModelRuntime::Onnxruntime];
+
     /// Whether this build can run the audited model with this runtime.
     pub fn available(self) -> bool {
         match self {
@@ -160,6 +163,18 @@ impl ModelRuntime {
                 self.name()
             ),
         )
+    }
+}
+
+impl std::str::FromStr for ModelRuntime {
+    type Err = String;
+
+    /// A runtime by its configuration name (what `--runtime` takes).
+    fn from_str(name: &str) -> std::result::Result<ModelRuntime, String> {
+        ModelRuntime::ALL.into_iter().find(|r| r.name() == name).ok_or_else(|| {
+            let names: Vec<&str> = ModelRuntime::ALL.iter().map(|r| r.name()).collect();
+            format!("'{name}' is not a runtime ({})", names.join(", "))
+        })
     }
 }
 
@@ -887,6 +902,16 @@ pub(crate) mod tests {
 
     fn err(json: &str) -> String {
         Config::from_json(json, Path::new("/cfg")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn runtimes_have_one_name_in_configurations_and_on_command_lines() {
+        for runtime in ModelRuntime::ALL {
+            let configured: ModelRuntime = serde_json::from_str(&format!("\"{}\"", runtime.name())).unwrap();
+            assert_eq!(configured, runtime);
+            assert_eq!(runtime.name().parse::<ModelRuntime>(), Ok(runtime));
+        }
+        assert_eq!("ort".parse::<ModelRuntime>().unwrap_err(), "'ort' is not a runtime (tract, onnxruntime)");
     }
 
     #[test]

@@ -17,20 +17,12 @@ use serde::Deserialize;
 pub struct RuntimeChoice {
     /// What runs the audited model's forward pass: tract (built in) or onnxruntime; by
     /// default the configuration's `model.runtime` (tract when absent).
-    #[arg(long, global = true, value_parser = parse_runtime)]
+    #[arg(long, global = true, value_parser = str::parse::<ModelRuntime>)]
     pub runtime: Option<ModelRuntime>,
     /// onnxruntime's shared library (libonnxruntime.so.1.x, 1.24 or newer) for
     /// `--runtime onnxruntime`; by default `model.onnxruntime_library`, then $ORT_DYLIB_PATH.
     #[arg(long, global = true)]
     pub onnxruntime_library: Option<PathBuf>,
-}
-
-fn parse_runtime(name: &str) -> Result<ModelRuntime, String> {
-    match name {
-        "tract" => Ok(ModelRuntime::Tract),
-        "onnxruntime" => Ok(ModelRuntime::Onnxruntime),
-        other => Err(format!("'{other}' is not a runtime (tract, onnxruntime)")),
-    }
 }
 
 static RUNTIME: OnceLock<RuntimeChoice> = OnceLock::new();
