@@ -4,6 +4,7 @@
 use half::{bf16, f16};
 
 use super::kernels;
+use super::kernels::TransposeFn;
 
 /// `acc[k] = max(acc[k], max(plane k))` over planes of `hw` elements. With `check`, returns
 /// `false` when the values read may include NaN or infinities (without, always `true`).
@@ -79,6 +80,9 @@ pub(crate) struct Kernels {
     pub rows_bf16: RowsFn<bf16>,
     pub planes_f16: PlanesFn<f16>,
     pub rows_f16: RowsFn<f16>,
+    pub transpose_f32: TransposeFn<f32>,
+    pub transpose_f16: TransposeFn<f16>,
+    pub transpose_bf16: TransposeFn<bf16>,
 }
 
 impl Kernels {

@@ -15,7 +15,6 @@ use std::mem::MaybeUninit;
 use crate::tensor::{Arrangement, Elements, TensorView};
 pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
-use kernels::Transposes;
 
 /// The best instruction set this CPU has, whose kernels the reduction uses except where
 /// another measured faster at start-up (see [`picks`]).
@@ -93,11 +92,11 @@ pub(crate) fn copy_to_f32(e: Elements<'_>, start: usize, dst: &mut [MaybeUninit<
 /// `hw` pixels in `dst`, as f32, with the best kernels for this CPU; every element of `dst` is
 /// written. Returns the finiteness hint, as [`copy_to_f32`].
 pub(crate) fn rows_to_planes(e: Elements<'_>, start: usize, c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
-    let (t, end) = (Transposes::best(), start + c * hw);
+    let (k, end) = (Kernels::best(), start + c * hw);
     match e {
-        Elements::F32(s) => (t.f32)(&s[start..end], c, hw, dst),
-        Elements::F16(s) => (t.f16)(&s[start..end], c, hw, dst),
-        Elements::BF16(s) => (t.bf16)(&s[start..end], c, hw, dst),
+        Elements::F32(s) => (k.transpose_f32)(&s[start..end], c, hw, dst),
+        Elements::F16(s) => (k.transpose_f16)(&s[start..end], c, hw, dst),
+        Elements::BF16(s) => (k.transpose_bf16)(&s[start..end], c, hw, dst),
     }
 }
 

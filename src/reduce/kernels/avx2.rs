@@ -139,4 +139,4 @@ pub(super) unsafe fn hmax_u16_128(v: __m128i) -> u16 {
     unsafe { !(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(-1)))) as u16) }
 }
 
-kernel_set!(AVX2, Isa::Avx2, Avx2, "avx2,f16c", half_bits);
+kernel_set!(AVX2, Isa::Avx2, Avx2, "avx2,f16c", half_bits, avx2);

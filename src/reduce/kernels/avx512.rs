@@ -117,4 +117,4 @@ impl Lanes16 for Avx512 {
     }
 }
 
-kernel_set!(AVX512, Isa::Avx512, Avx512, "avx512f,avx512bw,avx2,f16c", half_bits);
+kernel_set!(AVX512, Isa::Avx512, Avx512, "avx512f,avx512bw,avx2,f16c", half_bits, avx2);

@@ -44,7 +44,7 @@ pub(crate) use avx512::AVX512;
 pub(crate) use portable::BASELINE;
 #[cfg(target_arch = "x86_64")]
 pub(crate) use sse2::BASELINE;
-pub(crate) use transpose::Transposes;
+pub(crate) use transpose::TransposeFn;
 
 /// A SIMD register of `W` f32 lanes and the few operations the kernels need.
 ///
@@ -385,11 +385,12 @@ mod widened {
     pub(super) use super::{planes, rows};
 }
 
-/// Wraps the generic kernels for one ISA into safe functions with `#[target_feature]`. The
-/// last argument names the module of the f16 and bf16 kernels: `widened` (any ISA) or `half_bits`
-/// (the ISA has 16-bit integer max and min, see `half_bits.rs`).
+/// Wraps the generic kernels for one ISA into safe functions with `#[target_feature]`.
+/// `$halves` names the module of the f16 and bf16 kernels: `widened` (any ISA) or `half_bits`
+/// (the ISA has 16-bit integer max and min, see `half_bits.rs`); `$transposes` the module of
+/// `transpose.rs` whose channels-last transposes this ISA's table carries.
 macro_rules! kernel_set {
-    ($name:ident, $isa:expr, $simd:ty, $features:literal, $halves:ident) => {
+    ($name:ident, $isa:expr, $simd:ty, $features:literal, $halves:ident, $transposes:ident) => {
         #[allow(non_snake_case)]
         mod kernels {
             use super::*;
@@ -474,6 +475,9 @@ macro_rules! kernel_set {
                 rows_bf16,
                 planes_f16,
                 rows_f16,
+                transpose_f32: $crate::reduce::kernels::transpose::$transposes::f32,
+                transpose_f16: $crate::reduce::kernels::transpose::$transposes::f16,
+                transpose_bf16: $crate::reduce::kernels::transpose::$transposes::bf16,
             };
         }
         /// This instruction set's kernels.

@@ -46,4 +46,4 @@ impl Simd for Lanes {
     }
 }
 
-kernel_set!(BASELINE, Isa::Baseline, Lanes, "", widened);
+kernel_set!(BASELINE, Isa::Baseline, Lanes, "", widened, portable);

@@ -55,4 +55,4 @@ impl Simd for Sse {
     }
 }
 
-kernel_set!(BASELINE, Isa::Baseline, Sse, "sse2", widened);
+kernel_set!(BASELINE, Isa::Baseline, Sse, "sse2", widened, portable);

@@ -10,43 +10,12 @@
 
 use std::mem::MaybeUninit;
 
-use half::{bf16, f16};
-
 use super::Elem;
-use crate::reduce::dispatch::Isa;
 
 /// `dst[ch * hw + p] = src[p * c + ch]` for every channel `ch < c` and pixel `p < hw`, widened
 /// to f32; every element of `dst` (`c × hw` long) is written. Returns `false` when the values
 /// may include NaN or infinities.
 pub(crate) type TransposeFn<T> = fn(src: &[T], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool;
-
-/// The transposes of one instruction set, for each element type.
-#[derive(Clone, Copy)]
-pub(crate) struct Transposes {
-    pub f32: TransposeFn<f32>,
-    pub f16: TransposeFn<f16>,
-    pub bf16: TransposeFn<bf16>,
-}
-
-impl Transposes {
-    /// The transposes for `isa`, or `None` where this CPU lacks it.
-    pub(crate) fn for_isa(isa: Isa) -> Option<Transposes> {
-        if !isa.is_available() {
-            return None;
-        }
-        Some(match isa {
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 => Transposes { f32: avx2::f32, f16: avx2::f16, bf16: avx2::bf16 },
-            _ => Transposes { f32: scalar::<f32>, f16: scalar::<f16>, bf16: scalar::<bf16> },
-        })
-    }
-
-    /// The best transposes for this CPU, chosen once.
-    pub(crate) fn best() -> &'static Transposes {
-        static BEST: std::sync::OnceLock<Transposes> = std::sync::OnceLock::new();
-        BEST.get_or_init(|| Transposes::for_isa(Isa::best()).expect("best ISA is available"))
-    }
-}
 
 /// Pixels per tile: the rows of a tile (about 16 KiB of them, 8 to 64 rows, a whole number of
 /// blocks) stay in L1 while every channel block reads them. Rows of many channels are long and
@@ -58,6 +27,23 @@ fn tile_pixels(c: usize) -> usize {
 fn check_lengths(src_len: usize, c: usize, hw: usize, dst_len: usize) {
     let len = c.checked_mul(hw).expect("map size overflows");
     assert!(src_len >= len && dst_len >= len, "transpose: buffers shorter than {c} × {hw}");
+}
+
+/// The portable transposes, for the baseline's kernel table.
+pub(in crate::reduce::kernels) mod portable {
+    use std::mem::MaybeUninit;
+
+    use half::{bf16, f16};
+
+    pub(in crate::reduce::kernels) fn f32(src: &[f32], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+        super::scalar(src, c, hw, dst)
+    }
+    pub(in crate::reduce::kernels) fn f16(src: &[f16], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+        super::scalar(src, c, hw, dst)
+    }
+    pub(in crate::reduce::kernels) fn bf16(src: &[bf16], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+        super::scalar(src, c, hw, dst)
+    }
 }
 
 /// The portable transpose: tiles of `TILE_PIXELS` pixels, element by element.
@@ -79,7 +65,7 @@ fn scalar<E: Elem>(src: &[E], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>])
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(in crate::reduce::kernels) mod avx2 {
     use std::arch::x86_64::*;
     use std::mem::MaybeUninit;
 
@@ -177,14 +163,19 @@ mod avx2 {
 
     macro_rules! transpose_fn {
         ($name:ident, $elem:ty) => {
-            pub(super) fn $name(src: &[$elem], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
+            pub(in crate::reduce::kernels) fn $name(
+                src: &[$elem],
+                c: usize,
+                hw: usize,
+                dst: &mut [MaybeUninit<f32>],
+            ) -> bool {
                 #[target_feature(enable = "avx2,f16c")]
                 unsafe fn inner(src: &[$elem], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
                     // SAFETY: this function runs with the features `blocks` needs.
                     unsafe { blocks::<$elem>(src, c, hw, dst) }
                 }
-                // SAFETY: `Transposes::for_isa` hands these out only where AVX2 and F16C are
-                // available (Isa::Avx2 and Isa::Avx512 both require them).
+                // SAFETY: `Kernels::for_isa` hands these out only where AVX2 and F16C are
+                // available (the AVX2 and AVX-512 tables carry them, and both ISAs require them).
                 unsafe { inner(src, c, hw, dst) }
             }
         };
@@ -196,12 +187,15 @@ mod avx2 {
 
 #[cfg(test)]
 mod tests {
+    use half::{bf16, f16};
+
     use super::*;
+    use crate::reduce::dispatch::{Isa, Kernels};
 
     #[test]
     fn every_isa_transposes_every_element_type_exactly() {
         for isa in Isa::available() {
-            let t = Transposes::for_isa(isa).unwrap();
+            let t = Kernels::for_isa(isa).unwrap();
             for &(c, hw) in &[(1, 1), (3, 5), (8, 8), (16, 49), (13, 70), (64, 64), (9, 200), (130, 17), (0, 4), (4, 0)]
             {
                 let rows: Vec<f32> = (0..c * hw).map(|i| (i as f32) * 0.5 - 100.0).collect();
@@ -212,18 +206,18 @@ mod tests {
                     // SAFETY: filled with NaN above; every element is then a valid f32.
                     dst.iter().map(|x| unsafe { x.assume_init() }).collect::<Vec<f32>>()
                 };
-                assert_eq!(run(&|d| (t.f32)(&rows, c, hw, d)), expected, "{isa:?} f32 {c}×{hw}");
+                assert_eq!(run(&|d| (t.transpose_f32)(&rows, c, hw, d)), expected, "{isa:?} f32 {c}×{hw}");
                 let h: Vec<f16> = rows.iter().map(|&x| f16::from_f32(x)).collect();
                 let want: Vec<f32> = expected.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
-                assert_eq!(run(&|d| (t.f16)(&h, c, hw, d)), want, "{isa:?} f16 {c}×{hw}");
+                assert_eq!(run(&|d| (t.transpose_f16)(&h, c, hw, d)), want, "{isa:?} f16 {c}×{hw}");
                 let b: Vec<bf16> = rows.iter().map(|&x| bf16::from_f32(x)).collect();
                 let want: Vec<f32> = expected.iter().map(|&x| bf16::from_f32(x).to_f32()).collect();
-                assert_eq!(run(&|d| (t.bf16)(&b, c, hw, d)), want, "{isa:?} bf16 {c}×{hw}");
+                assert_eq!(run(&|d| (t.transpose_bf16)(&b, c, hw, d)), want, "{isa:?} bf16 {c}×{hw}");
                 if c * hw > 0 {
                     let mut bad = rows.clone();
                     bad[c * hw - 1] = f32::NAN;
                     let mut dst = vec![MaybeUninit::new(0f32); c * hw];
-                    assert!(!(t.f32)(&bad, c, hw, &mut dst), "{isa:?} {c}×{hw}: NaN not flagged");
+                    assert!(!(t.transpose_f32)(&bad, c, hw, &mut dst), "{isa:?} {c}×{hw}: NaN not flagged");
                 }
             }
         }
