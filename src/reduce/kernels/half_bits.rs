@@ -14,7 +14,7 @@
 
 use half::{bf16, f16};
 
-use super::{f16_bits_to_f32, Elem};
+use super::f16_bits_to_f32;
 
 /// The most lanes a register of [`Lanes16`] has (AVX-512).
 const MAX_LANES: usize = 32;
@@ -42,7 +42,7 @@ pub(super) trait Lanes16 {
 }
 
 /// A half-precision format: its infinity's bits and the exact widening of its bits.
-pub(super) trait HalfBits: Elem {
+pub(super) trait HalfBits: Copy {
     /// The bits of +infinity: every value with larger magnitude bits is a NaN.
     const INF: u16;
     fn to_f32(bits: u16) -> f32;
