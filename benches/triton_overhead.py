@@ -5,6 +5,13 @@ hooks (every request audited, 1-in-1 sampling) and one without (audit=off); the 
 load is sent to each in alternating rounds, and Triton's request latency (client-side, KServe
 v2 HTTP) and throughput are compared as ratios from the same run.
 
+On a small machine that comparison is blurred by the run-to-run noise of two servers, so a
+third server measures what the audit adds on the serving thread in process: each audited
+forward is paired with a forward of an unhooked copy of the model on the same batch, in
+alternating order (the `timing_file` parameter of examples/triton's model), in wall-clock time
+and in the serving thread's CPU time. The median of the per-pair differences, against the
+unaudited server's p50 request latency, is the audit's share of it.
+
 usage: .venv/bin/python benches/triton_overhead.py [--rounds 10] [--requests 200] [--batch 1]
                                                     [--concurrency 2]
 Needs scripts/setup.sh and the mint_audit package in .venv (scripts/python_tests.sh installs
@@ -12,6 +19,7 @@ a debug build; `pip install ./python` a release one: the figures are for a relea
 """
 
 import argparse
+import json
 import os
 import platform
 import socket
@@ -36,10 +44,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def start(work, audit):
+def start(work, audit, timing_file=""):
     ports = [free_port() for _ in range(4)]
-    env = dict(os.environ, MINT_TRITON_PYTHON=sys.executable,
-               MINT_TRITON_PARAMS=f"audit={audit} metrics_listen=127.0.0.1:{ports[3]}")
+    params = f"audit={audit} metrics_listen=127.0.0.1:{ports[3]}"
+    if timing_file:
+        params += f" timing_file={timing_file}"
+    env = dict(os.environ, MINT_TRITON_PYTHON=sys.executable, MINT_TRITON_PARAMS=params)
     server = subprocess.Popen(
         ["bash", os.path.join(ROOT, "examples/triton/start.sh"), "fmnist_audited", work,
          "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-verbose=0"],
@@ -55,6 +65,14 @@ def start(work, audit):
             time.sleep(0.5)
     server.kill()
     raise SystemExit(f"tritonserver (audit={audit}) not ready after 180 s")
+
+
+def stop(server):
+    server.terminate()  # Triton unloads the model: finalize() closes the auditor, writes timings
+    try:
+        server.wait(60)
+    except subprocess.TimeoutExpired:
+        server.kill()
 
 
 def load(port, images, requests, batch, concurrency, next_id):
@@ -117,11 +135,28 @@ def main():
             audited = sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("mint_samples_audited_total"))
         finally:
             for server, _ in servers.values():
-                server.terminate()
-                try:
-                    server.wait(30)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+                stop(server)
+        # The paired measurement, on a server of its own (it runs every forward twice).
+        timing_file = os.path.join(work, "timings.json")
+        server, ports = start(os.path.join(work, "paired"), "on", timing_file)
+        try:
+            for r in range(args.rounds + 1):
+                load(ports[0], images, args.requests, args.batch, args.concurrency, (100 + r) << 32)
+        finally:
+            stop(server)
+        with open(timing_file) as f:
+            timings = json.load(f)
+        pairs = [dict(zip(timings["fields"], forward)) for forward in timings["forwards"]]
+        pairs = pairs[len(pairs) // (args.rounds + 1):]  # the first round warms up
+
+    def median_ms(of):
+        return statistics.median(of(p) for p in pairs) * 1e3
+
+    unhooked_ms = median_ms(lambda p: p["unhooked_wall_s"])
+    audited_ms = median_ms(lambda p: p["audited_wall_s"])
+    added_ms = median_ms(lambda p: p["audited_wall_s"] - p["unhooked_wall_s"])
+    added_cpu_ms = median_ms(lambda p: p["audited_cpu_s"] - p["unhooked_cpu_s"])
+    samples = statistics.mean(p["samples"] for p in pairs)
 
     def pct(xs, q):
         return float(np.percentile(xs, q))
@@ -138,6 +173,13 @@ def main():
     print(f"| **on / off** | **{pct(lat['on'], 50) / pct(lat['off'], 50):.3f}** | "
           f"**{pct(lat['on'], 99) / pct(lat['off'], 99):.3f}** | "
           f"**{statistics.median(rate['on']) / statistics.median(rate['off']):.3f}** |")
+    p50_off = pct(lat["off"], 50)
+    print(f"\nIn process, {len(pairs)} forwards (mean {samples:.1f} samples each) paired with an unhooked copy:\n")
+    print("| forward ms, unhooked | forward ms, audited | added ms (median of pairs) | added CPU ms (same) "
+          "| added / p50 request (audit off) | added CPU / p50 |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {unhooked_ms:.3f} | {audited_ms:.3f} | {added_ms:.3f} | {added_cpu_ms:.3f} "
+          f"| **{added_ms / p50_off:.2%}** | {added_cpu_ms / p50_off:.2%} |")
 
 
 if __name__ == "__main__":

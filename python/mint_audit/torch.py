@@ -12,8 +12,9 @@ tap's ONNX tensor name (``/layer1/layer1.0/conv2/Conv_output_0`` is module
 name to a module name; the outcome tap is the model's output (``outcome`` picks it from a
 tuple or dict output). Every forward of the model then submits one batch.
 
-- On CPU, the maps are handed over in place (no copy): the library reduces them on the
-  caller's thread.
+- On CPU, the maps are never copied: a small map is handed over in place and reduced by the
+  library at the end of the forward; a map of ``REDUCE_IN_HOOK_BYTES`` or more is reduced in
+  place by the library inside its hook, so the model does not hold it to the end.
 - On CUDA, each map is reduced on the device with ``amax`` over H and W and only the channel
   maxima (``[N, C]``) cross to the host; the features are identical (a maximum is exact in
   any dtype). A CNN head needs whole maps: they are copied to the host.
@@ -32,7 +33,13 @@ import torch
 
 from . import MintError
 
-__all__ = ["attach", "AuditHooks", "module_for_tensor"]
+__all__ = ["attach", "AuditHooks", "module_for_tensor", "REDUCE_IN_HOOK_BYTES"]
+
+#: On the CPU, activation maps of at least this many bytes are reduced to their channel maxima
+#: inside their hook (``Auditor.channel_maxima``); smaller ones are handed over in place at the
+#: end of the forward. Holding a map costs the forward more than the native call once the map
+#: is tens of kilobytes (``benches/torch_hooks.py``).
+REDUCE_IN_HOOK_BYTES = 64 << 10
 
 
 def module_for_tensor(tensor_name):
@@ -108,14 +115,34 @@ class AuditHooks:
         return captured
 
     def _capture_hook(self, position, kind):
+        # Runs inside the model's forward on every call: kept to a few attribute reads.
+        local, prepare, width = self._local, self._prepare, len(self._taps)
+        tap, maxima = self._taps[position][0], self.auditor.channel_maxima
+        reduce_early = kind == "activation_map" and not self._head_needs_maps
+
         def hook(_module, _inputs, output):
-            self._captured()[position] = self._prepare(output, kind)
+            captured = getattr(local, "captured", None)
+            if captured is None:
+                captured = local.captured = [None] * width
+            if not output.is_cpu or output.requires_grad:
+                captured[position] = prepare(output, kind)
+                return
+            # On the CPU a small map is handed over as it is; a large one is reduced now, while
+            # it is in cache, so that it need not be held until the forward ends.
+            if reduce_early and output.dim() == 4 and output.numel() * output.element_size() >= REDUCE_IN_HOOK_BYTES:
+                try:
+                    reduced = maxima(tap, output)
+                    captured[position] = torch.frombuffer(reduced, dtype=torch.float32).view(output.shape[0], output.shape[1])
+                    return
+                except MintError:
+                    pass  # handed over as it is: submit reports the error and counts the samples
+            captured[position] = output
 
         return hook
 
     def _prepare(self, tensor, kind):
         tensor = tensor.detach()
-        if tensor.device.type == "cpu":
+        if tensor.is_cpu:
             return tensor
         if kind == "activation_map" and tensor.dim() == 4 and not self._head_needs_maps:
             # Only the channel maxima cross to the host.
@@ -129,8 +156,7 @@ class AuditHooks:
             if self._outcome_position is not None:
                 out = self._outcome(output) if self._outcome is not None else output
                 captured[self._outcome_position] = self._prepare(out, "outcome")
-            missing = [self._taps[i][0] for i, t in enumerate(captured) if t is None]
-            if missing:
+            if any(t is None for t in captured):
                 self._count("MISSING_TAP")
                 return
             n = captured[0].shape[0]

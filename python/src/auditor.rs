@@ -5,14 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mint_audit::config::TapKind;
-use mint_audit::{Cohort, Config, TensorView};
+use mint_audit::internals::{channel_max, channel_max_unchecked};
+use mint_audit::{Cohort, Config, Form, TensorView};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyDict, PyList, PyTuple};
 
 use crate::errors::{invalid_input, to_py};
 use crate::reports::{CloseReport, Stats, SubmitReport};
 use crate::sink::PythonSink;
 use crate::tensors::{self, Borrowed};
+
+/// Maps of at least this many bytes are reduced by `channel_maxima` with the GIL released.
+const RELEASE_GIL_BYTES: usize = 1 << 20;
 
 /// How long dropping an auditor that was never closed lets its queue drain.
 const DROP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -199,6 +203,58 @@ impl Auditor {
             .tap_index(tap)
             .ok_or_else(|| invalid_input(format!("no tap is named '{tap}'; configured: {}", self.tap_names())))?;
         Ok(config.taps[index].tensor.clone())
+    }
+
+    /// The per-channel maxima of activation-map tap ``tap`` from ``maps`` (``[N, C, H, W]``,
+    /// any layout and dtype ``submit`` takes), computed in place by the library's kernels as
+    /// ``submit`` would: ``N × C`` float32 values, sample by sample, in a ``bytearray``
+    /// (``torch.frombuffer(b, dtype=torch.float32).view(N, C)`` reads it without a copy). A
+    /// sample whose map holds NaN or infinities gets a row of NaN, so that ``submit`` drops
+    /// and counts it as it would have the map. For hooks that reduce each map as soon as the
+    /// model has made it, instead of holding every map until the forward ends.
+    fn channel_maxima<'py>(
+        &self,
+        py: Python<'py>,
+        tap: &str,
+        maps: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyByteArray>> {
+        let Some((_, kind)) = self.taps.iter().find(|(name, _)| name == tap) else {
+            return Err(invalid_input(format!("no tap is named '{tap}'; configured: {}", self.tap_names())));
+        };
+        let held = tensors::borrow(maps, tap)?;
+        let view = held.view(*kind, tap)?;
+        if *kind != TapKind::ActivationMap || view.form() != Form::Map {
+            return Err(invalid_input(format!(
+                "tap '{tap}': channel maxima are taken of an activation map [N, C, H, W]"
+            )));
+        }
+        let (n, c) = (view.batch(), view.channels());
+        let mut maxima =
+            vec![0f32; n.checked_mul(c).ok_or_else(|| invalid_input(format!("tap '{tap}': N × C overflows")))?];
+        let check = self.inner.config().capture.check_finite;
+        let reduce = |maxima: &mut [f32]| {
+            for (s, row) in maxima.chunks_exact_mut(c.max(1)).enumerate().take(n) {
+                if check {
+                    if !channel_max(&view, s, row) {
+                        row.fill(f32::NAN);
+                    }
+                } else {
+                    channel_max_unchecked(&view, s, row);
+                }
+            }
+        };
+        // Large maps are reduced with the GIL released; small ones are not worth handing it over.
+        if view.elements().len() * view.dtype().size() >= RELEASE_GIL_BYTES {
+            py.detach(|| reduce(&mut maxima));
+        } else {
+            reduce(&mut maxima);
+        }
+        PyByteArray::new_with(py, maxima.len() * 4, |bytes| {
+            for (chunk, value) in bytes.chunks_exact_mut(4).zip(&maxima) {
+                chunk.copy_from_slice(&value.to_ne_bytes());
+            }
+            Ok(())
+        })
     }
 
     /// The head's kind: ``vanilla`` or ``cnn``.

@@ -60,16 +60,52 @@ def hook_scores(config, batch):
     return {("member" if i < NON_MEMBER_IDS else "non_member", i % NON_MEMBER_IDS): s for i, s in scores.items()}
 
 
-@pytest.mark.parametrize("config", ["auditor.json", "auditor-cnn.json"])
-def test_hook_scores_equal_mint_evals(mint_bin, tmp_path, config):
+# Batch 1 hands every map over in place; at batch 16 every map is past REDUCE_IN_HOOK_BYTES and
+# reduced in its hook (the CNN head takes whole maps, which are never reduced).
+@pytest.mark.parametrize("config,batch", [("auditor.json", 1), ("auditor.json", 16), ("auditor-cnn.json", 16)])
+def test_hook_scores_equal_mint_evals(mint_bin, tmp_path, config, batch):
     config = os.path.join(MEMORIZING, config)
     want = eval_scores(mint_bin, config, tmp_path)
-    got = hook_scores(config, batch=16)
+    got = hook_scores(config, batch=batch)
     assert got.keys() == want.keys()
     worst = max(abs(got[k] - want[k]) for k in want)
     assert worst <= 1e-5, f"hook scores differ from mint eval's by up to {worst:.2e}"
     # Not a constant: the scores separate samples.
     assert np.std(list(got.values())) > 1e-3
+
+
+def test_channel_maxima_are_the_maps_maxima_in_any_layout_and_dtype(vanilla_config):
+    from mint_audit.torch import REDUCE_IN_HOOK_BYTES
+
+    assert 16 * 16 * 28 * 28 * 4 >= REDUCE_IN_HOOK_BYTES > 16 * 28 * 28 * 4  # what the test above relies on
+    torch.manual_seed(0)
+    maps = torch.randn(3, 16, 28, 28) * 5
+    with mint_audit.Auditor(vanilla_config) as auditor:
+        for given in (maps, maps.to(memory_format=torch.channels_last), maps.to(torch.bfloat16), maps.half()):
+            got = torch.frombuffer(auditor.channel_maxima("stage1", given), dtype=torch.float32).view(3, 16)
+            assert torch.equal(got, given.float().amax(dim=(2, 3))), given.dtype
+        bad = maps.clone()
+        bad[1, 7, 3, 3] = float("nan")
+        got = torch.frombuffer(auditor.channel_maxima("stage1", bad), dtype=torch.float32).view(3, 16)
+        assert torch.isnan(got[1]).all() and torch.equal(got[0], maps[0].amax(dim=(1, 2)))
+        with pytest.raises(mint_audit.InvalidInputError, match="activation map"):
+            auditor.channel_maxima("logits", torch.zeros(3, 10))
+        with pytest.raises(mint_audit.InvalidInputError, match="no tap is named"):
+            auditor.channel_maxima("nowhere", maps)
+
+
+def test_a_non_finite_map_reduced_in_its_hook_is_dropped_and_counted(vanilla_config):
+    model = fmnist_model.load(MEMORIZING)
+    with mint_audit.Auditor(vanilla_config) as auditor:
+        hooks = attach(model, auditor)
+        images = torch.rand(16, 1, 28, 28)
+        images[5] = float("nan")
+        with hooks.samples(list(range(16))), torch.no_grad():
+            model(images)
+        report = auditor.close(30.0)
+        hooks.remove()
+    assert hooks.errors == {"MINT_ERR_NON_FINITE": 1}
+    assert report.stats.audited == 15 and report.stats.dropped_total == 1
 
 
 def test_hooks_never_raise_into_the_forward_pass(vanilla_config):

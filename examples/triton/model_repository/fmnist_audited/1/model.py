@@ -4,10 +4,18 @@ process by mint-audit through forward hooks.
 Requests of one execute() call are run in one forward per cohort; each forward submits its
 batch to the auditor from the hooks (channel maxima computed by the library from the maps in
 place, on the CPU; `amax` on the device where Triton places the instance on a GPU).
+
+With the `timing_file` parameter (benches/triton_overhead.py), each audited forward is paired
+with a forward of an unhooked copy of the model on the same batch, in alternating order, and
+both are timed (wall clock, and the serving thread's CPU time) and written there at finalize:
+what the audit adds on the serving thread, measured in process, free of the client's and the
+server's noise. The copy's output is discarded.
 """
+import copy
 import json
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -31,7 +39,8 @@ class TritonPythonModel:
         if args.get("model_instance_kind") == "GPU" and torch.cuda.is_available():
             self.device = f"cuda:{args['model_instance_device_id']}"
         self.model = fmnist_model.load(os.path.join(repo, params["model_dir"])).to(self.device)
-        self.auditor = self.hooks = None
+        self.auditor = self.hooks = self.unhooked = None
+        self.timing_file, self.timings = params.get("timing_file", ""), []
         if params.get("audit", "on") == "on":
             import mint_audit
             from mint_audit.torch import attach
@@ -42,6 +51,8 @@ class TritonPythonModel:
             listen = params.get("metrics_listen", "")
             auditor_config["metrics"] = {"http": {"listen": listen}} if listen else {}
             self.auditor = mint_audit.Auditor(auditor_config, base_dir=os.path.dirname(path))
+            if self.timing_file:
+                self.unhooked = copy.deepcopy(self.model)
             self.hooks = attach(self.model, self.auditor)
         self.next_id = 0
 
@@ -72,8 +83,21 @@ class TritonPythonModel:
                 if self.hooks is None:
                     logits[index] = self.model(batch[index]).cpu()
                     continue
+                x = batch[index]
+                if self.unhooked is None:
+                    with self.hooks.samples([ids[i] for i in rows], cohort):
+                        logits[index] = self.model(x).cpu()
+                    continue
+                # Paired timing (timing_file): the unhooked copy first on every other forward.
+                plain_first = len(self.timings) % 2 == 0
+                if plain_first:
+                    _, plain_wall, plain_cpu = self._timed(self.unhooked, x)
                 with self.hooks.samples([ids[i] for i in rows], cohort):
-                    logits[index] = self.model(batch[index]).cpu()
+                    y, wall, cpu = self._timed(self.model, x)
+                if not plain_first:
+                    _, plain_wall, plain_cpu = self._timed(self.unhooked, x)
+                logits[index] = y
+                self.timings.append((plain_wall, plain_cpu, wall, cpu, len(rows)))
         out, responses = logits.numpy(), []
         start = 0
         for n in sizes:
@@ -81,7 +105,17 @@ class TritonPythonModel:
             start += n
         return responses
 
+    def _timed(self, model, x):
+        """The model's output on `x`, and the wall-clock and this thread's CPU seconds it took."""
+        wall, cpu = time.perf_counter(), time.thread_time()
+        y = model(x).cpu()
+        return y, time.perf_counter() - wall, time.thread_time() - cpu
+
     def finalize(self):
+        if self.timing_file:
+            with open(self.timing_file, "w") as f:
+                fields = ["unhooked_wall_s", "unhooked_cpu_s", "audited_wall_s", "audited_cpu_s", "samples"]
+                json.dump({"fields": fields, "forwards": self.timings}, f)
         if self.auditor is not None:
             self.hooks.remove()
             report = self.auditor.close(5.0)
