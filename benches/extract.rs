@@ -13,7 +13,7 @@
 //! and the ResNet-18 at 224² of the overhead benchmark in batches of 8. The library's threads
 //! each run their own `TappedRunner` on their share of the batches, as `mint extract
 //! --threads` does; onnxruntime's own are intra-op threads on one session. Rounds alternate between the
-//! runtimes; each runner first runs until it has settled on batched or per-sample execution.
+//! runtimes; tract's runners go sample by sample (their default) or are pinned to whole batches.
 
 #[path = "support/python.rs"]
 mod python;
@@ -52,28 +52,23 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// How a tract runner runs batches: as it settles by timing, or pinned.
+/// How a tract runner runs batches: sample by sample (its default), or pinned to whole batches.
 #[derive(Clone, Copy, PartialEq)]
 enum Way {
-    Settled,
+    PerSample,
     Batched,
 }
 
-/// A runner that has settled (or is pinned), warmed up on the input batch.
+/// A runner set to `way`, warmed up on the input batch.
 fn ready_runner(model: &TappedModel, input: &[f32], batch: usize, way: Way) -> TappedRunner {
     let mut runner = model.runner().unwrap();
-    if way == Way::Batched {
-        runner.pin_strategy(false);
-    }
+    runner.pin_strategy(way == Way::PerSample);
     runner.run(input, batch).unwrap();
-    while runner.strategy() == "trying" {
-        runner.run(input, batch).unwrap();
-    }
     runner
 }
 
 /// The library's samples per second on `threads` threads (one runner each) over `samples`
-/// samples, and the strategy its runners settled on.
+/// samples, and how its runners ran batches.
 fn library_rate(
     (model, way): (&TappedModel, Way),
     input: &[f32],
@@ -131,7 +126,7 @@ fn main() {
         let mut models: Vec<(TappedModel, Way)> = runtimes()
             .iter()
             .map(|runtime| {
-                (TappedModel::load_with(&case.dir.join("model.onnx"), &names, &shape, runtime).unwrap(), Way::Settled)
+                (TappedModel::load_with(&case.dir.join("model.onnx"), &names, &shape, runtime).unwrap(), Way::PerSample)
             })
             .collect();
         // tract pinned to whole batches, to show what the runner's choice gains.
@@ -157,7 +152,7 @@ fn main() {
             let (one, two) = (median(one), median(two));
             let runtime = match model.runtime() {
                 Runtime::Tract if *way == Way::Batched => "mint on tract, pinned to whole batches".to_string(),
-                Runtime::Tract => format!("mint on tract (settled on: {strategy})"),
+                Runtime::Tract => format!("mint on tract ({strategy})"),
                 other => format!("mint on {}", other.name()),
             };
             table.push_str(&format!(

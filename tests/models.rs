@@ -106,9 +106,13 @@ fn extraction_matches_pytorch(runtime: &Runtime) {
         let n = shape[0];
         let extractor = FeatureExtractor::vanilla(taps.clone(), &(0..taps.len()).collect::<Vec<_>>());
         let mut runner = tapped.runner().unwrap();
-        // The runner tries the batch both ways (whole, and sample by sample) before it settles
-        // on one: every way gives the same features.
+        // tract runs sample by sample unless pinned to whole batches: both give PyTorch's
+        // features, and each is deterministic from run to run.
+        let mut last: Option<Vec<f32>> = None;
         for round in 0..4 {
+            if round == 2 {
+                runner.pin_strategy(false);
+            }
             runner.run(&inputs, n).unwrap();
             let mut features = Vec::new();
             assert!(extractor.extract(&runner.views().unwrap(), &mut features).unwrap().is_empty());
@@ -116,12 +120,23 @@ fn extraction_matches_pytorch(runtime: &Runtime) {
             let worst =
                 features.iter().zip(&expected).map(|(a, b)| (a - b).abs() / b.abs().max(1.0)).fold(0.0, f32::max);
             assert!(worst < 1e-4, "{model}, round {round} ({}): relative difference {worst}", runner.strategy());
+            if round % 2 == 1 {
+                assert_eq!(
+                    last.as_ref(),
+                    Some(&features),
+                    "{model}: {} runs differ from run to run",
+                    runner.strategy()
+                );
+            }
+            last = Some(features);
             // The model's own output comes back too.
             let out = runner.model_output().unwrap();
             let worst = out.iter().zip(&logits).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             assert!(worst < 1e-4, "{model}, round {round}: logits differ by {worst}");
         }
-        assert_ne!(runner.strategy(), "trying", "{model}: the runner settles after its trials");
+        assert_eq!(runner.strategy(), "batched", "{model}: pinned to whole batches");
+        let default = if matches!(runtime, Runtime::Tract) { "per-sample" } else { "batched" };
+        assert_eq!(tapped.runner().unwrap().strategy(), default, "{model}: a new runner's way");
         // One sample at a time gives the same as in a batch.
         let per = inputs.len() / n;
         runner.run(&inputs[per..2 * per], 1).unwrap();

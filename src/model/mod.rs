@@ -235,8 +235,8 @@ impl TappedRunner {
             .map_err(|message| Error::HeadLoad { path: self.path.clone(), message: format!("run failed: {message}") })
     }
 
-    /// How batches of more than one sample run: "batched", "per-sample", or "trying" while a
-    /// tract runner is still timing both ways.
+    /// How batches of more than one sample run: "per-sample" (tract's default) or "batched"
+    /// (onnxruntime always; tract when pinned so).
     pub fn strategy(&self) -> &'static str {
         match &self.engine {
             RunnerEngine::Tract(runner) => runner.strategy(),
@@ -245,8 +245,10 @@ impl TappedRunner {
         }
     }
 
-    /// Pins how batches of more than one sample run on tract, instead of timing both ways:
-    /// for reproducible timings and comparisons. onnxruntime always runs whole batches.
+    /// Sets how batches of more than one sample run on tract: sample by sample (the default,
+    /// faster on the models measured) or as whole batches. The two give features equal to a
+    /// few ulps, not bit for bit, so the choice is the caller's and never made by timing.
+    /// onnxruntime always runs whole batches.
     pub fn pin_strategy(&mut self, per_sample: bool) {
         match &mut self.engine {
             RunnerEngine::Tract(runner) => runner.pin(per_sample),

@@ -3,12 +3,13 @@
 //! symbolic batch and one for a single sample.
 //!
 //! Why two: tract 0.23 runs these convolutional models 1.4–2.4× faster one sample at a time
-//! than in batches (`cargo bench --features onnxruntime --bench extract`, docs/benchmarks.md).
-//! A model whose time goes into large dense layers could be the other way round, so each
-//! runner times both ways on its first batches and keeps the faster (see [`Strategy`]).
+//! than in batches (`cargo bench --features onnxruntime --bench extract`, docs/benchmarks.md),
+//! so runners go sample by sample unless told otherwise ([`Strategy`]). The choice is never
+//! made by timing: the two plans sum in different orders, so their features differ in the last
+//! bits, and the toolkit's results (calibration digests, evidence bundles re-verified byte for
+//! byte) must not depend on how loaded the machine was.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::internal::{bail, DimLike};
@@ -43,7 +44,7 @@ impl TractModel {
         Ok(TractRunner {
             state: self.plan.spawn()?,
             single: self.single.spawn()?,
-            strategy: Strategy::Trying { batched: Duration::ZERO, per_sample: Duration::ZERO, left: TRIALS },
+            strategy: Strategy::PerSample,
             outputs: tvec!(),
         })
     }
@@ -87,21 +88,12 @@ fn compile(
     Ok((model.into_optimized()?.into_runnable()?, tap_slots))
 }
 
-/// How many batches of more than one sample a runner times both ways before it settles.
-/// The first is a warm-up (each plan's first run allocates its scratch); the others count.
-const TRIALS: u8 = 3;
-
 /// How a runner runs batches of more than one sample.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Strategy {
-    /// Timing both ways: the symbolic plan on the whole batch, and the single-sample plan on
-    /// each sample; `left` batches to go, the first of which is not counted.
-    Trying {
-        batched: Duration,
-        per_sample: Duration,
-        left: u8,
-    },
+    /// The symbolic plan on the whole batch.
     Batched,
+    /// The single-sample plan on each sample (the default).
     PerSample,
 }
 
@@ -119,21 +111,17 @@ impl TractRunner {
         self.outputs = match (n, self.strategy) {
             (1, _) | (_, Strategy::PerSample) => self.run_per_sample(input, n, sample_shape),
             (_, Strategy::Batched) => self.run_batched(input, n, sample_shape),
-            (_, Strategy::Trying { batched, per_sample, left }) => {
-                self.try_both(input, n, sample_shape, batched, per_sample, left)
-            }
         }?;
         Ok(())
     }
 
-    /// Stops timing and runs batches of more than one sample this way from now on.
+    /// Runs batches of more than one sample this way from now on.
     pub(super) fn pin(&mut self, per_sample: bool) {
         self.strategy = if per_sample { Strategy::PerSample } else { Strategy::Batched };
     }
 
     pub(super) fn strategy(&self) -> &'static str {
         match self.strategy {
-            Strategy::Trying { .. } => "trying",
             Strategy::Batched => "batched",
             Strategy::PerSample => "per-sample",
         }
@@ -170,33 +158,5 @@ impl TractRunner {
                 Ok(Tensor::stack_tensors(0, &parts)?.into_tvalue())
             })
             .collect()
-    }
-
-    /// Runs the batch both ways, keeps the per-sample outputs, and settles on the faster way
-    /// after the last trial.
-    fn try_both(
-        &mut self,
-        input: &[f32],
-        n: usize,
-        sample_shape: &[usize],
-        batched: Duration,
-        per_sample: Duration,
-        left: u8,
-    ) -> TractResult<TVec<TValue>> {
-        let counted = left < TRIALS;
-        let started = Instant::now();
-        self.run_batched(input, n, sample_shape)?;
-        let one_way = started.elapsed();
-        let started = Instant::now();
-        let outputs = self.run_per_sample(input, n, sample_shape)?;
-        let other_way = started.elapsed();
-        let (batched, per_sample) =
-            if counted { (batched + one_way, per_sample + other_way) } else { (batched, per_sample) };
-        self.strategy = match left {
-            0 | 1 if per_sample <= batched => Strategy::PerSample,
-            0 | 1 => Strategy::Batched,
-            _ => Strategy::Trying { batched, per_sample, left: left - 1 },
-        };
-        Ok(outputs)
     }
 }
