@@ -201,6 +201,42 @@ fn main() {
         }
     }
 
+    // Tap by tap, what the gap to the bare scan is made of: the same bare scan over one tap's
+    // bytes against the run-time pick on that tap, with the check on and off.
+    let bare_one = |m: &[f32]| -> f32 {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: each intrinsics scan is in `bare` only when this CPU has its ISA.
+            match best_name {
+                "avx512 intrinsics" => return unsafe { bare_avx512(m) },
+                "avx2 intrinsics" => return unsafe { bare_avx2(m) },
+                _ => {}
+            }
+        }
+        bare_portable(m)
+    };
+    let mut by_tap = String::new();
+    for (layout, maps) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
+        let vs = views(maps, layout);
+        for (i, (&(c, side), v)) in TAPS.iter().zip(&vs).enumerate() {
+            let m = &maps[i];
+            let base = || _ = black_box(bare_one(black_box(m)));
+            let out = &mut outs[i];
+            let (b, _, checked) =
+                timing::paired(base, || _ = black_box(reduce::channel_max(black_box(v), 0, out)), 41, trial / 8);
+            let out = &mut outs[i];
+            let (_, _, unchecked) =
+                timing::paired(base, || reduce::channel_max_unchecked(black_box(v), 0, out), 41, trial / 8);
+            by_tap.push_str(&format!(
+                "| {layout:?} | {c}×{side}×{side} | {side}² = {} | {:.2} | {:.2} | {:.2} |\n",
+                side * side,
+                b / 1e3,
+                checked,
+                unchecked
+            ));
+        }
+    }
+
     let mut text = format!(
         "### Reduce: per-channel max of one sample's four IResNet-100 taps ({:.2} MB f32)\n\n\
          CPU: {} ({} logical CPUs); flags: {}; ISAs available: {}; best: {}; \
@@ -232,5 +268,10 @@ fn main() {
     for (name, _, t, ratio) in &rows {
         text.push_str(&format!("| mint-audit {name} | {:.1} | {:.0} | {:.2} |\n", t / 1e3, bytes as f64 / t, ratio));
     }
+    text.push_str(&format!(
+        "\n#### Tap by tap (run-time picks; median ratios of 41 alternating trials)\n\n\
+         | layout | tap | elements per channel | bare scan µs | × bare scan | × bare scan, check_finite off |\n\
+         |---|---|---:|---:|---:|---:|\n{by_tap}"
+    ));
     timing::write_result("reduce", &text);
 }

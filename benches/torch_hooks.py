@@ -10,7 +10,11 @@ memorizing model in PyTorch (examples/python/fmnist_model.py), one thread, at ea
 - in a forward, paired: the hooked model against an unhooked copy on the same batch, in
   alternating order, as median per-pair differences in wall-clock and thread CPU time: with
   hooks that only keep the four maps to the end of the forward (what handing every map over in
-  place would cost the forward), and with the real hooks and auditor.
+  place would cost the forward), and with the real hooks and auditor;
+- where that time goes: in a forward, each tapped map's channel maxima taken twice in a row in
+  its hook, the first read against the second (the map as the layer left it, against the same
+  map once read), beside the same call on maps taken out of an earlier forward and read
+  repeatedly.
 
 usage: .venv/bin/python benches/torch_hooks.py [--batches 1 16] [--pairs 2000]
 Needs the mint_audit package in .venv (`pip install ./python` for the release build these
@@ -74,6 +78,44 @@ def paired(plain, hooked, x, pairs, ids):
         rows.append((p, h))
     med = lambda f: statistics.median(f(r) for r in rows) * 1e6  # noqa: E731
     return med(lambda r: r[1][0] - r[0][0]), med(lambda r: r[1][1] - r[0][1]), med(lambda r: r[0][0])
+
+
+def reads_in_the_hook(base, auditor, maps, batch, forwards):
+    """Per tap: KiB, median µs of the first and the second `channel_maxima` of the map in its
+    hook, and of the same call on the map kept from a forward and read over and over."""
+    model = copy.deepcopy(base)
+    named = dict(model.named_modules())
+    taps = [tap for tap, kind in auditor.taps if kind != "outcome"]
+    times = {tap: ([], []) for tap in taps}
+    kept = {}
+
+    def hook(_m, _i, out, tap):
+        t0 = time.perf_counter()
+        auditor.channel_maxima(tap, out)
+        t1 = time.perf_counter()
+        auditor.channel_maxima(tap, out)
+        times[tap][0].append(t1 - t0)
+        times[tap][1].append(time.perf_counter() - t1)
+        kept[tap] = out
+
+    handles = [named[n].register_forward_hook(lambda m, i, o, t=t: hook(m, i, o, t)) for t, n in zip(taps, maps)]
+    x = torch.rand(batch, 1, 28, 28)
+    with torch.no_grad():
+        for _ in range(20):
+            model(x)
+        for first, second in times.values():
+            first.clear(), second.clear()
+        for _ in range(forwards):
+            model(x)
+    for handle in handles:
+        handle.remove()
+    for tap in taps:
+        out = kept[tap]
+        warm = statistics.median(
+            per_call_us(lambda out=out, tap=tap: auditor.channel_maxima(tap, out), 20) for _ in range(15)
+        )
+        first, second = (statistics.median(t) * 1e6 for t in times[tap])
+        yield tap, out.numel() * out.element_size() / 1024, first, second, warm
 
 
 def cpu_flags():
@@ -154,6 +196,11 @@ def main():
             hooks.remove()
         print(f"| {batch} | {forward:.0f} | {hooks_us:.1f} | {submit_us:.1f} | {keep_wall:.0f}, {keep_cpu:.0f} "
               f"| {wall:.0f}, {cpu:.0f} | {wall / forward:.2%} |", flush=True)
+    print("\n| batch | tap | map KiB | first read in the hook µs | second read µs | read out of a forward µs |")
+    print("|---:|---|---:|---:|---:|---:|")
+    for batch in args.batches:
+        for row in reads_in_the_hook(base, auditor, maps, batch, max(args.pairs // 4, 50)):
+            print("| {} | {} | {:.0f} | {:.1f} | {:.1f} | {:.1f} |".format(batch, *row), flush=True)
     stats = auditor.stats()
     auditor.close(5.0)
     print(f"\n{stats.submitted} samples submitted, {stats.dropped_total} dropped")

@@ -85,7 +85,10 @@ fn check(path: &Path, sample_shape: &[usize], max_batch: usize) {
         assert_eq!(batched, scores_in_batches(&head, &input, samples, sizes), "the same batches, other scores");
         let differ = alone.iter().zip(&batched).filter(|(a, b)| a != b).count();
         let worst = alone.iter().zip(&batched).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        eprintln!("{}: in batches of {sizes:?}, {differ} of {samples} scores differ from scoring alone, by at most {worst:e}", path.display());
+        eprintln!(
+            "{}: in batches of {sizes:?}, {differ} of {samples} scores differ from scoring alone, by at most {worst:e}",
+            path.display()
+        );
         assert!(worst <= TOLERANCE, "{}: batches of {sizes:?} moved a score by {worst:e}", path.display());
     }
 }
