@@ -59,9 +59,24 @@ def per_call_us(f, calls):
     return (time.perf_counter() - started) / calls * 1e6
 
 
-def paired(plain, hooked, x, pairs, ids):
-    """Median per-pair (hooked - plain) differences in µs: wall clock, thread CPU; and plain's median wall."""
-    rows = []
+def timed_hooks(model, spent):
+    """Wraps every forward hook on `model` so that its time adds to `spent[0]`."""
+    for module in model.modules():
+        for key, fn in list(module._forward_hooks.items()):
+            def timed(*args, fn=fn):
+                started = time.perf_counter()
+                try:
+                    return fn(*args)
+                finally:
+                    spent[0] += time.perf_counter() - started
+
+            module._forward_hooks[key] = timed
+
+
+def paired(plain, hooked, x, pairs, ids, spent=None):
+    """Median per-pair (hooked - plain) differences in µs: wall clock, thread CPU; plain's median
+    wall; and, with `spent` (see `timed_hooks`), the median time the hooked forward spent in its hooks."""
+    rows, inside = [], []
 
     def timed(model):
         wall, cpu = time.perf_counter(), time.thread_time()
@@ -71,13 +86,18 @@ def paired(plain, hooked, x, pairs, ids):
     for i in range(pairs):
         if i % 2:
             p = timed(plain)
+        if spent is not None:
+            spent[0] = 0.0
         with ids(i):
             h = timed(hooked)
+        if spent is not None:
+            inside.append(spent[0])
         if not i % 2:
             p = timed(plain)
         rows.append((p, h))
     med = lambda f: statistics.median(f(r) for r in rows) * 1e6  # noqa: E731
-    return med(lambda r: r[1][0] - r[0][0]), med(lambda r: r[1][1] - r[0][1]), med(lambda r: r[0][0])
+    in_hooks = statistics.median(inside) * 1e6 if inside else None
+    return med(lambda r: r[1][0] - r[0][0]), med(lambda r: r[1][1] - r[0][1]), med(lambda r: r[0][0]), in_hooks
 
 
 def reads_in_the_hook(base, auditor, maps, batch, forwards):
@@ -142,8 +162,8 @@ def main():
     print(f"CPU: {platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
           f"mint_audit {mint_audit.__version__} (reduce ISA {mint_audit.REDUCE_ISA}); torch {torch.__version__}\n")
     print("| batch | forward µs, unhooked | hooks alone µs | submit alone µs | keeping the maps: added µs (wall, CPU) "
-          "| hooks + auditor: added µs (wall, CPU) | added / forward |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+          "| hooks + auditor: added µs (wall, CPU) | of which in the hooks µs | added / forward |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     next_id = [0]
     for batch in args.batches:
         x = torch.rand(batch, 1, 28, 28)
@@ -191,11 +211,13 @@ def main():
 
             submit_us = per_call_us(submit_alone, args.pairs)
             hooks = attach(audited, auditor)
-            keep_wall, keep_cpu, _ = paired(plain, keeping, x, args.pairs, lambda _i: contextlib.nullcontext())
-            wall, cpu, forward = paired(plain, audited, x, args.pairs, ids)
+            keep_wall, keep_cpu, _, _ = paired(plain, keeping, x, args.pairs, lambda _i: contextlib.nullcontext())
+            spent = [0.0]
+            timed_hooks(audited, spent)
+            wall, cpu, forward, in_hooks = paired(plain, audited, x, args.pairs, ids, spent)
             hooks.remove()
         print(f"| {batch} | {forward:.0f} | {hooks_us:.1f} | {submit_us:.1f} | {keep_wall:.0f}, {keep_cpu:.0f} "
-              f"| {wall:.0f}, {cpu:.0f} | {wall / forward:.2%} |", flush=True)
+              f"| {wall:.0f}, {cpu:.0f} | {in_hooks:.0f} | {wall / forward:.2%} |", flush=True)
     print("\n| batch | tap | map KiB | first read in the hook µs | second read µs | read out of a forward µs |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batches:

@@ -60,6 +60,22 @@ impl Simd for Avx2 {
             _mm_cvtss_f32(m)
         }
     }
+    #[inline(always)]
+    unsafe fn hmax4([a, b, c, d]: [__m256; 4]) -> [f32; 4] {
+        // SAFETY: `Simd` contract: AVX2 is enabled here; register shuffles only.
+        unsafe {
+            // [a.lo b.lo] against [a.hi b.hi]: a 128-bit lane of four partial maxima of a, one
+            // of b; then pairs of those against each other, within lanes.
+            let ab = _mm256_max_ps(_mm256_permute2f128_ps::<0x20>(a, b), _mm256_permute2f128_ps::<0x31>(a, b));
+            let cd = _mm256_max_ps(_mm256_permute2f128_ps::<0x20>(c, d), _mm256_permute2f128_ps::<0x31>(c, d));
+            // Lane 0: [a a c c] partials, lane 1: [b b d d].
+            let v = _mm256_max_ps(_mm256_shuffle_ps::<0x44>(ab, cd), _mm256_shuffle_ps::<0xEE>(ab, cd));
+            let v = _mm256_max_ps(v, _mm256_permute_ps::<0xB1>(v));
+            let mut lanes = [0f32; 8];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), v);
+            [lanes[0], lanes[4], lanes[2], lanes[6]]
+        }
+    }
 }
 
 impl Lanes16 for Avx2 {

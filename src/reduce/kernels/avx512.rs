@@ -56,6 +56,22 @@ impl Simd for Avx512 {
         // SAFETY: `Simd` contract: AVX512F + F16C are enabled here, and the caller vouched for W elements.
         unsafe { _mm512_reduce_max_ps(v) }
     }
+    #[inline(always)]
+    unsafe fn hmax4([a, b, c, d]: [__m512; 4]) -> [f32; 4] {
+        // SAFETY: `Simd` contract: AVX512F is enabled here; register shuffles only.
+        unsafe {
+            // 128-bit lanes: [a0 a1 b0 b1] against [a2 a3 b2 b3], then [A0 B0 C0 D0] against
+            // [A1 B1 C1 D1]: one lane of four partial maxima per register; then within lanes.
+            let ab = _mm512_max_ps(_mm512_shuffle_f32x4::<0x44>(a, b), _mm512_shuffle_f32x4::<0xEE>(a, b));
+            let cd = _mm512_max_ps(_mm512_shuffle_f32x4::<0x44>(c, d), _mm512_shuffle_f32x4::<0xEE>(c, d));
+            let v = _mm512_max_ps(_mm512_shuffle_f32x4::<0x88>(ab, cd), _mm512_shuffle_f32x4::<0xDD>(ab, cd));
+            let v = _mm512_max_ps(v, _mm512_permute_ps::<0x4E>(v));
+            let v = _mm512_max_ps(v, _mm512_permute_ps::<0xB1>(v));
+            let mut lanes = [0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), v);
+            [lanes[0], lanes[4], lanes[8], lanes[12]]
+        }
+    }
 }
 
 impl Lanes16 for Avx512 {

@@ -68,6 +68,11 @@ trait Simd {
         unsafe { Self::store(lanes.as_mut_ptr(), v) };
         lanes[..Self::W].iter().fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a })
     }
+    /// The horizontal max of each of four registers (ISAs override it with one shuffle tree).
+    unsafe fn hmax4(m: [Self::V; 4]) -> [f32; 4] {
+        // SAFETY: as in `hmax`.
+        unsafe { [Self::hmax(m[0]), Self::hmax(m[1]), Self::hmax(m[2]), Self::hmax(m[3])] }
+    }
     unsafe fn hsum(v: Self::V) -> f32 {
         let mut lanes = [0f32; 16];
         // SAFETY: as in `hmax`.
@@ -222,10 +227,51 @@ unsafe fn planes<S: Simd, E: Elem, const CHECK: bool>(src: &[E], hw: usize, acc:
         } else if hw >= 4 * S::W {
             planes_blocked::<S, E, 2, 1, CHECK>(src, hw, acc)
         } else if hw >= S::W {
-            planes_blocked::<S, E, 1, 1, CHECK>(src, hw, acc)
+            planes_by_four::<S, E, CHECK>(src, hw, acc)
         } else {
             scalar_planes(src, hw, acc)
         }
+    }
+}
+
+/// Planes of `W` to `4 × W` elements (the small late taps: 7 × 7, 4 × 4), four at a time. One
+/// plane at a time, a plane this small is a few dependent steps on one register and then a
+/// horizontal max as long as its scan; four planes side by side give four independent chains
+/// and one `hmax4` for the four.
+#[inline(always)]
+unsafe fn planes_by_four<S: Simd, E: Elem, const CHECK: bool>(src: &[E], hw: usize, acc: &mut [f32]) -> bool {
+    debug_assert!(hw >= S::W && src.len() >= hw * acc.len());
+    let grouped = acc.len() / 4 * 4;
+    // SAFETY: every load reads `W` elements starting at most `hw - W` into a plane of `hw >= W`
+    // elements, inside `src`, which holds `hw × acc.len()` of them (the caller asserts it).
+    unsafe {
+        let mut s = [S::splat(0.0); 4];
+        for (g, out) in acc[..grouped].chunks_exact_mut(4).enumerate() {
+            let first = src.as_ptr().add(g * 4 * hw);
+            let mut m = [S::splat(f32::NEG_INFINITY); 4];
+            let mut at = 0;
+            loop {
+                // The last block ends at the end of the plane, as in `planes_blocked`.
+                let from = if at + S::W <= hw { at } else { hw - S::W };
+                for (k, (mk, sk)) in m.iter_mut().zip(&mut s).enumerate() {
+                    let x = E::load::<S>(first.add(k * hw + from));
+                    *mk = S::max(x, *mk);
+                    if CHECK {
+                        *sk = S::add(*sk, x);
+                    }
+                }
+                at += S::W;
+                if at >= hw {
+                    break;
+                }
+            }
+            for (a, mx) in out.iter_mut().zip(S::hmax4(m)) {
+                *a = if mx > *a { mx } else { *a };
+            }
+        }
+        let rest = planes_blocked::<S, E, 1, 1, CHECK>(&src[grouped * hw..], hw, &mut acc[grouped..]);
+        let t = S::add(S::add(s[0], s[1]), S::add(s[2], s[3]));
+        rest & S::hsum(t).is_finite()
     }
 }
 
