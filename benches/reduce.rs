@@ -206,9 +206,10 @@ fn main() {
     let bare_one = |m: &[f32]| -> f32 {
         #[cfg(target_arch = "x86_64")]
         {
-            // SAFETY: each intrinsics scan is in `bare` only when this CPU has its ISA.
             match best_name {
+                // SAFETY: this scan is in `bare` only when the CPU has AVX-512F.
                 "avx512 intrinsics" => return unsafe { bare_avx512(m) },
+                // SAFETY: this scan is in `bare` only when the CPU has AVX2.
                 "avx2 intrinsics" => return unsafe { bare_avx2(m) },
                 _ => {}
             }
