@@ -15,8 +15,8 @@ use mint_backend_abi::score::ScoreOutput;
 use mint_head::HeadModel;
 
 /// How far a score may move with the batch: tract's kernels sum in another order for other
-/// batch sizes (measured: up to 7e-6 on AVX-512, the memorizing head on its symbolic plan). A sample mixed with its batch's other rows
-/// would move it by far more.
+/// batch sizes (measured: up to 7e-6 on AVX-512, the memorizing head on its symbolic plan). A
+/// sample mixed up with its batch's other rows would move by far more.
 const TOLERANCE: f32 = 5e-5;
 
 fn models() -> PathBuf {
@@ -94,13 +94,13 @@ fn check(path: &Path, sample_shape: &[usize], max_batch: usize) {
 }
 
 #[test]
-fn vanilla_heads_score_a_sample_the_same_in_any_batch() {
+fn a_vanilla_heads_score_moves_only_in_its_last_bits_with_the_batch() {
     for model in ["fmnist-memorizing", "fmnist-generalizing"] {
         check(&models().join(model).join("head.onnx"), &[250], 64);
     }
 }
 
 #[test]
-fn the_cnn_head_scores_a_sample_the_same_in_any_batch() {
+fn the_cnn_heads_score_moves_only_in_its_last_bits_with_the_batch() {
     check(&models().join("fmnist-memorizing/cnn_head_stage1.onnx"), &[16, 28, 28], 16);
 }
