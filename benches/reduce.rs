@@ -105,28 +105,31 @@ fn main() {
     let nhwc: Vec<Vec<f32>> = TAPS.iter().zip(&nchw).map(|(&(c, s), m)| nhwc_of(m, c, s * s)).collect();
     let bytes: usize = nchw.iter().map(|m| m.len() * 4).sum();
 
-    // Baselines: a flat max over every tap's bytes; the fastest one is what the library is
-    // compared with, in alternating trials.
-    let portable = || nchw.iter().for_each(|m| _ = black_box(bare_portable(black_box(m))));
-    type Scan<'a> = Box<dyn Fn() + 'a>;
-    let mut bare: Vec<(&str, Scan)> = vec![("portable", Box::new(portable))];
+    // Baselines: a flat max over every tap's bytes (each scan over one slice, run over every
+    // tap); the fastest one is what the library is compared with, in alternating trials, and
+    // over each tap alone in the tap-by-tap table.
+    type Flat = fn(&[f32]) -> f32;
+    let mut scans: Vec<(&str, Flat)> = vec![("portable", bare_portable)];
     #[cfg(target_arch = "x86_64")]
     {
         if Isa::Avx2.is_available() {
-            bare.push((
-                "avx2 intrinsics",
-                // SAFETY: this CPU has AVX2 (checked above).
-                Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx2(black_box(m)) }))),
-            ));
+            // SAFETY: this CPU has AVX2 (checked above).
+            scans.push(("avx2 intrinsics", |m| unsafe { bare_avx2(m) }));
         }
         if Isa::Avx512.is_available() {
-            bare.push((
-                "avx512 intrinsics",
-                // SAFETY: this CPU has AVX-512F (checked above).
-                Box::new(|| nchw.iter().for_each(|m| _ = black_box(unsafe { bare_avx512(black_box(m)) }))),
-            ));
+            // SAFETY: this CPU has AVX-512F (checked above).
+            scans.push(("avx512 intrinsics", |m| unsafe { bare_avx512(m) }));
         }
     }
+    type Scan<'a> = Box<dyn Fn() + 'a>;
+    let bare: Vec<(&str, Scan)> = scans
+        .iter()
+        .map(|&(name, scan)| {
+            let nchw = &nchw;
+            let all: Scan = Box::new(move || nchw.iter().for_each(|m| _ = black_box(scan(black_box(m)))));
+            (name, all)
+        })
+        .collect();
     let bare_times: Vec<(&str, f64)> = bare.iter().map(|(n, f)| (*n, timing::ns_per_call(f, trials, trial))).collect();
     let best_index = bare_times.iter().enumerate().min_by(|a, b| a.1 .1.total_cmp(&b.1 .1)).unwrap().0;
     let (best_name, _) = bare_times[best_index];
@@ -203,19 +206,7 @@ fn main() {
 
     // Tap by tap, what the gap to the bare scan is made of: the same bare scan over one tap's
     // bytes against the run-time pick on that tap, with the check on and off.
-    let bare_one = |m: &[f32]| -> f32 {
-        #[cfg(target_arch = "x86_64")]
-        {
-            match best_name {
-                // SAFETY: this scan is in `bare` only when the CPU has AVX-512F.
-                "avx512 intrinsics" => return unsafe { bare_avx512(m) },
-                // SAFETY: this scan is in `bare` only when the CPU has AVX2.
-                "avx2 intrinsics" => return unsafe { bare_avx2(m) },
-                _ => {}
-            }
-        }
-        bare_portable(m)
-    };
+    let bare_one = scans[best_index].1;
     let mut by_tap = String::new();
     for (layout, maps) in [(Layout::Nchw, &nchw), (Layout::Nhwc, &nhwc)] {
         let vs = views(maps, layout);
