@@ -49,9 +49,11 @@
  * 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
  * `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
  * and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
- * `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return).
+ * `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return);
+ * 1.4 added token sequences (`MINT_FORM_SEQUENCE`, `MINT_LAYOUT_NTC`, `MINT_LAYOUT_NCT`,
+ * `mint_tokens`, `mint_auditor_submit_tokens`).
  */
-#define MINT_ABI_VERSION_MINOR 3
+#define MINT_ABI_VERSION_MINOR 4
 
 /**
  * How long past its deadline `mint_auditor_close` waits for workers still inside the result
@@ -112,6 +114,8 @@
 /**
  * An activation map already reduced to its per-channel max (e.g. `amax` over H and W on
  * the GPU), `[N, C]`: rank 2. Gives the same features as the full map, without the copy.
+ * For a token-sequence tap: the sequence already pooled by the tap's pooling over each
+ * sample's valid tokens.
  */
 #define MINT_FORM_CHANNEL_MAX 1
 
@@ -119,6 +123,14 @@
  * A vector per sample (the model outcome), `[N, L]`: rank 2.
  */
 #define MINT_FORM_VECTOR 2
+
+/**
+ * A token sequence (a transformer's hidden states): rank 3, with `MINT_LAYOUT_NTC`,
+ * `MINT_LAYOUT_NCT` or `MINT_LAYOUT_STRIDED` (logical order `[N, C, T]`). Which tokens of
+ * each sample count is given by `mint_auditor_submit_tokens`; every one otherwise.
+ * Since ABI 1.4.
+ */
+#define MINT_FORM_SEQUENCE 3
 
 /**
  * Contiguous, row-major; for maps `shape` is `[N, C, H, W]`.
@@ -132,9 +144,19 @@
 
 /**
  * Explicit `strides` (in elements, non-negative), with `shape` and `strides` both in logical
- * order: `[N, C, H, W]` for maps, `[N, C]` otherwise.
+ * order: `[N, C, H, W]` for maps, `[N, C, T]` for sequences, `[N, C]` otherwise.
  */
 #define MINT_LAYOUT_STRIDED 2
+
+/**
+ * Contiguous token sequence, channels last: `shape` is `[N, T, C]`. Since ABI 1.4.
+ */
+#define MINT_LAYOUT_NTC 3
+
+/**
+ * Contiguous token sequence, tokens last: `shape` is `[N, C, T]`. Since ABI 1.4.
+ */
+#define MINT_LAYOUT_NCT 4
 
 /**
  * Result of every fallible call. Values are stable across releases; new codes are only
@@ -290,7 +312,7 @@ typedef struct {
    */
   uint32_t layout;
   /**
-   * 4 for `MINT_FORM_MAP`, 2 otherwise.
+   * 4 for `MINT_FORM_MAP`, 3 for `MINT_FORM_SEQUENCE`, 2 otherwise.
    */
   size_t rank;
   /**
@@ -320,6 +342,23 @@ typedef struct {
    */
   size_t accepted;
 } mint_submit_report;
+
+/**
+ * Which tokens of each sample of a `MINT_FORM_SEQUENCE` tap count: at most one of the two is
+ * set; both NULL means every position. Read during the call only. Since ABI 1.4.
+ */
+typedef struct {
+  /**
+   * NULL, or `N` valid lengths, each in `1..=T`: tokens `0..length` of each sample count
+   * (right padding).
+   */
+  const int64_t *lengths;
+  /**
+   * NULL, or an `N × T` row-major padding mask: non-zero where a token counts (any
+   * padding side); each sample needs at least one.
+   */
+  const uint8_t *mask;
+} mint_tokens;
 
 /**
  * Counters since the auditor was created. Once the auditor is closed,
@@ -487,6 +526,23 @@ mint_status mint_auditor_submit_cohort(const mint_auditor *auditor,
                                        const uint64_t *sample_ids,
                                        size_t n,
                                        const mint_tensor *taps,
+                                       size_t n_taps,
+                                       mint_submit_report *report);
+
+/**
+ * `mint_auditor_submit_cohort` with the valid tokens of token-sequence taps: `tokens` is NULL
+ * (every position of every sequence counts) or `n_taps` entries, one per tap in the same
+ * order, each `{NULL, NULL}` except for `MINT_FORM_SEQUENCE` tensors with padding. Lengths
+ * outside `1..=T`, a sample without a valid token, or lengths given for another form lose
+ * the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
+ * from `mint_auditor_cohort` (`MINT_COHORT_DEFAULT` for ordinary traffic). Since ABI 1.4.
+ */
+mint_status mint_auditor_submit_tokens(const mint_auditor *auditor,
+                                       uint32_t cohort,
+                                       const uint64_t *sample_ids,
+                                       size_t n,
+                                       const mint_tensor *taps,
+                                       const mint_tokens *tokens,
                                        size_t n_taps,
                                        mint_submit_report *report);
 

@@ -2,13 +2,13 @@
 //!
 //! Checks come first and read no data (ranks, shapes, channel counts); then only the samples
 //! chosen by sampling are read, once: each map is reduced in place to its per-channel max
-//! (Vanilla) or copied as NCHW f32 (CNN). Samples holding NaN or infinities are left out of
+//! (Vanilla) or copied as NCHW f32 (CNN), each token sequence pooled over its valid tokens. Samples holding NaN or infinities are left out of
 //! the records and reported back, so the rest of the batch is not lost.
 
-use crate::config::{TapConfig, TapKind, MAX_MAP_ELEMENTS};
+use crate::config::{Pooling, TapConfig, TapKind, MAX_MAP_ELEMENTS};
 use crate::error::{Error, Result};
 use crate::reduce::{self, all_finite, element};
-use crate::tensor::{Arrangement, Form, TensorView};
+use crate::tensor::{Arrangement, Form, TensorView, Tokens};
 
 /// How a record is built from a sample's taps.
 #[derive(Debug, Clone)]
@@ -25,6 +25,8 @@ pub(crate) struct Part {
     pub tap: usize,
     pub offset: usize,
     pub channels: usize,
+    /// How a token sequence is pooled (maps are always maxed).
+    pub pooling: Pooling,
 }
 
 impl Assembly {
@@ -33,7 +35,7 @@ impl Assembly {
         let mut offset = 0;
         for &tap in used {
             let channels = taps[tap].channels;
-            parts.push(Part { tap, offset, channels });
+            parts.push(Part { tap, offset, channels, pooling: taps[tap].pooling() });
             offset += channels;
         }
         Assembly::Features { parts, width: offset, check_finite }
@@ -139,10 +141,20 @@ pub(crate) fn check_views(
                     "an activation map needs a [N, C, H, W] tensor, or a [N, C] tensor of form channel-max".into()
                 )
             }
-            (TapKind::Outcome, Form::Map | Form::ChannelMax) => {
+            (TapKind::ActivationMap, Form::Sequence) => {
+                return bad("an activation map needs a [N, C, H, W] tensor, not a token sequence".into())
+            }
+            (TapKind::Outcome, Form::Map | Form::Sequence | Form::ChannelMax) => {
                 return bad(format!("an outcome is a [N, {}] vector tensor", tap.channels))
             }
+            (TapKind::TokenSequence, Form::Map | Form::Vector) => return bad(format!(
+                "a token sequence needs a [N, T, C] or [N, C, T] tensor, or its {} pooling [N, C] of form channel-max",
+                tap.pooling().label()
+            )),
             _ => {}
+        }
+        if view.form() != Form::Sequence && view.tokens() != Tokens::All {
+            return bad("lengths or a mask apply to token sequences only".into());
         }
         if view.channels() != tap.channels {
             return bad(format!(
@@ -171,6 +183,21 @@ pub(crate) fn check_views(
                     view.channels()
                 ));
             }
+        }
+        if view.form() == Form::Sequence {
+            let t = view.spatial();
+            if let Some(most) = tap.max_tokens {
+                if t > most {
+                    return bad(format!("sequences of {t} positions exceed the configured max_tokens {most}"));
+                }
+            }
+            if t.saturating_mul(view.channels()) > MAX_MAP_ELEMENTS {
+                return bad(format!(
+                    "sequences of {t}×{} exceed {MAX_MAP_ELEMENTS} elements per sample",
+                    view.channels()
+                ));
+            }
+            reduce::check_tokens(view).or_else(|e| bad(e.to_string()))?;
         }
         if let Assembly::Map { tap: cnn_tap, .. } = assembly {
             if *cnn_tap == i && view.form() != Form::Map {
@@ -210,6 +237,7 @@ pub(crate) fn assemble(
                             reduce::channel_max_unchecked(v, s, dst);
                             true
                         }
+                        Form::Sequence => reduce::pool(v, s, p.pooling, dst, *check_finite),
                         Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
                     };
                     (!finite).then_some(p.tap)
@@ -278,10 +306,7 @@ mod tests {
     use crate::tensor::Layout;
 
     fn taps() -> Vec<TapConfig> {
-        vec![
-            TapConfig { name: "a".into(), channels: 3, kind: TapKind::ActivationMap, spatial: None, tensor: None },
-            TapConfig { name: "out".into(), channels: 2, kind: TapKind::Outcome, spatial: None, tensor: None },
-        ]
+        vec![TapConfig::new("a", 3, TapKind::ActivationMap), TapConfig::new("out", 2, TapKind::Outcome)]
     }
 
     #[test]

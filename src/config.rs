@@ -186,6 +186,9 @@ pub enum TapKind {
     ActivationMap,
     /// The model outcome, a vector `[N, L]` taken as it is.
     Outcome,
+    /// A token sequence `[N, T, C]` (or `[N, C, T]`): a transformer's hidden states, pooled
+    /// over each sample's valid tokens (`pooling`) for Vanilla heads.
+    TokenSequence,
 }
 
 impl TapKind {
@@ -194,6 +197,34 @@ impl TapKind {
         match self {
             TapKind::ActivationMap => "activation_map",
             TapKind::Outcome => "outcome",
+            TapKind::TokenSequence => "token_sequence",
+        }
+    }
+}
+
+/// How a token sequence becomes one value per channel: over the sample's valid tokens only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The per-channel max: the Vanilla MINT feature, as for maps.
+    #[default]
+    Max,
+    /// The per-channel mean.
+    Mean,
+    /// The first valid token (a ViT's or BERT's CLS token).
+    First,
+    /// The last valid token (a causal language model's summary of the whole text).
+    Last,
+}
+
+impl Pooling {
+    /// The configuration's name for it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Pooling::Max => "max",
+            Pooling::Mean => "mean",
+            Pooling::First => "first",
+            Pooling::Last => "last",
         }
     }
 }
@@ -216,6 +247,13 @@ pub struct TapConfig {
     /// Name of the tensor (or node) in the audited ONNX model, when mint-audit runs the model.
     #[serde(default)]
     pub tensor: Option<String>,
+    /// For a token sequence: how its valid tokens are pooled (default `max`).
+    #[serde(default)]
+    pub pooling: Option<Pooling>,
+    /// For a token sequence: the most positions T a submitted tensor may have (checked on every
+    /// submit when given; T × C is bounded by the map limit either way).
+    #[serde(default)]
+    pub max_tokens: Option<usize>,
 }
 
 pub use mint_head::ScoreOutput;
@@ -520,7 +558,17 @@ fn default_header_timeout_ms() -> u64 {
 impl TapConfig {
     /// A tap named `name` of `channels` channels, with no spatial size or tensor name.
     pub fn new(name: impl Into<String>, channels: usize, kind: TapKind) -> TapConfig {
-        TapConfig { name: name.into(), channels, kind, spatial: None, tensor: None }
+        TapConfig { name: name.into(), channels, kind, spatial: None, tensor: None, pooling: None, max_tokens: None }
+    }
+
+    /// The same tap pooled over its tokens by `pooling`.
+    pub fn with_pooling(self, pooling: Pooling) -> TapConfig {
+        TapConfig { pooling: Some(pooling), ..self }
+    }
+
+    /// How this tap's tokens are pooled (`max` unless configured; maps are always maxed).
+    pub fn pooling(&self) -> Pooling {
+        self.pooling.unwrap_or_default()
     }
 
     /// The same tap with maps of `[H, W]`.
@@ -649,9 +697,25 @@ impl Config {
                 return Err(Error::config(format!("taps[{i}].name"), format!("'{}' is used twice", tap.name)));
             }
             within(&format!("taps[{i}].channels"), tap.channels, 1, MAX_CHANNELS)?;
+            if tap.kind != TapKind::TokenSequence {
+                for (given, field) in [(tap.pooling.is_some(), "pooling"), (tap.max_tokens.is_some(), "max_tokens")] {
+                    if given {
+                        return Err(Error::config(
+                            format!("taps[{i}].{field}"),
+                            "only a token_sequence tap has tokens",
+                        ));
+                    }
+                }
+            }
+            if let Some(t) = tap.max_tokens {
+                within(&format!("taps[{i}].max_tokens"), t, 1, MAX_MAP_ELEMENTS / tap.channels)?;
+            }
             if let Some(spatial) = tap.spatial {
-                if tap.kind == TapKind::Outcome {
-                    return Err(Error::config(format!("taps[{i}].spatial"), "an outcome has no spatial size"));
+                if tap.kind != TapKind::ActivationMap {
+                    return Err(Error::config(
+                        format!("taps[{i}].spatial"),
+                        format!("only an activation map has a spatial size, not a {}", tap.kind.label()),
+                    ));
                 }
                 if spatial.contains(&0) {
                     return Err(Error::config(format!("taps[{i}].spatial"), "must be at least 1×1"));

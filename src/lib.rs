@@ -80,7 +80,7 @@ pub use ledger::Stats;
 pub use metrics::InMemoryEndpoint;
 pub use model::{Runtime, TappedModel, TappedRunner};
 pub use results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
-pub use tensor::{DType, Elements, Form, Layout, TensorView};
+pub use tensor::{DType, Elements, Form, Layout, SeqLayout, TensorView, Tokens};
 
 /// The library's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -96,6 +96,6 @@ pub fn reduce_isa() -> &'static str {
 #[doc(hidden)]
 pub mod internals {
     pub use crate::reduce::{
-        channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, pick_ratios, picks, Isa,
+        channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, pick_ratios, picks, pool, pool_isa, Isa,
     };
 }

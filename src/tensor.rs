@@ -2,8 +2,10 @@
 //!
 //! A view never copies. Activation maps are described in the logical order `[N, C, H, W]`
 //! whatever their memory layout; the strides say where each element lives, so NCHW, NHWC and
-//! padded or sliced buffers are all one kind of view. Vectors (`[N, C]`) cover model outcomes
-//! and maps already reduced to their per-channel max by the vendor.
+//! padded or sliced buffers are all one kind of view. Token sequences are described as
+//! `[N, C, T]` the same way (`[N, T, C]` hidden states are their channels-last layout), with
+//! the tokens of each sample that count ([`Tokens`]). Vectors (`[N, C]`) cover model outcomes
+//! and maps or sequences already pooled by the vendor.
 
 use half::{bf16, f16};
 
@@ -48,12 +50,37 @@ pub enum Layout {
     Nhwc,
 }
 
+/// Memory layout of a contiguous token sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeqLayout {
+    /// `[N, T, C]`, C fastest: a transformer's hidden states (PyTorch `batch_first`, ONNX).
+    Ntc,
+    /// `[N, C, T]`, T fastest (1-D convolutions, some exporters).
+    Nct,
+}
+
+/// Which tokens of each sample of a sequence count. Padded positions are never read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tokens<'a> {
+    /// Every one of the T positions.
+    All,
+    /// `lengths[n]` valid tokens at the start of sample `n` (right padding): one per sample,
+    /// each in `1..=T`.
+    Lengths(&'a [i64]),
+    /// `mask[n * T + t]` non-zero where token `t` of sample `n` counts (`[N, T]` row-major,
+    /// any padding side); every sample needs at least one.
+    Mask(&'a [u8]),
+}
+
 /// What a view holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Form {
     /// A full activation map `[N, C, H, W]` (logical order).
     Map,
-    /// An activation map already reduced to its per-channel max by the vendor, `[N, C]`.
+    /// A token sequence `[N, C, T]` (logical order), pooled over its valid tokens.
+    Sequence,
+    /// An activation map already reduced to its per-channel max by the vendor, or a sequence
+    /// already pooled by the vendor (the tap's pooling over its valid tokens), `[N, C]`.
     ChannelMax,
     /// A vector per sample, `[N, L]` (the model outcome).
     Vector,
@@ -118,14 +145,17 @@ impl<'a> From<&'a Vec<f32>> for Elements<'a> {
 
 /// A borrowed tensor: elements, form, logical shape and element strides.
 ///
-/// For [`Form::Map`] the shape and strides are in `[N, C, H, W]` order; for the two vector
-/// forms they are `[N, C]`. Only the first `rank` entries are meaningful.
+/// For [`Form::Map`] the shape and strides are in `[N, C, H, W]` order; for
+/// [`Form::Sequence`] `[N, C, T]`; for the two vector forms `[N, C]`. Only the first `rank`
+/// entries are meaningful.
 #[derive(Debug, Clone, Copy)]
 pub struct TensorView<'a> {
     elements: Elements<'a>,
     form: Form,
+    // A sequence is stored as a map of H = T, W = 1, so that the map kernels read it as is.
     shape: [usize; 4],
     strides: [usize; 4],
+    tokens: Tokens<'a>,
 }
 
 impl<'a> TensorView<'a> {
@@ -151,6 +181,46 @@ impl<'a> TensorView<'a> {
         Self::checked(elements.into(), Form::Map, shape, strides)
     }
 
+    /// A contiguous token sequence; `shape` is in the memory order of `layout` (`[N, T, C]` for
+    /// NTC, `[N, C, T]` for NCT). Every token counts until [`TensorView::with_lengths`] or
+    /// [`TensorView::with_mask`] says otherwise.
+    pub fn sequence(elements: impl Into<Elements<'a>>, layout: SeqLayout, shape: [usize; 3]) -> Result<Self> {
+        let (n, c, t) = match layout {
+            SeqLayout::Ntc => (shape[0], shape[2], shape[1]),
+            SeqLayout::Nct => (shape[0], shape[1], shape[2]),
+        };
+        let tc = t.checked_mul(c).ok_or_else(|| Error::InvalidInput(format!("tensor shape {shape:?} overflows")))?;
+        let strides = match layout {
+            SeqLayout::Ntc => [tc, 1, c],
+            SeqLayout::Nct => [tc, t, 1],
+        };
+        Self::strided_sequence(elements, [n, c, t], strides)
+    }
+
+    /// A token sequence with explicit element strides, both in `[N, C, T]` order.
+    pub fn strided_sequence(elements: impl Into<Elements<'a>>, shape: [usize; 3], strides: [usize; 3]) -> Result<Self> {
+        let [n, c, t] = shape;
+        Self::checked(elements.into(), Form::Sequence, [n, c, t, 1], [strides[0], strides[1], strides[2], 0])
+    }
+
+    /// The same sequence with `lengths[n]` valid tokens at the start of sample `n`. The values
+    /// are checked when the view is submitted (each in `1..=T`, one per sample).
+    pub fn with_lengths(self, lengths: &'a [i64]) -> Self {
+        TensorView { tokens: Tokens::Lengths(lengths), ..self }
+    }
+
+    /// The same sequence with a padding mask: `mask[n * T + t]` non-zero where token `t` of
+    /// sample `n` counts. Checked when the view is submitted (`N × T` bytes, at least one
+    /// token per sample).
+    pub fn with_mask(self, mask: &'a [u8]) -> Self {
+        TensorView { tokens: Tokens::Mask(mask), ..self }
+    }
+
+    /// Which tokens of each sample count ([`Tokens::All`] for anything but a sequence).
+    pub fn tokens(&self) -> Tokens<'a> {
+        self.tokens
+    }
+
     /// A row-major `[N, C]` tensor: a model outcome ([`Form::Vector`]) or a map already reduced
     /// to its per-channel max ([`Form::ChannelMax`]).
     pub fn vectors(elements: impl Into<Elements<'a>>, form: Form, n: usize, c: usize) -> Result<Self> {
@@ -164,14 +234,14 @@ impl<'a> TensorView<'a> {
         shape: [usize; 2],
         strides: [usize; 2],
     ) -> Result<Self> {
-        if form == Form::Map {
-            return Err(Error::InvalidInput("a [N, C] tensor cannot have form Map".into()));
+        if matches!(form, Form::Map | Form::Sequence) {
+            return Err(Error::InvalidInput(format!("a [N, C] tensor cannot have form {form:?}")));
         }
         Self::checked(elements.into(), form, [shape[0], shape[1], 1, 1], [strides[0], strides[1], 0, 0])
     }
 
     fn checked(elements: Elements<'a>, form: Form, shape: [usize; 4], strides: [usize; 4]) -> Result<Self> {
-        let view = TensorView { elements, form, shape, strides };
+        let view = TensorView { elements, form, shape, strides, tokens: Tokens::All };
         let needed = view.extent()?;
         if needed > elements.len() {
             return Err(Error::InvalidInput(format!(
@@ -219,16 +289,16 @@ impl<'a> TensorView<'a> {
         self.form
     }
 
-    /// Number of dimensions: 4 for maps, 2 for vectors.
+    /// Number of dimensions: 4 for maps, 3 for sequences, 2 for vectors.
     pub fn rank(&self) -> usize {
-        if self.form == Form::Map {
-            4
-        } else {
-            2
+        match self.form {
+            Form::Map => 4,
+            Form::Sequence => 3,
+            Form::ChannelMax | Form::Vector => 2,
         }
     }
 
-    /// Logical shape (`[N, C, H, W]` or `[N, C]`).
+    /// Logical shape (`[N, C, H, W]`, `[N, C, T]` or `[N, C]`).
     pub fn shape(&self) -> &[usize] {
         &self.shape[..self.rank()]
     }
@@ -248,7 +318,7 @@ impl<'a> TensorView<'a> {
         self.shape[1]
     }
 
-    /// `H × W` for maps, 1 for vectors.
+    /// `H × W` for maps, T for sequences, 1 for vectors.
     pub fn spatial(&self) -> usize {
         self.shape[2] * self.shape[3]
     }

@@ -108,7 +108,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     for &i in &used {
         let t = &desc.taps[i];
         let width = if kind == "vanilla" { t.channels } else { record_shape.iter().product() };
-        columns.push(json!({"tap": t.name, "kind": t.kind_name(), "start": offset, "stop": offset + width}));
+        columns.push(json!({"tap": t.name, "kind": t.kind.label(), "start": offset, "stop": offset + width}));
         offset += width;
     }
     let meta = json!({
@@ -126,19 +126,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let meta_path = if args.split.is_some() { args.out.join("features.json") } else { args.out.with_extension("json") };
     std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)?;
     Ok(ExitCode::SUCCESS)
-}
-
-trait KindName {
-    fn kind_name(&self) -> &'static str;
-}
-
-impl KindName for mint_audit::config::TapConfig {
-    fn kind_name(&self) -> &'static str {
-        match self.kind {
-            mint_audit::config::TapKind::ActivationMap => "activation_map",
-            mint_audit::config::TapKind::Outcome => "outcome",
-        }
-    }
 }
 
 /// Runs the model over `images` on `threads` threads, calling `f(first_sample, views)` for

@@ -387,11 +387,13 @@ fn write_config(path: &Path, mut config: Value, metrics_listen: Option<&str>, co
 }
 
 pub fn tap_json(t: &mint_audit::config::TapConfig) -> Value {
-    let kind = match t.kind {
-        mint_audit::config::TapKind::ActivationMap => "activation_map",
-        mint_audit::config::TapKind::Outcome => "outcome",
-    };
-    let mut v = json!({"name": t.name, "channels": t.channels, "kind": kind});
+    let mut v = json!({"name": t.name, "channels": t.channels, "kind": t.kind.label()});
+    if let Some(p) = t.pooling {
+        v["pooling"] = json!(p.label());
+    }
+    if let Some(most) = t.max_tokens {
+        v["max_tokens"] = json!(most);
+    }
     if let Some(s) = t.spatial {
         v["spatial"] = json!(s);
     }

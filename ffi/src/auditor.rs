@@ -13,7 +13,7 @@ use crate::args::{try_mut, try_ref, try_slice, try_slice_mut, try_str, write_opt
 use crate::status::{
     boundary, mint_status, Failure, MINT_ERR_BUFFER_TOO_SMALL, MINT_ERR_INVALID_ARGUMENT, MINT_ERR_TIMED_OUT,
 };
-use crate::tensor::{self, mint_tensor};
+use crate::tensor::{self, mint_tensor, mint_tokens};
 
 /// An auditor: created by `mint_auditor_new*`, released by `mint_auditor_free`.
 ///
@@ -342,6 +342,29 @@ pub unsafe extern "C" fn mint_auditor_submit_cohort(
     })
 }
 
+/// `mint_auditor_submit_cohort` with the valid tokens of token-sequence taps: `tokens` is NULL
+/// (every position of every sequence counts) or `n_taps` entries, one per tap in the same
+/// order, each `{NULL, NULL}` except for `MINT_FORM_SEQUENCE` tensors with padding. Lengths
+/// outside `1..=T`, a sample without a valid token, or lengths given for another form lose
+/// the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
+/// from `mint_auditor_cohort` (`MINT_COHORT_DEFAULT` for ordinary traffic). Since ABI 1.4.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_submit_tokens(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    sample_ids: *const u64,
+    n: usize,
+    taps: *const mint_tensor,
+    tokens: *const mint_tokens,
+    n_taps: usize,
+    report: *mut mint_submit_report,
+) -> mint_status {
+    boundary("mint_auditor_submit_tokens", || {
+        // SAFETY: forwarded from the caller, per the header.
+        unsafe { submit_with(auditor, Cohort::from_number(cohort), sample_ids, n, taps, tokens, n_taps, report) }
+    })
+}
+
 /// # Safety
 /// As `mint_auditor_submit` documents its arguments.
 unsafe fn submit(
@@ -353,6 +376,23 @@ unsafe fn submit(
     n_taps: usize,
     report: *mut mint_submit_report,
 ) -> Result<(), Failure> {
+    // SAFETY: forwarded from the caller.
+    unsafe { submit_with(auditor, cohort, sample_ids, n, taps, std::ptr::null(), n_taps, report) }
+}
+
+/// # Safety
+/// As `mint_auditor_submit_tokens` documents its arguments.
+#[allow(clippy::too_many_arguments)]
+unsafe fn submit_with(
+    auditor: *const mint_auditor,
+    cohort: Cohort,
+    sample_ids: *const u64,
+    n: usize,
+    taps: *const mint_tensor,
+    tokens: *const mint_tokens,
+    n_taps: usize,
+    report: *mut mint_submit_report,
+) -> Result<(), Failure> {
     // SAFETY: `report` is NULL or writable, per the header.
     unsafe { write_report(report, n, 0, 0) };
     // SAFETY: NULL or a live handle, per the header.
@@ -361,8 +401,8 @@ unsafe fn submit(
     let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
     // A batch whose descriptors cannot be read is handed over as such: the core counts it.
     let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
-    // SAFETY: `taps` is NULL or `n_taps` descriptors, per the header.
-    let decoded = unsafe { decode(&mut views, taps, n_taps) };
+    // SAFETY: `taps` is NULL or `n_taps` descriptors, `tokens` NULL or `n_taps` entries, per the header.
+    let decoded = unsafe { decode(&mut views, taps, tokens, n_taps) };
     let readable = match &decoded {
         Ok(()) => Ok(&views[..]),
         Err(f) => Err(mint_audit::Error::InvalidInput(f.message.clone())),
@@ -387,17 +427,23 @@ unsafe fn submit(
 /// Turns the C descriptors into views, or says which one cannot be read.
 ///
 /// # Safety
-/// `taps` is NULL or points to `n_taps` descriptors whose pointers are valid for `'a`.
+/// `taps` is NULL or points to `n_taps` descriptors, and `tokens` is NULL or points to `n_taps`
+/// entries, whose pointers are valid for `'a`.
 unsafe fn decode<'a>(
     views: &mut smallvec::SmallVec<[mint_audit::TensorView<'a>; 8]>,
     taps: *const mint_tensor,
+    tokens: *const mint_tokens,
     n_taps: usize,
 ) -> Result<(), Failure> {
     // SAFETY: forwarded from the caller.
     let descriptors = unsafe { try_slice(taps, n_taps, "taps") }?;
     for (i, d) in descriptors.iter().enumerate() {
         // SAFETY: forwarded from the caller.
-        views.push(unsafe { tensor::view(d, i) }?);
+        let view = unsafe { tensor::view(d, i) }?;
+        // SAFETY: entry `i` of `n_taps`, when `tokens` is not NULL (forwarded from the caller).
+        let entry = if tokens.is_null() { tokens } else { unsafe { tokens.add(i) } };
+        // SAFETY: forwarded from the caller.
+        views.push(unsafe { tensor::with_tokens(view, entry, i) }?);
     }
     Ok(())
 }

@@ -24,8 +24,10 @@ pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
 /// 1.1 added `MINT_ERR_REENTRANT`; 1.2 added cohorts (`mint_auditor_cohort`,
 /// `mint_auditor_submit_cohort`, `mint_auditor_infer_cohort`, `mint_auditor_cohort_stats`)
 /// and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
-/// `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return).
-pub const MINT_ABI_VERSION_MINOR: u32 = 3;
+/// `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return);
+/// 1.4 added token sequences (`MINT_FORM_SEQUENCE`, `MINT_LAYOUT_NTC`, `MINT_LAYOUT_NCT`,
+/// `mint_tokens`, `mint_auditor_submit_tokens`).
+pub const MINT_ABI_VERSION_MINOR: u32 = 4;
 
 /// How long past its deadline `mint_auditor_close` waits for workers still inside the result
 /// callback or a backend before it returns `MINT_ERR_TIMED_OUT` without them.

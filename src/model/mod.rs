@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{ModelInfo, ModelRuntime};
 use crate::error::{Error, Result};
-use crate::tensor::{Form, Layout, TensorView};
+use crate::tensor::{Form, Layout, SeqLayout, TensorView};
 
 /// Which runtime runs a [`TappedModel`], with what it needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +273,8 @@ impl TappedRunner {
     }
 
     /// The tapped tensors of the last run as views, in tap order: rank-4 outputs as NCHW maps,
-    /// rank-2 outputs as vectors.
+    /// rank-3 outputs as `[N, T, C]` token sequences (every token valid), rank-2 outputs as
+    /// vectors.
     pub fn views(&self) -> Result<Vec<TensorView<'_>>> {
         self.tap_slots
             .iter()
@@ -282,9 +283,10 @@ impl TappedRunner {
                 let (shape, slice) = self.output(slot)?;
                 match *shape {
                     [n, c, h, w] => TensorView::map(slice, Layout::Nchw, [n, c, h, w]),
+                    [n, t, c] => TensorView::sequence(slice, SeqLayout::Ntc, [n, t, c]),
                     [n, c] => TensorView::vectors(slice, Form::Vector, n, c),
                     ref other => Err(Error::InvalidInput(format!(
-                        "tap {i} has shape {other:?}; only [N, C, H, W] maps and [N, C] vectors can be tapped"
+                        "tap {i} has shape {other:?}; only [N, C, H, W] maps, [N, T, C] sequences and [N, C] vectors can be tapped"
                     ))),
                 }
             })

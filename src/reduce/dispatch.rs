@@ -13,6 +13,11 @@ pub(crate) type PlanesFn<T> = fn(src: &[T], hw: usize, acc: &mut [f32], check: b
 /// With `check`, returns `false` when the values read may include NaN or infinities.
 pub(crate) type RowsFn<T> = fn(src: &[T], acc: &mut [f32], check: bool) -> bool;
 
+/// `acc[j] += src[r * c + j]` over every row `r` of `c = acc.len()` channels.
+pub(crate) type SumRowsFn<T> = fn(src: &[T], acc: &mut [f32]);
+/// The sum of a contiguous run of values.
+pub(crate) type SumRunFn<T> = fn(src: &[T]) -> f32;
+
 /// An instruction set the kernels were compiled for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Isa {
@@ -80,6 +85,12 @@ pub(crate) struct Kernels {
     pub rows_bf16: RowsFn<bf16>,
     pub planes_f16: PlanesFn<f16>,
     pub rows_f16: RowsFn<f16>,
+    pub sum_rows_f32: SumRowsFn<f32>,
+    pub sum_rows_f16: SumRowsFn<f16>,
+    pub sum_rows_bf16: SumRowsFn<bf16>,
+    pub sum_run_f32: SumRunFn<f32>,
+    pub sum_run_f16: SumRunFn<f16>,
+    pub sum_run_bf16: SumRunFn<bf16>,
     pub transpose_f32: TransposeFn<f32>,
     pub transpose_f16: TransposeFn<f16>,
     pub transpose_bf16: TransposeFn<bf16>,

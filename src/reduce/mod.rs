@@ -8,13 +8,16 @@
 
 mod dispatch;
 mod kernels;
+mod tokens;
 mod tune;
 
 use std::mem::MaybeUninit;
 
+use crate::config::Pooling;
 use crate::tensor::{Arrangement, Elements, TensorView};
 pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
+pub(crate) use tokens::check_tokens;
 
 /// The best instruction set this CPU has, whose kernels the reduction uses except where
 /// another measured faster at start-up (see [`picks`]).
@@ -51,6 +54,27 @@ pub fn channel_max_unchecked(view: &TensorView<'_>, n: usize, out: &mut [f32]) {
 /// instruction set, for benchmarks and tests; `None` when this CPU lacks it.
 pub fn channel_max_isa(isa: Isa, view: &TensorView<'_>, n: usize, out: &mut [f32], check: bool) -> Option<bool> {
     Kernels::for_isa(isa).map(|k| channel_max_with(&k, view, n, out, check))
+}
+
+/// Writes sample `n`'s pooling of a token-sequence view over its valid tokens into `out`
+/// (length C). Returns `false` when a valid token holds a NaN or an infinity. The view's
+/// tokens must have passed the submit checks (one length in `1..=T` per sample, or a mask
+/// with a token per sample).
+pub fn pool(view: &TensorView<'_>, n: usize, pooling: Pooling, out: &mut [f32], check: bool) -> bool {
+    tokens::pool_with(Kernels::best(), view, n, pooling, out, check)
+}
+
+/// [`pool`] with the kernels of one instruction set, for benchmarks and tests; `None` when
+/// this CPU lacks it.
+pub fn pool_isa(
+    isa: Isa,
+    view: &TensorView<'_>,
+    n: usize,
+    pooling: Pooling,
+    out: &mut [f32],
+    check: bool,
+) -> Option<bool> {
+    Kernels::for_isa(isa).map(|k| tokens::pool_with(&k, view, n, pooling, out, check))
 }
 
 pub(crate) fn channel_max_with(k: &Kernels, view: &TensorView<'_>, n: usize, out: &mut [f32], check: bool) -> bool {

@@ -47,6 +47,21 @@ fn write_fixtures(dir: &Path) {
     c["head"]["sha256"] = json!("0".repeat(64));
     write("digest_mismatch.json", &c);
 
+    // The four maps as token sequences of the same channel counts, so that the shipped head
+    // scores them.
+    let mut c = good.clone();
+    c["model"].as_object_mut().unwrap().remove("onnx");
+    c["model"].as_object_mut().unwrap().remove("input_shape");
+    for (tap, pooling) in c["taps"].as_array_mut().unwrap().iter_mut().zip(["max", "last", "first", "max"]) {
+        let tap = tap.as_object_mut().unwrap();
+        tap.remove("spatial");
+        tap.remove("tensor");
+        tap.insert("kind".into(), json!("token_sequence"));
+        tap.insert("pooling".into(), json!(pooling));
+        tap.insert("max_tokens".into(), json!(32));
+    }
+    write("sequences.json", &c);
+
     let not_onnx = dir.join("not-a-head.onnx");
     std::fs::write(&not_onnx, "this is not an ONNX model\n").unwrap();
     let mut c = good.clone();

@@ -32,6 +32,7 @@ mod half_bits;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod sse2;
+mod sums;
 #[cfg(test)]
 mod tests;
 mod transpose;
@@ -443,6 +444,7 @@ macro_rules! kernel_set {
             use std::mem::MaybeUninit;
 
             use $crate::reduce::kernels::copy;
+            use $crate::reduce::kernels::sums::{sum_rows, sum_run};
 
             // `$module`: `widened` or `half_bits`, whose `planes` and `rows` have one signature.
             macro_rules! planes_fn {
@@ -500,6 +502,31 @@ macro_rules! kernel_set {
                     }
                 };
             }
+            macro_rules! sum_fns {
+                ($rows:ident, $run:ident, $elem:ty) => {
+                    fn $rows(src: &[$elem], acc: &mut [f32]) {
+                        #[target_feature(enable = $features)]
+                        unsafe fn inner(src: &[$elem], acc: &mut [f32]) {
+                            // SAFETY: as for `planes_fn`.
+                            unsafe { sum_rows::<$simd, $elem>(src, acc) }
+                        }
+                        // SAFETY: as for `planes_fn`.
+                        unsafe { inner(src, acc) }
+                    }
+                    fn $run(src: &[$elem]) -> f32 {
+                        #[target_feature(enable = $features)]
+                        unsafe fn inner(src: &[$elem]) -> f32 {
+                            // SAFETY: as for `planes_fn`.
+                            unsafe { sum_run::<$simd, $elem>(src) }
+                        }
+                        // SAFETY: as for `planes_fn`.
+                        unsafe { inner(src) }
+                    }
+                };
+            }
+            sum_fns!(sum_rows_f32, sum_run_f32, f32);
+            sum_fns!(sum_rows_f16, sum_run_f16, f16);
+            sum_fns!(sum_rows_bf16, sum_run_bf16, bf16);
             copy_fn!(copy_f32, f32);
             copy_fn!(copy_f16, f16);
             copy_fn!(copy_bf16, bf16);
@@ -521,6 +548,12 @@ macro_rules! kernel_set {
                 rows_bf16,
                 planes_f16,
                 rows_f16,
+                sum_rows_f32,
+                sum_rows_f16,
+                sum_rows_bf16,
+                sum_run_f32,
+                sum_run_f16,
+                sum_run_bf16,
                 transpose_f32: $crate::reduce::kernels::transpose::$transposes::f32,
                 transpose_f16: $crate::reduce::kernels::transpose::$transposes::f16,
                 transpose_bf16: $crate::reduce::kernels::transpose::$transposes::bf16,

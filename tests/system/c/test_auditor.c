@@ -11,7 +11,8 @@
  * head), tiny_queue.json, digest_mismatch.json, bad_head.json, no_backend.json,
  * cnn_small_budget.json (the CNN head through the installed CPU plugin, room for one map),
  * cohorts.json (cohorts "reference" and "suspect", evidence windows of 10 samples), and
- * one_worker.json (good.json with one worker).
+ * one_worker.json (good.json with one worker), sequences.json (the four maps as token
+ * sequences of the same channel counts, pooled by max, last, first and max, max_tokens 32).
  * Also: a result callback that never returns by itself, which close and free must not wait for.
  */
 #define _POSIX_C_SOURCE 200809L /* nanosleep, clock_gettime */
@@ -380,6 +381,137 @@ static void test_forms_agree(void) {
   for (int t = 0; t < NMAPS; t++) free(half[t]);
   free_batch(&b);
   puts("ok forms agree");
+}
+
+/* Token sequences: ragged lengths in [N, T, C], the same tokens as a left-padded mask in
+ * [N, C, T], bf16, and the vendor's own pooling all give the same scores; padding (NaN here)
+ * is never read; bad lengths and misused descriptors lose their batch, counted. */
+enum { SEQ_N = 8, SEQ_T = 24 };
+static const int SEQ_POOL[NMAPS] = {0, 3, 2, 0}; /* max, last, first, max (as sequences.json) */
+
+static float seq_pool(const float *ntc, size_t s, int64_t c, int64_t ch, int64_t len, int pooling) {
+  const float *at = ntc + (s * SEQ_T) * (size_t)c + (size_t)ch;
+  if (pooling == 2) return at[0];
+  if (pooling == 3) return at[(size_t)(len - 1) * (size_t)c];
+  float m = -INFINITY;
+  for (int64_t k = 0; k < len; k++) m = fmaxf(m, at[(size_t)k * (size_t)c]);
+  return m;
+}
+
+static void test_sequences(void) {
+  enum { VARIANTS = 4, N = SEQ_N, T = SEQ_T };
+  float scores[VARIANTS * N];
+  for (int i = 0; i < VARIANTS * N; i++) scores[i] = NAN;
+  counts c = {.scores = scores, .scores_len = VARIANTS * N};
+  mint_auditor *a = open_auditor("sequences.json", &c);
+  const int64_t lengths[N] = {24, 1, 5, 17, 23, 2, 11, 24};
+  uint8_t mask[N * T]; /* the same tokens, left-padded: the valid ones at the end */
+  uint64_t s = 99;
+  float *ntc[NMAPS], *nct[NMAPS], *pooled[NMAPS];
+  uint16_t *half[NMAPS];
+  for (int t = 0; t < NMAPS; t++) {
+    int64_t ch = CHANNELS[t];
+    size_t len = N * T * (size_t)ch;
+    ntc[t] = malloc(len * sizeof(float)), nct[t] = malloc(len * sizeof(float));
+    half[t] = malloc(len * 2);
+    pooled[t] = malloc(N * (size_t)ch * sizeof(float));
+    for (size_t i = 0; i < len; i++) {
+      size_t smp = i / (T * (size_t)ch), tok = i / (size_t)ch % T;
+      float x = rng_float(&s);
+      uint32_t u = (uint32_t)to_bf16(x) << 16; /* bf16-exact, so every variant sees the same */
+      memcpy(&x, &u, 4);
+      ntc[t][i] = (int64_t)tok < lengths[smp] ? x : NAN;
+      half[t][i] = to_bf16(ntc[t][i]);
+    }
+    for (size_t smp = 0; smp < N; smp++) {
+      size_t pad = T - (size_t)lengths[smp];
+      for (size_t tok = 0; tok < T; tok++)
+        for (int64_t k = 0; k < ch; k++) {
+          size_t from = (smp * T + tok) * (size_t)ch + (size_t)k;
+          /* [N, C, T] with the sample's tokens moved to the end (left padding) */
+          size_t to_tok = tok < (size_t)lengths[smp] ? tok + pad : tok - (size_t)lengths[smp];
+          nct[t][(smp * (size_t)ch + (size_t)k) * T + to_tok] = ntc[t][from];
+        }
+      for (size_t tok = 0; tok < T; tok++) mask[smp * T + tok] = tok >= pad;
+      for (int64_t k = 0; k < ch; k++)
+        pooled[t][smp * (size_t)ch + (size_t)k] = seq_pool(ntc[t], smp, ch, k, lengths[smp], SEQ_POOL[t]);
+    }
+  }
+  float logits[N * 10];
+  for (int i = 0; i < N * 10; i++) logits[i] = rng_float(&s);
+  int64_t shapes[NTAPS][3];
+  uint64_t ids[N];
+  mint_tensor taps[NTAPS];
+  mint_tokens tokens[NTAPS];
+  for (int v = 0; v < VARIANTS; v++) {
+    for (int i = 0; i < N; i++) ids[i] = (uint64_t)(v * N + i);
+    for (int t = 0; t < NMAPS; t++) {
+      int64_t ch = CHANNELS[t], *sh = shapes[t];
+      tokens[t] = (mint_tokens){v == 1 ? NULL : lengths, v == 1 ? mask : NULL};
+      sh[0] = N, sh[1] = T, sh[2] = ch;
+      if (v == 0) taps[t] = (mint_tensor){ntc[t], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, sh, NULL};
+      if (v == 1) {
+        sh[1] = ch, sh[2] = T;
+        taps[t] = (mint_tensor){nct[t], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NCT, 3, sh, NULL};
+        /* `last` and `first` of the left-padded copy are the same tokens as in [N, T, C] */
+      }
+      if (v == 2) taps[t] = (mint_tensor){half[t], MINT_DTYPE_BF16, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, sh, NULL};
+      if (v == 3) {
+        sh[1] = ch;
+        taps[t] = (mint_tensor){pooled[t], MINT_DTYPE_F32, MINT_FORM_CHANNEL_MAX, MINT_LAYOUT_NCHW, 2, sh, NULL};
+        tokens[t] = (mint_tokens){NULL, NULL};
+      }
+    }
+    shapes[4][0] = N, shapes[4][1] = 10;
+    taps[4] = (mint_tensor){logits, MINT_DTYPE_F32, MINT_FORM_VECTOR, MINT_LAYOUT_NCHW, 2, shapes[4], NULL};
+    tokens[4] = (mint_tokens){NULL, NULL};
+    EXPECT(mint_auditor_submit_tokens(a, MINT_COHORT_DEFAULT, ids, N, taps, tokens, NTAPS, NULL), MINT_OK);
+  }
+  /* Errors, each losing its batch of N (the last variant's descriptors, the vendor-pooled ones
+   * replaced where needed). */
+  mint_tensor bad[NTAPS];
+  mint_tokens bad_tokens[NTAPS];
+  int64_t seq_shape[3] = {N, T, CHANNELS[0]};
+  const int64_t zero_length[N] = {24, 1, 0, 17, 23, 2, 11, 24}, too_long[N] = {25, 1, 5, 17, 23, 2, 11, 24};
+  const int64_t *wrong[2] = {zero_length, too_long};
+  for (int e = 0; e < 4; e++) {
+    memcpy(bad, taps, sizeof bad);
+    memset(bad_tokens, 0, sizeof bad_tokens);
+    bad[0] = (mint_tensor){ntc[0], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, seq_shape, NULL};
+    if (e < 2) bad_tokens[0].lengths = wrong[e];
+    if (e == 2) bad_tokens[0] = (mint_tokens){lengths, mask}; /* both */
+    if (e == 3) bad_tokens[4].lengths = lengths;            /* on the logits */
+    EXPECT(mint_auditor_submit_tokens(a, MINT_COHORT_DEFAULT, ids, N, bad, bad_tokens, NTAPS, NULL),
+           MINT_ERR_INVALID_INPUT);
+    const char *needle[4] = {"sample 2 has length 0", "sample 0 has length 25", "not both", "MINT_FORM_SEQUENCE"};
+    if (!strstr(mint_last_error(), needle[e])) {
+      fprintf(stderr, "error %d: '%s' lacks '%s'\n", e, mint_last_error(), needle[e]);
+      exit(1);
+    }
+  }
+  /* A map layout for a sequence is refused. */
+  memcpy(bad, taps, sizeof bad);
+  bad[0] = (mint_tensor){ntc[0], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NHWC, 3, seq_shape, NULL};
+  EXPECT(mint_auditor_submit(a, ids, N, bad, NTAPS, NULL), MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "MINT_LAYOUT_NTC") != NULL);
+
+  EXPECT(mint_auditor_close(a, 10000, NULL), MINT_OK);
+  mint_stats st;
+  EXPECT(mint_auditor_stats(a, &st), MINT_OK);
+  CHECK(st.dropped_invalid_input == 5 * N);
+  CHECK(st.submitted == (VARIANTS + 5) * N);
+  for (int v = 1; v < VARIANTS; v++)
+    for (int i = 0; i < N; i++) {
+      CHECK(!isnan(scores[i]));
+      /* the head's scores move by up to 7e-6 with the batch they are in (batch_invariance.rs) */
+      if (fabsf(scores[v * N + i] - scores[i]) > 5e-5f) {
+        fprintf(stderr, "sequence variant %d sample %d: %.9g != %.9g\n", v, i, scores[v * N + i], scores[i]);
+        exit(1);
+      }
+    }
+  mint_auditor_free(a);
+  for (int t = 0; t < NMAPS; t++) free(ntc[t]), free(nct[t]), free(half[t]), free(pooled[t]);
+  puts("ok sequences");
 }
 
 /* The library runs the shipped model itself and hands back its logits. */
@@ -764,6 +896,7 @@ int main(int argc, char **argv) {
     test_version();
     test_errors();
     test_forms_agree();
+    test_sequences();
     test_infer();
     test_cohorts();
     test_reentrant();
@@ -779,6 +912,7 @@ int main(int argc, char **argv) {
   test_version();
   test_errors();
   test_forms_agree();
+  test_sequences();
   test_infer();
   test_infer_on_onnxruntime();
   test_cohorts();
