@@ -147,10 +147,12 @@ pub(crate) fn check_views(
             (TapKind::Outcome, Form::Map | Form::Sequence | Form::ChannelMax) => {
                 return bad(format!("an outcome is a [N, {}] vector tensor", tap.channels))
             }
-            (TapKind::TokenSequence, Form::Map | Form::Vector) => return bad(format!(
+            (TapKind::TokenSequence, Form::Map | Form::Vector) => {
+                return bad(format!(
                 "a token sequence needs a [N, T, C] or [N, C, T] tensor, or its {} pooling [N, C] of form channel-max",
                 tap.pooling().label()
-            )),
+            ))
+            }
             _ => {}
         }
         if view.form() != Form::Sequence && view.tokens() != Tokens::All {

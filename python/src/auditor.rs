@@ -18,6 +18,45 @@ use crate::tensors::{self, Borrowed};
 /// Maps of at least this many bytes are reduced by `channel_maxima` with the GIL released.
 const RELEASE_GIL_BYTES: usize = 1 << 20;
 
+/// The values of `object`, an integer or boolean tensor (numpy, torch) or nested lists, of
+/// `rank` dimensions, in row-major order.
+fn integers_of(object: &Bound<'_, PyAny>, label: &str, rank: usize) -> PyResult<Vec<i64>> {
+    let shape_error = || invalid_input(format!("{label}: give [N{}] values", if rank == 2 { ", T" } else { "" }));
+    if object.is_instance_of::<PyList>() || object.is_instance_of::<PyTuple>() {
+        return match rank {
+            1 => object.extract::<Vec<i64>>().map_err(|_| shape_error()),
+            _ => {
+                let rows = object.extract::<Vec<Vec<i64>>>().map_err(|_| shape_error())?;
+                if rows.windows(2).any(|w| w[0].len() != w[1].len()) {
+                    return Err(invalid_input(format!("{label}: rows of different lengths")));
+                }
+                Ok(rows.concat())
+            }
+        };
+    }
+    // A torch tensor is read through its numpy view (shared memory): DLPack carries no
+    // booleans in every torch release, and attention masks often are.
+    let object = if !object.hasattr("__array_interface__")? && object.hasattr("numpy")? {
+        object
+            .call_method0("numpy")
+            .map_err(|e| invalid_input(format!("{label}: {e} (give a CPU tensor, or a list)")))?
+    } else {
+        object.clone()
+    };
+    let held = tensors::borrow_labelled(&object, label)?;
+    if held.shape().len() != rank {
+        return Err(shape_error());
+    }
+    held.integers(label)
+}
+
+/// The tokens a submit call selects, owned for the call.
+enum Tokens {
+    All,
+    Lengths(Vec<i64>),
+    Mask(Vec<u8>),
+}
+
 /// How long dropping an auditor that was never closed lets its queue drain.
 const DROP_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -88,32 +127,62 @@ impl Auditor {
     /// ``taps``, one tensor per configured tap, as a sequence in the configuration's order or
     /// a dict by tap name. Each tensor is a numpy array or a torch tensor (float32, float16 or
     /// bfloat16; any strides; on the CPU), read in place: ``[N, C, H, W]`` for a map (any
-    /// memory layout), ``[N, C]`` for an outcome or for maps the caller already reduced to
-    /// their per-channel max. ``cohort`` names one of the configuration's cohorts.
+    /// memory layout), ``[N, T, C]`` for a token sequence (hidden states; any memory layout,
+    /// so ``x.transpose(1, 2)`` of an ``[N, C, T]`` tensor too), ``[N, C]`` for an outcome, for
+    /// maps the caller already reduced to their per-channel max, or for sequences the caller
+    /// already pooled. ``cohort`` names one of the configuration's cohorts.
+    ///
+    /// ``lengths`` (``[N]`` integers, each in ``1..=T``: right padding) or ``mask`` (``[N, T]``
+    /// booleans or integers, non-zero where a token counts: any padding side, e.g. a
+    /// tokenizer's ``attention_mask``) say which tokens of every ``[N, T, C]`` tap count;
+    /// without them every position does.
     ///
     /// Returns a ``SubmitReport``. Raises (``QueueFullError``, ``InvalidInputError``, ...)
     /// when samples were lost; every lost sample is also counted in ``stats()``.
-    #[pyo3(signature = (ids, taps, cohort=None))]
+    #[pyo3(signature = (ids, taps, cohort=None, lengths=None, mask=None))]
     fn submit(
         &self,
         py: Python<'_>,
         ids: Vec<u64>,
         taps: &Bound<'_, PyAny>,
         cohort: Option<&str>,
+        lengths: Option<&Bound<'_, PyAny>>,
+        mask: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SubmitReport> {
         let cohort = match cohort {
             Some(name) => self.inner.cohort(name).map_err(to_py)?,
             None => Cohort::DEFAULT,
         };
         let held = self.borrow_taps(taps)?;
-        let views = held
-            .iter()
-            .zip(&self.taps)
-            .map(|(b, (name, kind))| b.view(*kind, name))
-            .collect::<PyResult<Vec<TensorView<'_>>>>()?;
+        // Token selections are copied out (N lengths, N × T mask bytes) before the views borrow them.
+        let tokens = match (lengths, mask) {
+            (Some(_), Some(_)) => Err(invalid_input("give lengths or mask, not both".into())),
+            (Some(l), None) => integers_of(l, "lengths", 1).map(Tokens::Lengths),
+            (None, Some(m)) => {
+                integers_of(m, "mask", 2).map(|v| Tokens::Mask(v.into_iter().map(|x| u8::from(x != 0)).collect()))
+            }
+            (None, None) => Ok(Tokens::All),
+        };
+        let views = tokens.as_ref().map_err(|e| e.clone_ref(py)).and_then(|tokens| {
+            held.iter()
+                .zip(&self.taps)
+                .map(|(b, (name, kind))| {
+                    let view = b.view(*kind, name)?;
+                    Ok(match (tokens, view.form()) {
+                        (Tokens::Lengths(l), Form::Sequence) => view.with_lengths(l),
+                        (Tokens::Mask(m), Form::Sequence) => view.with_mask(m),
+                        _ => view,
+                    })
+                })
+                .collect::<PyResult<Vec<TensorView<'_>>>>()
+        });
         let inner = &self.inner;
-        let report = py.detach(|| inner.submit_in(cohort, &ids, &views)).map_err(to_py)?;
-        Ok(report.into())
+        let report = match views {
+            Ok(views) => py.detach(|| inner.submit_in(cohort, &ids, &views)),
+            // Counted by the library like any batch it cannot read.
+            Err(e) => inner.submit_decoded(cohort, &ids, Err(mint_audit::Error::InvalidInput(e.value(py).to_string()))),
+        };
+        Ok(report.map_err(to_py)?.into())
     }
 
     /// Counters since start (of one cohort when ``cohort`` is given).
@@ -186,14 +255,11 @@ impl Auditor {
         self.inner.head_sha256().to_string()
     }
 
-    /// The configured taps, in order: a list of (name, kind) with kind ``activation_map`` or
-    /// ``outcome``.
+    /// The configured taps, in order: a list of (name, kind) with kind ``activation_map``,
+    /// ``outcome`` or ``token_sequence``.
     #[getter]
     fn taps(&self) -> Vec<(String, &'static str)> {
-        self.taps
-            .iter()
-            .map(|(n, k)| (n.clone(), if *k == TapKind::Outcome { "outcome" } else { "activation_map" }))
-            .collect()
+        self.taps.iter().map(|(n, k)| (n.clone(), k.label())).collect()
     }
 
     /// The ONNX tensor a tap reads in the audited model, as configured (None when not given).
