@@ -5,7 +5,8 @@
 use super::{Elem, Simd};
 
 /// `acc[j] += src[r * c + j]` over every row `r` of `c = acc.len()` channels (channels-last
-/// tokens), four registers of channels at a time, one register, then one channel at a time.
+/// tokens), eight registers of channels at a time (as the max kernels: fewer passes over the
+/// rows), one register, then one channel at a time.
 #[inline(always)]
 pub(super) unsafe fn sum_rows<S: Simd, E: Elem>(src: &[E], acc: &mut [f32]) {
     let c = acc.len();
@@ -19,8 +20,8 @@ pub(super) unsafe fn sum_rows<S: Simd, E: Elem>(src: &[E], acc: &mut [f32]) {
     // SAFETY: every load reads channels `j..j + k × W` inside a row (`j + k × W <= c`) of one
     // of `rows` whole rows; every store writes inside `acc`.
     unsafe {
-        while j + 4 * S::W <= c {
-            let mut s = [0, 1, 2, 3].map(|k| S::load_f32(out.add(j + k * S::W)));
+        while j + 8 * S::W <= c {
+            let mut s = [0, 1, 2, 3, 4, 5, 6, 7].map(|k| S::load_f32(out.add(j + k * S::W)));
             for r in 0..rows {
                 let row = base.add(r * c + j);
                 for (k, sk) in s.iter_mut().enumerate() {
@@ -30,7 +31,7 @@ pub(super) unsafe fn sum_rows<S: Simd, E: Elem>(src: &[E], acc: &mut [f32]) {
             for (k, sk) in s.iter().enumerate() {
                 S::store(out.add(j + k * S::W), *sk);
             }
-            j += 4 * S::W;
+            j += 8 * S::W;
         }
         while j + S::W <= c {
             let mut s = S::load_f32(out.add(j));
