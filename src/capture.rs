@@ -5,7 +5,7 @@
 //! (Vanilla) or copied as NCHW f32 (CNN), each token sequence pooled over its valid tokens. Samples holding NaN or infinities are left out of
 //! the records and reported back, so the rest of the batch is not lost.
 
-use crate::config::{Pooling, TapConfig, TapKind, MAX_MAP_ELEMENTS};
+use crate::config::{LmFeature, Pooling, TapConfig, TapKind, MAX_MAP_ELEMENTS};
 use crate::error::{Error, Result};
 use crate::reduce::{self, all_finite, element};
 use crate::tensor::{Arrangement, Form, TensorView, Tokens};
@@ -20,13 +20,16 @@ pub(crate) enum Assembly {
     Map { tap: usize, chw: [usize; 3] },
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Part {
     pub tap: usize,
     pub offset: usize,
+    /// Values the tap adds to the row.
     pub channels: usize,
     /// How a token sequence is pooled (maps are always maxed).
     pub pooling: Pooling,
+    /// For token log-probabilities: the features computed from them (empty otherwise).
+    pub lm: Vec<LmFeature>,
 }
 
 impl Assembly {
@@ -34,8 +37,8 @@ impl Assembly {
         let mut parts = Vec::with_capacity(used.len());
         let mut offset = 0;
         for &tap in used {
-            let channels = taps[tap].channels;
-            parts.push(Part { tap, offset, channels, pooling: taps[tap].pooling() });
+            let channels = taps[tap].feature_width();
+            parts.push(Part { tap, offset, channels, pooling: taps[tap].pooling(), lm: taps[tap].lm_features() });
             offset += channels;
         }
         Assembly::Features { parts, width: offset, check_finite }
@@ -239,6 +242,7 @@ pub(crate) fn assemble(
                             reduce::channel_max_unchecked(v, s, dst);
                             true
                         }
+                        Form::Sequence if !p.lm.is_empty() => reduce::lm_features(v, s, &p.lm, dst),
                         Form::Sequence => reduce::pool(v, s, p.pooling, dst, *check_finite),
                         Form::ChannelMax | Form::Vector => reduce::copy_vector(v, s, dst),
                     };

@@ -189,6 +189,11 @@ pub enum TapKind {
     /// A token sequence `[N, T, C]` (or `[N, C, T]`): a transformer's hidden states, pooled
     /// over each sample's valid tokens (`pooling`) for Vanilla heads.
     TokenSequence,
+    /// A language model's outcome per token, `[N, T, C]`: the log-probability of each actual
+    /// token (C = 1), or that with the mean and standard deviation of the log-probabilities
+    /// under the model's next-token distribution at that position (C = 3, which Min-K%++
+    /// needs), turned into the label-free membership features `features` lists.
+    TokenLogprobs,
 }
 
 impl TapKind {
@@ -198,6 +203,81 @@ impl TapKind {
             TapKind::ActivationMap => "activation_map",
             TapKind::Outcome => "outcome",
             TapKind::TokenSequence => "token_sequence",
+            TapKind::TokenLogprobs => "token_logprobs",
+        }
+    }
+
+    /// Whether the tap's tensor is a token sequence, with lengths or a mask.
+    pub fn has_tokens(self) -> bool {
+        matches!(self, TapKind::TokenSequence | TapKind::TokenLogprobs)
+    }
+}
+
+/// A label-free membership feature of a language model's per-token log-probabilities, over a
+/// sample's valid tokens (Shi et al. 2024, Min-K% Prob; Zhang et al. 2025, Min-K%++).
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum LmFeature {
+    /// The mean log-probability (minus the loss): `mean`.
+    Mean,
+    /// Min-K% Prob: the mean of the lowest fraction `k` of the log-probabilities (at least
+    /// one token): `min_k:0.2`.
+    MinK(f32),
+    /// Min-K%++: the same over each token's log-probability standardised by the mean and
+    /// standard deviation of the log-probabilities at its position (needs C = 3):
+    /// `min_kpp:0.2`.
+    MinKpp(f32),
+    /// An order statistic of the log-probabilities, `q` in [0, 1] (0 the lowest):
+    /// `quantile:0.5`.
+    Quantile(f32),
+}
+
+impl LmFeature {
+    /// What `features` lists when a `token_logprobs` tap gives none (Min-K%++ only with C = 3).
+    pub fn defaults(channels: usize) -> Vec<LmFeature> {
+        let mut list = vec![LmFeature::Mean];
+        list.extend([0.05, 0.1, 0.2, 0.3, 0.5].map(LmFeature::MinK));
+        if channels == 3 {
+            list.extend([0.05, 0.1, 0.2, 0.3, 0.5].map(LmFeature::MinKpp));
+        }
+        list.extend([0.0, 0.25, 0.5, 0.75].map(LmFeature::Quantile));
+        list
+    }
+
+    /// The configuration's name for it (`min_k:0.2`).
+    pub fn label(&self) -> String {
+        match self {
+            LmFeature::Mean => "mean".into(),
+            LmFeature::MinK(k) => format!("min_k:{k}"),
+            LmFeature::MinKpp(k) => format!("min_kpp:{k}"),
+            LmFeature::Quantile(q) => format!("quantile:{q}"),
+        }
+    }
+}
+
+impl TryFrom<String> for LmFeature {
+    type Error = String;
+    fn try_from(text: String) -> std::result::Result<LmFeature, String> {
+        let (name, arg) = match text.split_once(':') {
+            Some((n, a)) => (n, Some(a)),
+            None => (text.as_str(), None),
+        };
+        let fraction = |low_open: bool| -> std::result::Result<f32, String> {
+            let a = arg.ok_or_else(|| format!("'{text}' needs a value after ':'"))?;
+            let x: f32 = a.parse().map_err(|_| format!("'{a}' in '{text}' is not a number"))?;
+            let ok = if low_open { x > 0.0 && x <= 1.0 } else { (0.0..=1.0).contains(&x) };
+            if ok {
+                Ok(x)
+            } else {
+                Err(format!("'{text}': the value must be in {}", if low_open { "(0, 1]" } else { "[0, 1]" }))
+            }
+        };
+        match (name, arg) {
+            ("mean", None) => Ok(LmFeature::Mean),
+            ("min_k", _) => fraction(true).map(LmFeature::MinK),
+            ("min_kpp", _) => fraction(true).map(LmFeature::MinKpp),
+            ("quantile", _) => fraction(false).map(LmFeature::Quantile),
+            _ => Err(format!("'{text}' is not a feature (mean, min_k:K, min_kpp:K, quantile:Q)")),
         }
     }
 }
@@ -254,6 +334,10 @@ pub struct TapConfig {
     /// submit when given; T × C is bounded by the map limit either way).
     #[serde(default)]
     pub max_tokens: Option<usize>,
+    /// For token log-probabilities: the features computed from them, in order (default:
+    /// [`LmFeature::defaults`]).
+    #[serde(default)]
+    pub features: Option<Vec<LmFeature>>,
 }
 
 pub use mint_head::ScoreOutput;
@@ -558,7 +642,34 @@ fn default_header_timeout_ms() -> u64 {
 impl TapConfig {
     /// A tap named `name` of `channels` channels, with no spatial size or tensor name.
     pub fn new(name: impl Into<String>, channels: usize, kind: TapKind) -> TapConfig {
-        TapConfig { name: name.into(), channels, kind, spatial: None, tensor: None, pooling: None, max_tokens: None }
+        TapConfig {
+            name: name.into(),
+            channels,
+            kind,
+            spatial: None,
+            tensor: None,
+            pooling: None,
+            max_tokens: None,
+            features: None,
+        }
+    }
+
+    /// The features of a `token_logprobs` tap, in order (empty for other kinds).
+    pub fn lm_features(&self) -> Vec<LmFeature> {
+        match (self.kind, &self.features) {
+            (TapKind::TokenLogprobs, Some(list)) => list.clone(),
+            (TapKind::TokenLogprobs, None) => LmFeature::defaults(self.channels),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Values this tap adds to a Vanilla head's feature row: its channel count, or for token
+    /// log-probabilities the number of features computed from them.
+    pub fn feature_width(&self) -> usize {
+        match self.kind {
+            TapKind::TokenLogprobs => self.lm_features().len(),
+            _ => self.channels,
+        }
     }
 
     /// The same tap pooled over its tokens by `pooling`.
@@ -697,14 +808,35 @@ impl Config {
                 return Err(Error::config(format!("taps[{i}].name"), format!("'{}' is used twice", tap.name)));
             }
             within(&format!("taps[{i}].channels"), tap.channels, 1, MAX_CHANNELS)?;
-            if tap.kind != TapKind::TokenSequence {
-                for (given, field) in [(tap.pooling.is_some(), "pooling"), (tap.max_tokens.is_some(), "max_tokens")] {
-                    if given {
-                        return Err(Error::config(
-                            format!("taps[{i}].{field}"),
-                            "only a token_sequence tap has tokens",
-                        ));
-                    }
+            let only = |given: bool, field: &str, kind: TapKind| -> Result<()> {
+                if given && tap.kind != kind && !(field == "max_tokens" && tap.kind.has_tokens()) {
+                    return Err(Error::config(
+                        format!("taps[{i}].{field}"),
+                        format!("only a {} tap has it", kind.label()),
+                    ));
+                }
+                Ok(())
+            };
+            only(tap.pooling.is_some(), "pooling", TapKind::TokenSequence)?;
+            only(tap.max_tokens.is_some(), "max_tokens", TapKind::TokenSequence)?;
+            only(tap.features.is_some(), "features", TapKind::TokenLogprobs)?;
+            if tap.kind == TapKind::TokenLogprobs {
+                if tap.channels != 1 && tap.channels != 3 {
+                    return Err(Error::config(
+                        format!("taps[{i}].channels"),
+                        "token log-probabilities have 1 channel (log p of each token) or 3 (with the mean and \
+                         standard deviation at its position)",
+                    ));
+                }
+                let features = tap.lm_features();
+                if features.is_empty() || features.len() > MAX_CHANNELS {
+                    return Err(Error::config(format!("taps[{i}].features"), "must list at least one feature"));
+                }
+                if tap.channels == 1 && features.iter().any(|f| matches!(f, LmFeature::MinKpp(_))) {
+                    return Err(Error::config(
+                        format!("taps[{i}].features"),
+                        "min_kpp needs each position's mean and standard deviation: a tap of 3 channels",
+                    ));
                 }
             }
             if let Some(t) = tap.max_tokens {
@@ -1038,6 +1170,44 @@ pub(crate) mod tests {
                 "quantiles": [{{"q": 0.5, "score": 0.2}}, {{"q": 0.99, "score": {threshold}}}]}}"#,
             "ab".repeat(32)
         )
+    }
+
+    #[test]
+    fn token_taps_are_checked_field_by_field() {
+        let taps = |t: &str| GOOD.replace(r#"{"name": "stage1", "channels": 16, "kind": "activation_map"}"#, t);
+        let ok = Config::from_json(
+            &taps(r#"{"name": "h", "channels": 16, "kind": "token_sequence", "pooling": "last", "max_tokens": 512}"#),
+            Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!((ok.taps[0].pooling(), ok.taps[0].feature_width()), (Pooling::Last, 16));
+        let lp = Config::from_json(
+            &taps(r#"{"name": "lp", "channels": 3, "kind": "token_logprobs", "features": ["mean", "min_kpp:0.2", "quantile:0"]}"#),
+            Path::new("/cfg"),
+        )
+        .unwrap();
+        assert_eq!(lp.taps[0].feature_width(), 3);
+        assert_eq!(lp.taps[0].lm_features()[1], LmFeature::MinKpp(0.2));
+        let defaults =
+            Config::from_json(&taps(r#"{"name": "lp", "channels": 1, "kind": "token_logprobs"}"#), Path::new("/cfg"));
+        assert_eq!(defaults.unwrap().taps[0].feature_width(), 10, "mean, five Min-K%, four quantiles");
+        for (tap, needle) in [
+            (r#"{"name": "h", "channels": 16, "kind": "token_sequence", "pooling": "median"}"#, "taps[0].pooling"),
+            (
+                r#"{"name": "h", "channels": 16, "kind": "activation_map", "pooling": "max"}"#,
+                "only a token_sequence tap",
+            ),
+            (r#"{"name": "h", "channels": 16, "kind": "token_sequence", "spatial": [2, 2]}"#, "only an activation map"),
+            (r#"{"name": "h", "channels": 16, "kind": "token_sequence", "max_tokens": 0}"#, "taps[0].max_tokens"),
+            (r#"{"name": "lp", "channels": 2, "kind": "token_logprobs"}"#, "1 channel"),
+            (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": ["min_kpp:0.2"]}"#, "3 channels"),
+            (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": ["min_k:0"]}"#, "(0, 1]"),
+            (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": ["median"]}"#, "is not a feature"),
+            (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": []}"#, "at least one feature"),
+        ] {
+            let e = err(&taps(tap));
+            assert!(e.contains(needle), "{tap}: {e}");
+        }
     }
 
     #[test]

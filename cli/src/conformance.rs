@@ -145,9 +145,14 @@ fn write(args: WriteArgs) -> Result<ExitCode> {
                 .iter()
                 .map(|&i| {
                     let t = &config.taps[i];
-                    let part =
-                        Part { tap: t.name.clone(), kind: t.kind.label().into(), offset, width: t.channels, chw: None };
-                    offset += t.channels;
+                    let part = Part {
+                        tap: t.name.clone(),
+                        kind: t.kind.label().into(),
+                        offset,
+                        width: t.feature_width(),
+                        chw: None,
+                    };
+                    offset += t.feature_width();
                     part
                 })
                 .collect();

@@ -103,7 +103,7 @@ impl Descriptor {
             if t.kind == TapKind::Outcome {
                 return Some((offset, offset + t.channels));
             }
-            offset += t.channels;
+            offset += t.feature_width();
         }
         None
     }

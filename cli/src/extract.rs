@@ -107,7 +107,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut offset = 0;
     for &i in &used {
         let t = &desc.taps[i];
-        let width = if kind == "vanilla" { t.channels } else { record_shape.iter().product() };
+        let width = if kind == "vanilla" { t.feature_width() } else { record_shape.iter().product() };
         columns.push(json!({"tap": t.name, "kind": t.kind.label(), "start": offset, "stop": offset + width}));
         offset += width;
     }

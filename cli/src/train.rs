@@ -160,8 +160,11 @@ fn check_sidecar(meta: &Value) -> Result<()> {
             for (i, c) in columns.iter().enumerate() {
                 c["tap"].as_str().with_context(|| format!("columns[{i}].tap: missing, or not a string"))?;
                 ensure!(
-                    matches!(c["kind"].as_str(), Some("activation_map" | "outcome")),
-                    "columns[{i}].kind: {} is neither \"activation_map\" nor \"outcome\"",
+                    matches!(
+                        c["kind"].as_str(),
+                        Some("activation_map" | "outcome" | "token_sequence" | "token_logprobs")
+                    ),
+                    "columns[{i}].kind: {} is not activation_map, outcome, token_sequence or token_logprobs",
                     c["kind"]
                 );
                 let start = c["start"].as_u64().with_context(|| format!("columns[{i}].start: not a whole number"))?;

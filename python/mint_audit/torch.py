@@ -6,7 +6,8 @@
         logits = model(images)
     hooks.remove()
 
-Each configured activation-map tap is the output of one module. ``attach`` finds it from the
+Each configured activation-map or token-sequence tap is the output of one module (the first
+element when a module returns a tuple, as transformer blocks do). ``attach`` finds it from the
 tap's ONNX tensor name (``/layer1/layer1.0/conv2/Conv_output_0`` is module
 ``layer1.0.conv2``, as ``torch.onnx.export`` names nodes) unless ``modules`` maps the tap
 name to a module name; the outcome tap is the model's output (``outcome`` picks it from a
@@ -18,6 +19,12 @@ tuple or dict output). Every forward of the model then submits one batch.
 - On CUDA, each map is reduced on the device with ``amax`` over H and W and only the channel
   maxima (``[N, C]``) cross to the host; the features are identical (a maximum is exact in
   any dtype). A CNN head needs whole maps: they are copied to the host.
+
+Language models: ``hooks.samples(ids, lengths=...)`` or ``samples(ids, mask=attention_mask)``
+says which tokens of the batch count; a ``token_logprobs`` tap is computed from the model's
+outcome (its logits) and its input tokens with ``token_scores``, scoring each token from
+the ones before it (one position fewer). On CUDA, sequences are pooled on the device
+(``pool``) and token scores computed there; only ``[N, C]`` and ``[N, T - 1, 3]`` cross.
 
 The hooks never raise into the model's forward: an auditor error (a full queue, a closed
 auditor, bad input) is counted in ``errors`` by status, and the library counts the lost
@@ -33,7 +40,7 @@ import torch
 
 from . import MintError
 
-__all__ = ["attach", "AuditHooks", "module_for_tensor", "REDUCE_IN_HOOK_BYTES"]
+__all__ = ["attach", "AuditHooks", "module_for_tensor", "pool", "token_scores", "REDUCE_IN_HOOK_BYTES"]
 
 #: On the CPU, activation maps of at least this many bytes are reduced to their channel maxima
 #: inside their hook (``Auditor.channel_maxima``), so that the forward does not hold them to its
@@ -63,6 +70,51 @@ def module_for_tensor(tensor_name):
     return qualified
 
 
+def token_scores(logits, tokens):
+    """``[N, T - 1, 3]`` float32 from a causal language model's ``logits`` ``[N, T, V]`` and its
+    input ``tokens`` ``[N, T]``: for the token at position t + 1, its log-probability given the
+    tokens before it, and the mean and standard deviation of the log-probabilities of the
+    model's next-token distribution at t (Min-K%++'s standardisation). What a
+    ``token_logprobs`` tap of 3 channels takes; computed where the logits are."""
+    logp = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+    actual = logp.gather(-1, tokens[:, 1:, None].long())[..., 0]
+    p = logp.exp()
+    mu = (p * logp).sum(-1)
+    sigma = ((p * logp * logp).sum(-1) - mu * mu).clamp(min=0).sqrt()
+    return torch.stack([actual, mu, sigma], dim=-1)
+
+
+def _valid(n, t, lengths, mask, device):
+    """[N, T] booleans: the tokens that count."""
+    if mask is not None:
+        return torch.as_tensor(mask, device=device) != 0
+    if lengths is not None:
+        return torch.arange(t, device=device)[None, :] < torch.as_tensor(lengths, device=device)[:, None]
+    return torch.ones(n, t, dtype=torch.bool, device=device)
+
+
+def pool(hidden, pooling, lengths=None, mask=None):
+    """A token sequence ``[N, T, C]`` pooled over each sample's valid tokens (``lengths`` [N]
+    or ``mask`` [N, T]; neither: all), where it is (e.g. on the GPU): ``[N, C]`` float32, what
+    the library computes from the whole sequence (exactly for ``max``, ``first`` and ``last``;
+    to rounding for ``mean``). ``pooling``: ``max``, ``mean``, ``first`` or ``last``."""
+    x = hidden.detach().float()
+    n, t, _ = x.shape
+    valid = _valid(n, t, lengths, mask, x.device)
+    if pooling == "max":
+        return x.masked_fill(~valid[..., None], float("-inf")).amax(1)
+    if pooling == "mean":
+        return (x * valid[..., None]).sum(1) / valid.sum(1, keepdim=True)
+    positions = torch.arange(t, device=x.device)[None, :].expand(n, t)
+    if pooling == "first":
+        index = positions.masked_fill(~valid, t).amin(1)
+    elif pooling == "last":
+        index = positions.masked_fill(~valid, -1).amax(1)
+    else:
+        raise ValueError(f"pooling {pooling!r}: give max, mean, first or last")
+    return x[torch.arange(n, device=x.device), index.clamp(0, t - 1)]
+
+
 class AuditHooks:
     """The hooks ``attach`` installed; ``remove()`` takes them off."""
 
@@ -78,9 +130,10 @@ class AuditHooks:
         self._lock = threading.Lock()
         self._handles = []
         self._taps = auditor.taps
+        self._pooling = {tap: auditor.tap_pooling(tap) for tap, _ in self._taps}
         named = dict(model.named_modules())
         for position, (tap, kind) in enumerate(self._taps):
-            if kind == "outcome" and tap not in modules:
+            if kind in ("outcome", "token_logprobs") and tap not in modules:
                 continue
             name = modules[tap]
             if name not in named:
@@ -90,19 +143,23 @@ class AuditHooks:
         self._outcome_position = next(
             (i for i, (tap, kind) in enumerate(self._taps) if kind == "outcome" and tap not in modules), None
         )
+        self._logprobs_position = next(
+            (i for i, (tap, kind) in enumerate(self._taps) if kind == "token_logprobs" and tap not in modules), None
+        )
         self._handles.append(model.register_forward_hook(self._model_hook))
 
     @contextlib.contextmanager
-    def samples(self, ids, cohort=None):
+    def samples(self, ids, cohort=None, lengths=None, mask=None):
         """The sample ids of the batch the model runs inside this block (this thread only), and
         the cohort to submit them in (default: ``attach``'s). Without it, samples get ids
-        counted from 2**62."""
-        previous = getattr(self._local, "ids", None), getattr(self._local, "cohort", None)
-        self._local.ids, self._local.cohort = ids, cohort
+        counted from 2**62. For sequences, ``lengths`` ([N], right padding) or ``mask`` ([N, T],
+        e.g. the tokenizer's ``attention_mask``) say which tokens count."""
+        previous = tuple(getattr(self._local, k, None) for k in ("ids", "cohort", "tokens"))
+        self._local.ids, self._local.cohort, self._local.tokens = ids, cohort, (lengths, mask)
         try:
             yield self
         finally:
-            self._local.ids, self._local.cohort = previous
+            self._local.ids, self._local.cohort, self._local.tokens = previous
 
     def remove(self):
         for handle in self._handles:
@@ -123,8 +180,10 @@ class AuditHooks:
 
         def hook(_module, _inputs, output):
             captured = captured_now()
+            if isinstance(output, (tuple, list)):
+                output = output[0]
             if not output.is_cpu or output.requires_grad:
-                captured[position] = prepare(output, kind)
+                captured[position] = prepare(output, kind, tap)
                 return
             # On the CPU a small map is handed over as it is; a large one is reduced now, so that
             # the forward need not hold it until it ends.
@@ -139,22 +198,30 @@ class AuditHooks:
 
         return hook
 
-    def _prepare(self, tensor, kind):
+    def _prepare(self, tensor, kind, tap=None):
         tensor = tensor.detach()
         if tensor.is_cpu:
             return tensor
         if kind == "activation_map" and tensor.dim() == 4 and not self._head_needs_maps:
             # Only the channel maxima cross to the host.
             return tensor.amax(dim=(2, 3)).cpu()
+        if kind == "token_sequence" and tensor.dim() == 3:
+            # Only the pooled [N, C] crosses to the host.
+            lengths, mask = getattr(self._local, "tokens", None) or (None, None)
+            return pool(tensor, self._pooling[tap], lengths, mask).cpu()
         return tensor.cpu()
 
-    def _model_hook(self, _module, _inputs, output):
+    def _model_hook(self, _module, inputs, output):
         captured = self._captured()
         self._local.captured = None
         try:
+            out = self._outcome(output) if self._outcome is not None else output
             if self._outcome_position is not None:
-                out = self._outcome(output) if self._outcome is not None else output
                 captured[self._outcome_position] = self._prepare(out, "outcome")
+            lengths, mask = getattr(self._local, "tokens", None) or (None, None)
+            if self._logprobs_position is not None:
+                # Scored where the logits are; each token from the ones before it.
+                captured[self._logprobs_position] = token_scores(out.detach(), inputs[0]).cpu()
             if any(t is None for t in captured):
                 self._count("MISSING_TAP")
                 return
@@ -166,13 +233,33 @@ class AuditHooks:
             elif torch.is_tensor(ids):
                 ids = ids.tolist()
             cohort = getattr(self._local, "cohort", None) or self.cohort
-            self.auditor.submit(ids, captured, None if cohort == "default" else cohort)
+            tokens = self._tokens(captured, lengths, mask)
+            self.auditor.submit(ids, captured, None if cohort == "default" else cohort, **tokens)
             with self._lock:
                 self.batches += 1
         except MintError as error:
             self._count(getattr(error, "status", type(error).__name__))
         except (TypeError, ValueError):
             self._count("BAD_IDS")
+
+    def _tokens(self, captured, lengths, mask):
+        """``submit``'s lengths or mask by tap: as given for the hidden states (the pooled ones
+        need none), one position fewer for token scores."""
+        if lengths is None and mask is None:
+            return {}
+        lengths = None if lengths is None else torch.as_tensor(lengths).cpu()
+        mask = None if mask is None else torch.as_tensor(mask).cpu()
+        selected = {}
+        for (tap, kind), tensor in zip(self._taps, captured):
+            if kind == "token_sequence" and tensor.dim() == 3:
+                selected[tap] = lengths if mask is None else mask
+            elif kind == "token_logprobs":
+                if mask is None:
+                    selected[tap] = lengths - 1
+                else:
+                    m = mask != 0
+                    selected[tap] = m[:, :-1] & m[:, 1:]
+        return {"mask" if mask is not None else "lengths": selected}
 
     def _count(self, status):
         with self._lock:

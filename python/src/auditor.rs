@@ -6,56 +6,18 @@ use std::time::Duration;
 
 use mint_audit::config::TapKind;
 use mint_audit::internals::{channel_max, channel_max_unchecked};
-use mint_audit::{Cohort, Config, Form, TensorView};
+use mint_audit::{Cohort, Form};
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyDict, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyDict, PyTuple};
 
+use crate::batch;
 use crate::errors::{invalid_input, to_py};
 use crate::reports::{CloseReport, Stats, SubmitReport};
 use crate::sink::PythonSink;
-use crate::tensors::{self, Borrowed};
+use crate::tensors;
 
 /// Maps of at least this many bytes are reduced by `channel_maxima` with the GIL released.
 const RELEASE_GIL_BYTES: usize = 1 << 20;
-
-/// The values of `object`, an integer or boolean tensor (numpy, torch) or nested lists, of
-/// `rank` dimensions, in row-major order.
-fn integers_of(object: &Bound<'_, PyAny>, label: &str, rank: usize) -> PyResult<Vec<i64>> {
-    let shape_error = || invalid_input(format!("{label}: give [N{}] values", if rank == 2 { ", T" } else { "" }));
-    if object.is_instance_of::<PyList>() || object.is_instance_of::<PyTuple>() {
-        return match rank {
-            1 => object.extract::<Vec<i64>>().map_err(|_| shape_error()),
-            _ => {
-                let rows = object.extract::<Vec<Vec<i64>>>().map_err(|_| shape_error())?;
-                if rows.windows(2).any(|w| w[0].len() != w[1].len()) {
-                    return Err(invalid_input(format!("{label}: rows of different lengths")));
-                }
-                Ok(rows.concat())
-            }
-        };
-    }
-    // A torch tensor is read through its numpy view (shared memory): DLPack carries no
-    // booleans in every torch release, and attention masks often are.
-    let object = if !object.hasattr("__array_interface__")? && object.hasattr("numpy")? {
-        object
-            .call_method0("numpy")
-            .map_err(|e| invalid_input(format!("{label}: {e} (give a CPU tensor, or a list)")))?
-    } else {
-        object.clone()
-    };
-    let held = tensors::borrow_labelled(&object, label)?;
-    if held.shape().len() != rank {
-        return Err(shape_error());
-    }
-    held.integers(label)
-}
-
-/// The tokens a submit call selects, owned for the call.
-enum Tokens {
-    All,
-    Lengths(Vec<i64>),
-    Mask(Vec<u8>),
-}
 
 /// How long dropping an auditor that was never closed lets its queue drain.
 const DROP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -91,22 +53,7 @@ impl Auditor {
         on_results: Option<Py<PyAny>>,
         base_dir: Option<PathBuf>,
     ) -> PyResult<Auditor> {
-        let config = if config.is_instance_of::<PyDict>() {
-            let json: String = py.import("json")?.call_method1("dumps", (config,))?.extract()?;
-            let base = match base_dir {
-                Some(dir) => dir,
-                None => std::env::current_dir()?,
-            };
-            Config::from_json(&json, &base).map_err(to_py)?
-        } else {
-            let path: PathBuf = config.extract().map_err(|_| {
-                invalid_input(format!(
-                    "config: expected a path or a dict, got {}",
-                    config.get_type().name().map(|n| n.to_string()).unwrap_or_default()
-                ))
-            })?;
-            Config::from_path(&path).map_err(to_py)?
-        };
+        let config = batch::config_of(py, config, base_dir)?;
         let taps = config.taps.iter().map(|t| (t.name.clone(), t.kind)).collect();
         if let Some(callback) = &on_results {
             if !callback.bind(py).is_callable() {
@@ -153,29 +100,9 @@ impl Auditor {
             Some(name) => self.inner.cohort(name).map_err(to_py)?,
             None => Cohort::DEFAULT,
         };
-        let held = self.borrow_taps(taps)?;
-        // Token selections are copied out (N lengths, N × T mask bytes) before the views borrow them.
-        let tokens = match (lengths, mask) {
-            (Some(_), Some(_)) => Err(invalid_input("give lengths or mask, not both".into())),
-            (Some(l), None) => integers_of(l, "lengths", 1).map(Tokens::Lengths),
-            (None, Some(m)) => {
-                integers_of(m, "mask", 2).map(|v| Tokens::Mask(v.into_iter().map(|x| u8::from(x != 0)).collect()))
-            }
-            (None, None) => Ok(Tokens::All),
-        };
-        let views = tokens.as_ref().map_err(|e| e.clone_ref(py)).and_then(|tokens| {
-            held.iter()
-                .zip(&self.taps)
-                .map(|(b, (name, kind))| {
-                    let view = b.view(*kind, name)?;
-                    Ok(match (tokens, view.form()) {
-                        (Tokens::Lengths(l), Form::Sequence) => view.with_lengths(l),
-                        (Tokens::Mask(m), Form::Sequence) => view.with_mask(m),
-                        _ => view,
-                    })
-                })
-                .collect::<PyResult<Vec<TensorView<'_>>>>()
-        });
+        let held = batch::borrow_taps(taps, &self.taps)?;
+        let tokens = batch::tokens_of(lengths, mask, &self.taps);
+        let views = tokens.as_ref().map_err(|e| e.clone_ref(py)).and_then(|t| batch::views(&held, &self.taps, t));
         let inner = &self.inner;
         let report = match views {
             Ok(views) => py.detach(|| inner.submit_in(cohort, &ids, &views)),
@@ -271,6 +198,17 @@ impl Auditor {
         Ok(config.taps[index].tensor.clone())
     }
 
+    /// How a token-sequence tap is pooled over its valid tokens (``max``, ``mean``, ``first``
+    /// or ``last``); None for other taps.
+    fn tap_pooling(&self, tap: &str) -> PyResult<Option<&'static str>> {
+        let config = self.inner.config();
+        let index = config
+            .tap_index(tap)
+            .ok_or_else(|| invalid_input(format!("no tap is named '{tap}'; configured: {}", self.tap_names())))?;
+        let t = &config.taps[index];
+        Ok((t.kind == TapKind::TokenSequence).then(|| t.pooling().label()))
+    }
+
     /// The per-channel maxima of activation-map tap ``tap`` from ``maps`` (``[N, C, H, W]``,
     /// any layout and dtype ``submit`` takes), computed in place by the library's kernels as
     /// ``submit`` would: ``N × C`` float32 values, sample by sample, in a ``bytearray``
@@ -364,44 +302,6 @@ impl Auditor {
 }
 
 impl Auditor {
-    /// Reads every tap of one submit call: a sequence in configuration order, or a dict by name.
-    fn borrow_taps<'py>(&self, taps: &Bound<'py, PyAny>) -> PyResult<Vec<Borrowed<'py>>> {
-        let objects: Vec<Bound<'py, PyAny>> = if let Ok(by_name) = taps.cast::<PyDict>() {
-            for key in by_name.keys() {
-                let key: String = key.extract()?;
-                if !self.taps.iter().any(|(n, _)| *n == key) {
-                    return Err(invalid_input(format!(
-                        "taps: no tap is named '{key}'; configured: {}",
-                        self.tap_names()
-                    )));
-                }
-            }
-            self.taps
-                .iter()
-                .map(|(name, _)| {
-                    by_name.get_item(name)?.ok_or_else(|| invalid_input(format!("taps: tap '{name}' is missing")))
-                })
-                .collect::<PyResult<_>>()?
-        } else if let Ok(list) = taps.cast::<PyList>() {
-            list.iter().collect()
-        } else if let Ok(tuple) = taps.cast::<PyTuple>() {
-            tuple.iter().collect()
-        } else {
-            return Err(invalid_input(
-                "taps: expected a list or tuple in configuration order, or a dict by tap name".into(),
-            ));
-        };
-        if objects.len() != self.taps.len() {
-            return Err(invalid_input(format!(
-                "taps: {} given, but the configuration has {} ({})",
-                objects.len(),
-                self.taps.len(),
-                self.tap_names()
-            )));
-        }
-        objects.iter().zip(&self.taps).map(|(o, (name, _))| tensors::borrow(o, name)).collect()
-    }
-
     fn tap_names(&self) -> String {
         self.taps.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
     }

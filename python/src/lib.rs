@@ -2,12 +2,15 @@
 //!
 //! The path of a sample from Python: `tensors` reads each tap from a numpy array or a torch
 //! tensor in place (the array interface or DLPack) into a [`mint_audit::TensorView`];
-//! `auditor` hands the views to the library with the GIL released; results come back to a
+//! `batch` reads one call's taps and token selection, `auditor` hands the views to the
+//! library with the GIL released (`features` gives the rows it would build, for experiments); results come back to a
 //! Python callable on the library's worker threads, which take the GIL for it (`sink`);
 //! `errors` turns the library's errors into exceptions named after the C status codes.
 
 mod auditor;
+mod batch;
 mod errors;
+mod features;
 mod reports;
 mod sink;
 mod tensors;
@@ -26,6 +29,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("REDUCE_ISA", mint_audit::reduce_isa())?;
     m.add("CLOSE_GRACE_S", mint_audit::CLOSE_GRACE.as_secs_f64())?;
     m.add_class::<auditor::Auditor>()?;
+    m.add_function(wrap_pyfunction!(features::features, m)?)?;
     m.add_class::<reports::Stats>()?;
     m.add_class::<reports::CloseReport>()?;
     m.add_class::<reports::SubmitReport>()?;

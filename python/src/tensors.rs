@@ -301,8 +301,9 @@ impl Borrowed<'_> {
     }
 
     /// The view the library reads, for a tap of `kind`: rank 4 is a map, rank 3 a token
-    /// sequence `[N, T, C]` (any memory layout), rank 2 an outcome vector or (for a map or
-    /// sequence tap) channel maxima or the vendor's pooling.
+    /// sequence `[N, T, C]` (any memory layout), rank 2 an outcome vector, token
+    /// log-probabilities `[N, T]`, or (for a map or sequence tap) channel maxima or the
+    /// vendor's pooling.
     pub(crate) fn view(&self, kind: TapKind, tap: &str) -> PyResult<TensorView<'_>> {
         let bad = |what: String| invalid_input(format!("tap '{tap}': {what}"));
         let Stored::Float(dtype) = self.dtype else {
@@ -339,6 +340,11 @@ impl Borrowed<'_> {
                 // [N, T, C] as torch lays out hidden states; the library's order is [N, C, T].
                 let (s, t) = (&self.shape, &self.strides);
                 TensorView::strided_sequence(elements, [s[0], s[2], s[1]], [t[0], t[2], t[1]]).map_err(library)
+            }
+            (2, TapKind::TokenLogprobs) => {
+                // [N, T]: one log-probability per token.
+                let (s, t) = (&self.shape, &self.strides);
+                TensorView::strided_sequence(elements, [s[0], 1, s[1]], [t[0], 1, t[1]]).map_err(library)
             }
             (2, kind) => {
                 let form = if kind == TapKind::Outcome { Form::Vector } else { Form::ChannelMax };

@@ -8,6 +8,7 @@
 
 mod dispatch;
 mod kernels;
+mod lm;
 mod tokens;
 mod tune;
 
@@ -17,6 +18,7 @@ use crate::config::Pooling;
 use crate::tensor::{Arrangement, Elements, TensorView};
 pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
+pub(crate) use lm::lm_features;
 pub(crate) use tokens::check_tokens;
 
 /// The best instruction set this CPU has, whose kernels the reduction uses except where

@@ -73,6 +73,11 @@ impl Iterator for Runs<'_> {
     }
 }
 
+/// The valid token positions of sample `n`, in order.
+pub(crate) fn valid_tokens<'a>(view: &TensorView<'a>, n: usize) -> impl Iterator<Item = usize> + 'a {
+    runs(view, n).flatten()
+}
+
 fn runs<'a>(view: &TensorView<'a>, n: usize) -> Runs<'a> {
     let t = view.spatial();
     match view.tokens() {

@@ -1,0 +1,120 @@
+//! A language model's label-free membership features, from the log-probabilities of the
+//! actual tokens over each sample's valid tokens: the mean (minus the loss), Min-K% Prob (the
+//! mean of the lowest k of them; Shi et al. 2024), Min-K%++ (the same on log-probabilities
+//! standardised by the mean and standard deviation of the model's next-token distribution at
+//! each position; Zhang et al. 2025) and order statistics.
+//!
+//! A sample's T values are gathered and sorted in a per-thread scratch buffer that keeps its
+//! size, so the vendor's thread allocates only while its longest sequence grows.
+
+use std::cell::RefCell;
+
+use super::tokens::valid_tokens;
+use super::{all_finite, element};
+use crate::config::LmFeature;
+use crate::tensor::TensorView;
+
+thread_local! {
+    /// Log-probabilities and standardised log-probabilities of one sample.
+    static SCRATCH: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Writes sample `n`'s features into `out` (one per feature) from a `[N, C, T]` view of C = 1
+/// (log p of each token) or C = 3 (with the mean and standard deviation of log p at each
+/// position). Returns `false` when a feature is not finite (a NaN or infinite value among the
+/// valid tokens).
+pub(crate) fn lm_features(view: &TensorView<'_>, n: usize, features: &[LmFeature], out: &mut [f32]) -> bool {
+    assert_eq!(out.len(), features.len(), "one output per feature");
+    let (sc, st) = (view.strides()[1], view.strides()[2]);
+    let base = view.sample_offset(n);
+    let e = view.elements();
+    let standardised = view.channels() == 3;
+    SCRATCH.with_borrow_mut(|(lp, z)| {
+        lp.clear();
+        z.clear();
+        for tok in valid_tokens(view, n) {
+            let at = base + tok * st;
+            let x = element(e, at);
+            lp.push(x);
+            if standardised {
+                let (mu, sigma) = (element(e, at + sc), element(e, at + 2 * sc));
+                // A position where the model is certain has no spread: its token is typical.
+                z.push(if sigma > 0.0 { (x - mu) / sigma } else { 0.0 });
+            }
+        }
+        lp.sort_unstable_by(f32::total_cmp);
+        z.sort_unstable_by(f32::total_cmp);
+        for (o, f) in out.iter_mut().zip(features) {
+            *o = match *f {
+                LmFeature::Mean => mean(lp),
+                LmFeature::MinK(k) => mean(&lp[..lowest(lp.len(), k)]),
+                LmFeature::MinKpp(k) => mean(&z[..lowest(z.len(), k)]),
+                LmFeature::Quantile(q) => lp[((lp.len() - 1) as f32 * q).round() as usize],
+            };
+        }
+    });
+    all_finite(out)
+}
+
+/// How many of `len` sorted values the lowest fraction `k` takes: at least one.
+fn lowest(len: usize, k: f32) -> usize {
+    ((len as f32 * k).ceil() as usize).clamp(1, len)
+}
+
+fn mean(values: &[f32]) -> f32 {
+    (values.iter().map(|&x| x as f64).sum::<f64>() / values.len() as f64) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::SeqLayout;
+
+    #[test]
+    fn features_are_computed_over_valid_tokens_only() {
+        // Two samples of 6 positions, C = 3 in [N, T, C]: (log p, mu, sigma).
+        let rows = [
+            [
+                (-1.0, -2.0, 1.0),
+                (-3.0, -2.0, 2.0),
+                (-0.5, -1.0, 0.5),
+                (-4.0, -3.0, 1.0),
+                (-2.0, -2.0, 0.0),
+                (9.0, 9.0, 9.0),
+            ],
+            [
+                (-0.1, -1.0, 1.0),
+                (-0.2, -1.0, 1.0),
+                (f32::NAN, 0.0, 1.0),
+                (-0.3, -0.3, 1.0),
+                (-0.4, -0.2, 2.0),
+                (-0.5, -1.5, 1.0),
+            ],
+        ];
+        let data: Vec<f32> = rows.iter().flatten().flat_map(|&(a, b, c)| [a, b, c]).collect();
+        let lengths = [5i64, 2];
+        let v = TensorView::sequence(data.as_slice(), SeqLayout::Ntc, [2, 6, 3]).unwrap().with_lengths(&lengths);
+        let features = [
+            LmFeature::Mean,
+            LmFeature::MinK(0.2),
+            LmFeature::MinK(0.4),
+            LmFeature::MinKpp(0.4),
+            LmFeature::Quantile(0.0),
+            LmFeature::Quantile(0.5),
+            LmFeature::Quantile(1.0),
+        ];
+        let mut out = [0f32; 7];
+        assert!(lm_features(&v, 0, &features, &mut out));
+        // log p: -1 -3 -0.5 -4 -2 (sorted: -4 -3 -2 -1 -0.5); z: 1 -0.5 1 -1 0 (sorted: -1 -0.5 0 1 1).
+        assert_eq!(out, [-2.1, -4.0, -3.5, -0.75, -4.0, -2.0, -0.5]);
+        assert!(lm_features(&v, 1, &features, &mut out));
+        // Sample 1 has two valid tokens; its NaN at position 2 is padding.
+        assert_eq!(out[0], -0.15);
+        assert_eq!(out[1], -0.2);
+        let mask = [1u8, 1, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0];
+        let v = TensorView::sequence(data.as_slice(), SeqLayout::Ntc, [2, 6, 3]).unwrap().with_mask(&mask);
+        assert!(!lm_features(&v, 1, &features, &mut out), "a NaN log-probability among the valid tokens");
+        assert!(lm_features(&v, 0, &features, &mut out));
+        assert_eq!(out[0], -2.1);
+    }
+}
