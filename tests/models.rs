@@ -93,7 +93,7 @@ fn onnxruntime_refuses_unknown_taps_and_missing_libraries() {
 }
 
 fn extraction_matches_pytorch(runtime: &Runtime) {
-    for model in ["fmnist-memorizing", "fmnist-generalizing"] {
+    for model in ["fmnist-memorizing", "fmnist-generalizing", "fmnist-vit"] {
         let dir = repo().join("models").join(model);
         let descriptor: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("model.json")).unwrap()).unwrap();

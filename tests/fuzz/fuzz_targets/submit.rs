@@ -1,5 +1,7 @@
-//! Any tensor descriptors through `mint_auditor_submit`, the C entry point vendors call: a
-//! status, never a panic, a hang or a read outside the buffer the descriptors may address.
+//! Any tensor descriptors through `mint_auditor_submit` and, with token selections (lengths
+//! or masks of any values) for sequences, `mint_auditor_submit_tokens`, the C entry points
+//! vendors call: a status, never a panic, a hang or a read outside the buffer the descriptors
+//! may address.
 #![no_main]
 
 use std::ffi::CString;
@@ -63,9 +65,11 @@ fuzz_target!(|data: &[u8]| {
     let mut shapes = vec![[0i64; 4]; n_taps];
     let mut strides = vec![[0i64; 4]; n_taps];
     let mut taps = Vec::with_capacity(n_taps);
+    let mut tokens = Vec::with_capacity(n_taps);
+    let (mut lengths, mut masks) = (vec![[0i64; 256]; n_taps], vec![Vec::new(); n_taps]);
     for t in 0..n_taps {
         let (dtype, form, layout, rank) =
-            (u32::from(next() % 4), u32::from(next() % 4), u32::from(next() % 4), next() % 6);
+            (u32::from(next() % 4), u32::from(next() % 5), u32::from(next() % 6), next() % 6);
         for d in 0..4 {
             // Dimensions up to 249 (every shipped tap's), the odd huge or negative one.
             shapes[t][d] = match next() {
@@ -82,6 +86,31 @@ fuzz_target!(|data: &[u8]| {
         if extent(shape, strided.then(|| &strides[t][..rank.min(4)])).is_none() && rank <= 4 {
             return; // the C contract: the caller provides every element it describes
         }
+        // Which tokens count: none given, lengths (any values, the odd negative or huge one)
+        // or a mask of any bytes, sized as the C contract says (N values, N × T bytes).
+        let (batch, positions) = match (layout, rank >= 3) {
+            (_, false) => (0, 0),
+            (MINT_LAYOUT_NTC, true) => (shapes[t][0], shapes[t][1]),
+            _ => (shapes[t][0], shapes[t][2]),
+        };
+        let selection = next() % 3;
+        let fits = (0..=256).contains(&batch) && (0..=4096).contains(&positions);
+        let (mut l, mut m) = (std::ptr::null(), std::ptr::null());
+        if fits && selection == 1 {
+            for v in lengths[t].iter_mut() {
+                *v = match next() {
+                    255 => -1,
+                    254 => i64::MAX,
+                    b => i64::from(b % 64),
+                };
+            }
+            l = lengths[t].as_ptr();
+        } else if fits && selection == 2 {
+            let pattern = next();
+            masks[t] = (0..batch * positions).map(|i| u8::from((pattern >> (i % 8)) & 1 == 1)).collect();
+            m = masks[t].as_ptr();
+        }
+        tokens.push(mint_tokens { lengths: l, mask: m });
         taps.push(mint_tensor {
             data: buffer.as_ptr().cast(),
             dtype,
@@ -94,7 +123,23 @@ fuzz_target!(|data: &[u8]| {
     }
     let ids: Vec<u64> = (0..n as u64).collect();
     let mut report = mint_submit_report::default();
-    // SAFETY: every pointer is valid for what the descriptors address (checked above).
-    let status = unsafe { mint_auditor_submit(auditor(), ids.as_ptr(), n, taps.as_ptr(), taps.len(), &mut report) };
+    let status = if next() % 2 == 0 {
+        // SAFETY: every pointer is valid for what the descriptors address (checked above).
+        unsafe { mint_auditor_submit(auditor(), ids.as_ptr(), n, taps.as_ptr(), taps.len(), &mut report) }
+    } else {
+        // SAFETY: as above, and every token selection holds what its descriptor's N and T ask.
+        unsafe {
+            mint_auditor_submit_tokens(
+                auditor(),
+                0,
+                ids.as_ptr(),
+                n,
+                taps.as_ptr(),
+                tokens.as_ptr(),
+                taps.len(),
+                &mut report,
+            )
+        }
+    };
     assert!(report.accepted <= report.chosen && report.chosen <= n, "{status:?}");
 });
