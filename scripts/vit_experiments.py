@@ -32,7 +32,26 @@ VANILLA = [
     ("all", "Vanilla, all blocks + outcome"),
     ("logits", "Vanilla, outcome only (the paper's MIA row)"),
 ]
+# The same blocks pooled by their first token (CLS, which the classifier reads) instead.
+CLS = [
+    ("block4", "Vanilla, block 4 (CLS token)"),
+    ("block1,block2,block3,block4", "Vanilla, all blocks (CLS token)"),
+    ("all", "Vanilla, all blocks (CLS token) + outcome"),
+]
 RECIPE = "standardized"
+
+
+def cls_descriptor(model_dir, work):
+    """The model's descriptor with every block pooled by its first token, beside the work."""
+    info = json.load(open(os.path.join(model_dir, "model.json")))
+    info["model"]["onnx"] = os.path.join(model_dir, "model.onnx")
+    for tap in info["taps"]:
+        if tap["kind"] == "token_sequence":
+            tap["pooling"] = "first"
+    os.makedirs(work, exist_ok=True)
+    path = os.path.join(work, "model-cls.json")
+    json.dump(info, open(path, "w"), indent=1)
+    return path
 
 
 def dataset_tests(model_dir):
@@ -87,19 +106,21 @@ def main():
     for protocol in PROTOCOLS:
         work = os.path.join(WORK, MODEL, protocol)
         shutil.rmtree(work, ignore_errors=True)
-        feats = os.path.join(work, "features")
-        sh(MINT, "extract", "--model-json", desc, "--split", os.path.join(model_dir, "split.json"),
-           "--protocol", protocol, "--out", feats, stderr=subprocess.DEVNULL)
         rows, baselines = [], None
-        for taps, label in VANILLA:
-            name = f"vanilla-{taps.replace(',', '-')}-{RECIPE}"
-            head = os.path.join(work, "heads", name + ".onnx")
-            config = os.path.join(work, "heads", name + ".json")
-            sh(MINT, "train", "--features", feats, "--taps", taps, "--recipe", RECIPE, "--out", head,
-               "--config-out", config, "--model-json", desc, stdout=subprocess.DEVNULL)
-            report = evaluate(config, model_dir, protocol, os.path.join(work, "eval", name))
-            rows.append({"row": label, "recipe": RECIPE, "head": name, **figures(report, "mint")})
-            baselines = baselines or report
+        for pooling, rows_spec in (("max", VANILLA), ("first", CLS)):
+            descriptor = desc if pooling == "max" else cls_descriptor(model_dir, work)
+            feats = os.path.join(work, f"features-{pooling}")
+            sh(MINT, "extract", "--model-json", descriptor, "--split", os.path.join(model_dir, "split.json"),
+               "--protocol", protocol, "--out", feats, stderr=subprocess.DEVNULL)
+            for taps, label in rows_spec:
+                name = f"vanilla-{pooling}-{taps.replace(',', '-')}-{RECIPE}"
+                head = os.path.join(work, "heads", name + ".onnx")
+                config = os.path.join(work, "heads", name + ".json")
+                sh(MINT, "train", "--features", feats, "--taps", taps, "--recipe", RECIPE, "--out", head,
+                   "--config-out", config, "--model-json", descriptor, stdout=subprocess.DEVNULL)
+                report = evaluate(config, model_dir, protocol, os.path.join(work, "eval", name))
+                rows.append({"row": label, "recipe": RECIPE, "head": name, **figures(report, "mint")})
+                baselines = baselines or report
         for key, label in (("loss", "Loss threshold (needs labels)"), ("confidence", "Confidence (max softmax, label-free)"),
                            ("blind", "Blind control (raw inputs only, never the model)")):
             f = figures(baselines, key)
@@ -110,7 +131,7 @@ def main():
             "rows": rows,
         }
     # The shipped head: all blocks + outcome, calibrated for a 1% FPR like the CNNs'.
-    sh(MINT, "train", "--features", os.path.join(WORK, MODEL, "same_distribution", "features"), "--recipe", RECIPE,
+    sh(MINT, "train", "--features", os.path.join(WORK, MODEL, "same_distribution", "features-max"), "--recipe", RECIPE,
        "--out", os.path.join(model_dir, "head.onnx"), "--config-out", os.path.join(model_dir, "auditor.json"),
        "--model-json", desc, "--metrics-listen", "127.0.0.1:0", *SHIPPED_COHORTS, stdout=subprocess.DEVNULL)
     calibrate(os.path.join(model_dir, "auditor.json"), model_dir, os.path.join(WORK, MODEL, "calibration"))

@@ -152,7 +152,15 @@ fn extraction_matches_pytorch(runtime: &Runtime) {
 /// `Auditor::infer` runs the model for the vendor and audits the same features.
 #[test]
 fn infer_serves_the_models_output_and_audits_it() {
-    infer_serves_and_audits(shipped_auditor_config());
+    infer_serves_and_audits(shipped_auditor_config(), "fmnist-memorizing");
+}
+
+/// The same for the vision transformer, whose taps are token sequences pooled by their max.
+#[test]
+fn infer_serves_a_vision_transformer_and_audits_its_token_sequences() {
+    let config = mint_audit::Config::from_path(repo().join("models/fmnist-vit/auditor.json")).unwrap();
+    assert!(config.taps.iter().filter(|t| t.kind == TapKind::TokenSequence).count() == 4);
+    infer_serves_and_audits(config, "fmnist-vit");
 }
 
 /// The same with `model.runtime: "onnxruntime"`.
@@ -162,12 +170,13 @@ fn infer_on_onnxruntime_serves_the_models_output_and_audits_it() {
     let mut json = shipped_config();
     json["model"]["runtime"] = "onnxruntime".into();
     json["model"]["onnxruntime_library"] = venv_onnxruntime().to_str().unwrap().into();
-    infer_serves_and_audits(mint_audit::Config::from_json(&json.to_string(), &repo()).unwrap());
+    infer_serves_and_audits(mint_audit::Config::from_json(&json.to_string(), &repo()).unwrap(), "fmnist-memorizing");
 }
 
-fn infer_serves_and_audits(config: mint_audit::Config) {
+fn infer_serves_and_audits(config: mint_audit::Config, model: &str) {
     use std::sync::{Arc, Mutex};
-    let dir = repo().join("models/fmnist-memorizing");
+    let dir = repo().join("models").join(model);
+    let width = config.taps.iter().map(|t| t.feature_width()).sum::<usize>();
     let (shape, inputs) = read_npy(&dir.join("reference/inputs.npy"));
     let (_, logits) = read_npy(&dir.join("reference/logits.npy"));
     let (_, features) = read_npy(&dir.join("reference/features.npy"));
@@ -189,7 +198,7 @@ fn infer_serves_and_audits(config: mint_audit::Config) {
     results.sort_by_key(|r| r.sample_id);
     assert_eq!(results.iter().map(|r| r.sample_id).collect::<Vec<_>>(), ids);
     // The same scores as the head on PyTorch's features.
-    let head = HeadModel::load(&dir.join("head.onnx"), None, &[250], ScoreOutput::Probability).unwrap();
+    let head = HeadModel::load(&dir.join("head.onnx"), None, &[width], ScoreOutput::Probability).unwrap();
     let mut expected = Vec::new();
     head.runner().unwrap().score(&features, n, &mut expected).unwrap();
     for (r, e) in results.iter().zip(&expected) {
