@@ -123,7 +123,9 @@ def features(data, config, indices):
 def columns(config):
     out, start = [], 0
     for t in config["taps"]:
-        width = t["channels"] if t["kind"] == "token_sequence" else 16
+        # The library's default token-score features with 3 channels: mean, Min-K% and
+        # Min-K%++ at 5/10/20/30/50%, quantiles 0/25/50/75%.
+        width = t["channels"] if t["kind"] == "token_sequence" else 15
         out.append({"tap": t["name"], "kind": t["kind"], "start": start, "stop": start + width})
         start += width
     return out
@@ -271,7 +273,7 @@ def run_model(name):
         neg = scores_through_auditor(data, config, sets["eval_n"])
         results.append({"row": label, "taps": taps, "figures": figures(pos, neg)})
         print(label, results[-1]["figures"], flush=True)
-    # Label-free baselines, from the library's own token-score features (columns 512..528:
+    # Label-free baselines, from the library's own token-score features (columns 512..527:
     # mean, min_k 5/10/20/30/50%, min_kpp 5/10/20/30/50%, quantiles 0/25/50/75%).
     baselines = []
     for column, label in [(512, "loss (mean token log-probability)"), (515, "Min-K% Prob, k = 20%"), (520, "Min-K%++, k = 20%")]:
@@ -280,12 +282,17 @@ def run_model(name):
     blind = blind_control(data, sets["eval_m"], sets["eval_n"])
     best = max(results, key=lambda r: r["figures"][0][0])
     best_head = os.path.join(WORK, f"head-max-{best['taps'].replace(',', '+')}.onnx") if ":" not in best["taps"] else None
-    spare = protocol["spare_non_members"]
+    # Cohorts are drawn at random from their lists: the lists are sorted by index, and the
+    # fortunes by collection, so a prefix of one list and a slice of another are different
+    # collections -- a shift the rank test finds (a first version of this script took slices,
+    # and its null control alarmed at p = 4e-6 on the generalizing model).
+    rng = np.random.default_rng(0)
+    spare = rng.permutation(protocol["spare_non_members"]).tolist()
+    suspect = rng.permutation(sets["eval_m"])[:250].tolist()
     evidence = None
     if best_head:
         head_taps = None if best["taps"] == "all" else best["taps"].split(",")
-        evidence = cohort_evidence(data, (best_head, sha256(best_head), head_taps), spare[:500], sets["eval_m"][:250],
-                                   spare[500:750])
+        evidence = cohort_evidence(data, (best_head, sha256(best_head), head_taps), spare[:500], suspect, spare[500:750])
     ship_head(os.path.join(WORK, "head-max-all.onnx"))
     info = json.load(open(os.path.join(MODEL, "model.json")))
     report = {

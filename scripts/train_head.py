@@ -104,10 +104,11 @@ class Deployed(nn.Module):
     has no broadcast elementwise ops on the batch (tract 0.23 runs a [N, F] - [1, F] broadcast
     through a generic element-by-element path)."""
 
-    def __init__(self, confidence, first, second):
+    def __init__(self, confidence, first, second, center=None):
         super().__init__()
         self.confidence = confidence
         self.first, self.second = first, second
+        self.center = center
 
     def forward(self, x):
         if self.confidence is not None:
@@ -115,7 +116,16 @@ class Deployed(nn.Module):
             # matmul per part (slow for the 3 one-column parts); an Add keeps a single matmul.
             c = self.confidence(x)
             x = F.pad(x, (0, c.shape[1])) + F.pad(c, (x.shape[1], 0))
+        if self.center is not None:
+            x = x - self.center
         return torch.sigmoid(self.second(F.relu(self.first(x))))
+
+
+# Beyond this ratio of a column's mean to its spread, folding the mean into the bias makes the
+# first layer add and cancel large float32 terms (scores then move by ~1e-5): the mean is
+# subtracted in the graph instead. A transformer's residual stream has such columns; channel
+# maxima and logits do not, so their heads keep the folded graph.
+FOLD_MEAN_LIMIT = 50.0
 
 
 def linear(weight, bias):
@@ -132,8 +142,11 @@ def deployable(model):
         if isinstance(model, StandardizedHead):
             w0, b0 = model.mlp[0].weight, model.mlp[0].bias
             w = w0 / model.std[None, :]
+            second = linear(model.mlp[3].weight, model.mlp[3].bias)
+            if float((model.mean.abs() / model.std).max()) > FOLD_MEAN_LIMIT:
+                return Deployed(model.confidence, linear(w, b0), second, center=model.mean.clone()[None, :])
             b = b0 - (w * model.mean[None, :]).sum(dim=1)
-            return Deployed(model.confidence, linear(w, b), linear(model.mlp[3].weight, model.mlp[3].bias))
+            return Deployed(model.confidence, linear(w, b), second)
         # PaperHead: Dense -> ReLU -> BatchNorm -> (Dropout) -> Dense: BatchNorm folds into the second Dense.
         bn = model.bn
         scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
@@ -186,7 +199,13 @@ def train_standardized(x, y, n_pos, outcome, args, gen, rng):
     probe = StandardizedHead(x.shape[1], outcome, 0.0, 1.0)
     with torch.no_grad():
         z = probe.inputs(x[tr])
-    mean, std = z.mean(0), z.std(0).clamp_min(1e-6)
+    mean, std = z.mean(0), z.std(0)
+    # A column whose spread is below 1e-4 of its scale (a transformer feature that barely
+    # moves, say) carries nothing a float32 head can use, and standardising it would make the
+    # folded first layer cancel huge terms: it gets a wide scale, so its weight is ~0. All-zero
+    # columns (dead channels) keep the plain floor, as before.
+    near_constant = (std < 1e-4 * (1 + mean.abs())) & ((std > 0) | (mean != 0))
+    std = torch.where(near_constant, 1e4 * (1 + mean.abs()), std).clamp_min(1e-6)
     model = StandardizedHead(x.shape[1], outcome, mean, std)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3, weight_decay=1e-4)
     xt, yt = x[tr], y[tr]

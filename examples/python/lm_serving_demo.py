@@ -39,10 +39,14 @@ def main():
     texts = json.load(open(os.path.join(ROOT, "models", "data", "fortunes.json")))
     split = json.load(open(os.path.join(MODEL, "split.json")))["protocols"]["same_distribution"]
     n = args.batches_per_cohort * args.batch
+    # Each stream a random draw from its list (the lists are sorted by index, and the fortunes
+    # by collection: slices of them would differ in kind, not only in membership).
+    gen = torch.Generator().manual_seed(0)
+    draw = lambda indices: [indices[i] for i in torch.randperm(len(indices), generator=gen)[:n].tolist()]  # noqa: E731
     streams = {
-        "reference": split["spare_non_members"][:n],
-        "suspect": split["eval"]["members"][:n],
-        "control": split["eval"]["non_members"][:n],
+        "reference": draw(split["spare_non_members"]),
+        "suspect": draw(split["eval"]["members"]),
+        "control": draw(split["eval"]["non_members"]),
     }
     config = json.load(open(os.path.join(MODEL, "auditor.json")))
     config["cohorts"] = ["reference", "suspect", "control"]

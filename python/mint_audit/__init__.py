@@ -37,12 +37,14 @@ from ._native import (
     FileError,
     BufferTooSmallError,
     ReentrantError,
+    features,
 )
 from ._native import Auditor as _NativeAuditor
 
 __all__ = [
     "Auditor",
     "AuditResult",
+    "features",
     "CloseReport",
     "Stats",
     "SubmitReport",

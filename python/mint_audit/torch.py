@@ -271,14 +271,15 @@ def attach(model, auditor, modules=None, outcome=None, cohort=None):
 
     - ``modules``: tap name -> module name, for taps whose module is not found from the
       configuration's ONNX tensor name; a tap of kind ``outcome`` listed here is taken from
-      that module's output instead of the model's.
+      that module's output instead of the model's. A ``token_logprobs`` tap not listed is
+      computed from the outcome (the logits) and the model's first input (the tokens).
     - ``outcome``: a function picking the outcome tensor from the model's output (default:
       the output itself).
     - ``cohort``: the cohort every batch is submitted in (default: ``default``).
     """
     modules = dict(modules or {})
     for tap, kind in auditor.taps:
-        if tap in modules or kind == "outcome":
+        if tap in modules or kind in ("outcome", "token_logprobs"):
             continue
         tensor = auditor.tap_tensor(tap)
         name = module_for_tensor(tensor) if tensor else None
