@@ -7,6 +7,10 @@
 //! language model's (512 positions × 768 channels, 300 valid: right padding given as lengths,
 //! or left padding given as a mask). The library must pool the valid tokens in about the time a
 //! flat scan reads them, whatever the layout (`[N, T, C]` or `[N, C, T]`), pooling and dtype.
+//!
+//! Then a language model's logits scored by the library (`token_logits`: GPT-2's vocabulary of
+//! 50257, 32 positions of which 31 are scored), against a plain two-pass log-softmax of the
+//! same logits written here (a max, then one `exp` per logit: the least any scoring does).
 
 #[path = "support/bare.rs"]
 mod bare;
@@ -18,8 +22,9 @@ use std::time::Duration;
 
 use half::bf16;
 use mint_audit::config::Pooling;
+use mint_audit::config::{TapConfig, TapKind};
 use mint_audit::internals::{self as reduce, Isa};
-use mint_audit::{SeqLayout, TensorView};
+use mint_audit::{FeatureExtractor, SeqLayout, TensorView};
 
 const C: usize = 768;
 
@@ -91,12 +96,19 @@ fn main() {
             }
         }
     }
+    let logits_table = logits(&mut next, trial);
     let text = format!(
         "### Tokens: pooling one sample's hidden states (768 channels) over its valid tokens\n\n\
          CPU: {} ({} logical CPUs); flags: {}; ISAs available: {}; best: {}; run-time picks: {}.\n\n\
          Median over 41 alternating trials against the best bare flat max over the valid tokens' \
          f32 bytes (bf16 rows read half those bytes; `last` reads one token).\n\n\
-         | sequence | layout | pooling | bare scan µs | mint-audit µs | × bare scan |\n|---|---|---|---:|---:|---:|\n{table}",
+         | sequence | layout | pooling | bare scan µs | mint-audit µs | × bare scan |\n|---|---|---|---:|---:|---:|\n{table}\n\
+         ### Tokens: a language model's logits scored by the library (`token_logits`)\n\n\
+         One sample: 32 positions × a vocabulary of {V}, 31 tokens scored (log p, and the mean and \
+         standard deviation of log p at each position), then the 15 default features. Median over \
+         11 alternating trials against a plain two-pass log-softmax of each scored position's f32 \
+         logits (max, then a sum of `exp`).\n\n\
+         | logits | plain log-softmax ms | mint-audit ms | × plain | ns per logit |\n|---|---:|---:|---:|---:|\n{logits_table}",
         timing::cpu_name(),
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         timing::cpu_flags(),
@@ -105,4 +117,52 @@ fn main() {
         reduce::picks().iter().map(|(r, i)| format!("{r} {}", i.name())).collect::<Vec<_>>().join(", "),
     );
     timing::write_result("tokens", &text);
+}
+
+const V: usize = 50257;
+
+/// The logits table: per element type and layout, the library against a plain log-softmax.
+fn logits(next: &mut impl FnMut() -> f32, trial: Duration) -> String {
+    let t = 32;
+    let ntc: Vec<f32> = (0..t * V).map(|_| next() * 4.0).collect();
+    let ids: Vec<i64> = (0..t as i64).map(|i| i * 7919 % V as i64).collect();
+    let halves: Vec<bf16> = ntc.iter().map(|&x| bf16::from_f32(x)).collect();
+    let mut nct = vec![0f32; ntc.len()];
+    for tok in 0..t {
+        for v in 0..V {
+            nct[v * t + tok] = ntc[tok * V + v];
+        }
+    }
+    let plain = || {
+        let mut total = 0f32;
+        for tok in 0..t - 1 {
+            let row = &ntc[tok * V..(tok + 1) * V];
+            let top = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let sum: f32 = row.iter().map(|&x| (x - top).exp()).sum();
+            total += row[ids[tok + 1] as usize] - top - sum.ln();
+        }
+        total
+    };
+    let extractor = FeatureExtractor::vanilla(vec![TapConfig::new("logits", V, TapKind::TokenLogits)], &[0]);
+    let mut table = String::new();
+    for (what, view) in [
+        ("[N, T, V] f32", TensorView::sequence(ntc.as_slice(), SeqLayout::Ntc, [1, t, V])),
+        ("[N, T, V] bf16", TensorView::sequence(halves.as_slice(), SeqLayout::Ntc, [1, t, V])),
+        ("[N, V, T] f32", TensorView::sequence(nct.as_slice(), SeqLayout::Nct, [1, V, t])),
+    ] {
+        let view = view.unwrap().with_targets(&ids);
+        let mut rows = Vec::with_capacity(15);
+        let (b, lib, ratio) = timing::paired(
+            || _ = black_box(plain()),
+            || {
+                rows.clear();
+                _ = black_box(extractor.extract(black_box(&[view]), &mut rows));
+            },
+            11,
+            trial,
+        );
+        let per_logit = lib / ((t - 1) * V) as f64;
+        table.push_str(&format!("| {what} | {:.2} | {:.2} | {ratio:.2} | {per_logit:.2} |\n", b / 1e6, lib / 1e6));
+    }
+    table
 }

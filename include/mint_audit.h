@@ -51,7 +51,7 @@
  * and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
  * `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return);
  * 1.4 added token sequences (`MINT_FORM_SEQUENCE`, `MINT_LAYOUT_NTC`, `MINT_LAYOUT_NCT`,
- * `mint_tokens`, `mint_auditor_submit_tokens`).
+ * `mint_tokens` with lengths, masks and the token ids of logits, `mint_auditor_submit_tokens`).
  */
 #define MINT_ABI_VERSION_MINOR 4
 
@@ -344,8 +344,9 @@ typedef struct {
 } mint_submit_report;
 
 /**
- * Which tokens of each sample of a `MINT_FORM_SEQUENCE` tap count: at most one of the two is
- * set; both NULL means every position. Read during the call only. Since ABI 1.4.
+ * Which tokens of each sample of a `MINT_FORM_SEQUENCE` tap count: at most one of `lengths`
+ * and `mask` is set; both NULL means every position. For a `token_logits` tap, also the token
+ * ids the model read. Read during the call only. Since ABI 1.4.
  */
 typedef struct {
   /**
@@ -358,6 +359,12 @@ typedef struct {
    * padding side); each sample needs at least one.
    */
   const uint8_t *mask;
+  /**
+   * For a `token_logits` tap (logits `[N, T, V]`), the `N × T` row-major token ids the
+   * model read: the logits at position t are scored on the id at t + 1 where both count,
+   * and those ids must lie in `0..V`. NULL for every other tap.
+   */
+  const int64_t *targets;
 } mint_tokens;
 
 /**
@@ -532,9 +539,11 @@ mint_status mint_auditor_submit_cohort(const mint_auditor *auditor,
 /**
  * `mint_auditor_submit_cohort` with the valid tokens of token-sequence taps: `tokens` is NULL
  * (every position of every sequence counts) or `n_taps` entries, one per tap in the same
- * order, each `{NULL, NULL}` except for `MINT_FORM_SEQUENCE` tensors with padding. Lengths
- * outside `1..=T`, a sample without a valid token, or lengths given for another form lose
- * the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
+ * order, each all NULL except for `MINT_FORM_SEQUENCE` tensors with padding and the token
+ * ids of `token_logits` taps. Lengths outside `1..=T`, a sample without a valid token (for
+ * logits: without two consecutive ones), an id outside the vocabulary where it is scored,
+ * missing ids for logits, or lengths or ids given for another form lose the batch with
+ * `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
  * from `mint_auditor_cohort` (`MINT_COHORT_DEFAULT` for ordinary traffic). Since ABI 1.4.
  */
 mint_status mint_auditor_submit_tokens(const mint_auditor *auditor,

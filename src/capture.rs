@@ -156,7 +156,13 @@ pub(crate) fn check_views(
                 tap.pooling().label()
             ))
             }
+            (TapKind::TokenLogits, Form::Map | Form::Vector | Form::ChannelMax) => {
+                return bad("logits need a [N, T, V] or [N, V, T] tensor with the token ids the model read".into())
+            }
             _ => {}
+        }
+        if tap.kind != TapKind::TokenLogits && view.targets().is_some() {
+            return bad("token ids apply to token_logits taps only".into());
         }
         if view.form() != Form::Sequence && view.tokens() != Tokens::All {
             return bad("lengths or a mask apply to token sequences only".into());
@@ -203,6 +209,9 @@ pub(crate) fn check_views(
                 ));
             }
             reduce::check_tokens(view).or_else(|e| bad(e.to_string()))?;
+            if tap.kind == TapKind::TokenLogits {
+                reduce::check_targets(view).or_else(|e| bad(e.to_string()))?;
+            }
         }
         if let Assembly::Map { tap: cnn_tap, .. } = assembly {
             if *cnn_tap == i && view.form() != Form::Map {

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 pub const MAX_TAPS: usize = 64;
 /// Most channels (or outcome values) per tap.
 pub const MAX_CHANNELS: usize = 1 << 16;
+/// Largest vocabulary of a `token_logits` tap (its channel count).
+pub const MAX_VOCABULARY: usize = 1 << 18;
 /// Most elements (C × H × W) of one sample's map: 2^26, 256 MiB of f32.
 pub const MAX_MAP_ELEMENTS: usize = 1 << 26;
 /// Most samples the queue holds (`queue.capacity`): its slots are allocated up front.
@@ -194,6 +196,12 @@ pub enum TapKind {
     /// under the model's next-token distribution at that position (C = 3, which Min-K%++
     /// needs), turned into the label-free membership features `features` lists.
     TokenLogprobs,
+    /// A causal language model's logits `[N, T, V]` (V the vocabulary) with the token ids it
+    /// read: the library scores each token on the logits before it, as `token_logprobs` of
+    /// C = 3 would carry, and computes the same `features`. Costs a softmax over V per scored
+    /// position of each audited sample; where the logits sit on a GPU, computing the scores
+    /// there (`mint_audit.torch.token_scores`) and tapping `token_logprobs` moves less.
+    TokenLogits,
 }
 
 impl TapKind {
@@ -204,12 +212,18 @@ impl TapKind {
             TapKind::Outcome => "outcome",
             TapKind::TokenSequence => "token_sequence",
             TapKind::TokenLogprobs => "token_logprobs",
+            TapKind::TokenLogits => "token_logits",
         }
     }
 
     /// Whether the tap's tensor is a token sequence, with lengths or a mask.
     pub fn has_tokens(self) -> bool {
-        matches!(self, TapKind::TokenSequence | TapKind::TokenLogprobs)
+        matches!(self, TapKind::TokenSequence | TapKind::TokenLogprobs | TapKind::TokenLogits)
+    }
+
+    /// Whether the tap gives a language model's token scores, turned into `features`.
+    pub fn is_language_model(self) -> bool {
+        matches!(self, TapKind::TokenLogprobs | TapKind::TokenLogits)
     }
 }
 
@@ -654,11 +668,14 @@ impl TapConfig {
         }
     }
 
-    /// The features of a `token_logprobs` tap, in order (empty for other kinds).
+    /// The features of a `token_logprobs` or `token_logits` tap, in order (empty for other
+    /// kinds).
     pub fn lm_features(&self) -> Vec<LmFeature> {
         match (self.kind, &self.features) {
-            (TapKind::TokenLogprobs, Some(list)) => list.clone(),
+            (kind, Some(list)) if kind.is_language_model() => list.clone(),
             (TapKind::TokenLogprobs, None) => LmFeature::defaults(self.channels),
+            // Logits give all three scores of each token.
+            (TapKind::TokenLogits, None) => LmFeature::defaults(3),
             _ => Vec::new(),
         }
     }
@@ -667,7 +684,7 @@ impl TapConfig {
     /// log-probabilities the number of features computed from them.
     pub fn feature_width(&self) -> usize {
         match self.kind {
-            TapKind::TokenLogprobs => self.lm_features().len(),
+            TapKind::TokenLogprobs | TapKind::TokenLogits => self.lm_features().len(),
             _ => self.channels,
         }
     }
@@ -807,9 +824,15 @@ impl Config {
             if !names.insert(tap.name.as_str()) {
                 return Err(Error::config(format!("taps[{i}].name"), format!("'{}' is used twice", tap.name)));
             }
-            within(&format!("taps[{i}].channels"), tap.channels, 1, MAX_CHANNELS)?;
+            let most = if tap.kind == TapKind::TokenLogits { MAX_VOCABULARY } else { MAX_CHANNELS };
+            within(&format!("taps[{i}].channels"), tap.channels, 1, most)?;
             let only = |given: bool, field: &str, kind: TapKind| -> Result<()> {
-                if given && tap.kind != kind && !(field == "max_tokens" && tap.kind.has_tokens()) {
+                let shared = match field {
+                    "max_tokens" => tap.kind.has_tokens(),
+                    "features" => tap.kind.is_language_model(),
+                    _ => false,
+                };
+                if given && tap.kind != kind && !shared {
                     return Err(Error::config(
                         format!("taps[{i}].{field}"),
                         format!("only a {} tap has it", kind.label()),
@@ -820,8 +843,8 @@ impl Config {
             only(tap.pooling.is_some(), "pooling", TapKind::TokenSequence)?;
             only(tap.max_tokens.is_some(), "max_tokens", TapKind::TokenSequence)?;
             only(tap.features.is_some(), "features", TapKind::TokenLogprobs)?;
-            if tap.kind == TapKind::TokenLogprobs {
-                if tap.channels != 1 && tap.channels != 3 {
+            if tap.kind.is_language_model() {
+                if tap.kind == TapKind::TokenLogprobs && tap.channels != 1 && tap.channels != 3 {
                     return Err(Error::config(
                         format!("taps[{i}].channels"),
                         "token log-probabilities have 1 channel (log p of each token) or 3 (with the mean and \
@@ -832,7 +855,10 @@ impl Config {
                 if features.is_empty() || features.len() > MAX_CHANNELS {
                     return Err(Error::config(format!("taps[{i}].features"), "must list at least one feature"));
                 }
-                if tap.channels == 1 && features.iter().any(|f| matches!(f, LmFeature::MinKpp(_))) {
+                if tap.kind == TapKind::TokenLogprobs
+                    && tap.channels == 1
+                    && features.iter().any(|f| matches!(f, LmFeature::MinKpp(_)))
+                {
                     return Err(Error::config(
                         format!("taps[{i}].features"),
                         "min_kpp needs each position's mean and standard deviation: a tap of 3 channels",
@@ -1191,6 +1217,11 @@ pub(crate) mod tests {
         let defaults =
             Config::from_json(&taps(r#"{"name": "lp", "channels": 1, "kind": "token_logprobs"}"#), Path::new("/cfg"));
         assert_eq!(defaults.unwrap().taps[0].feature_width(), 10, "mean, five Min-K%, four quantiles");
+        let logits = Config::from_json(
+            &taps(r#"{"name": "next", "channels": 50257, "kind": "token_logits", "max_tokens": 1024}"#),
+            Path::new("/cfg"),
+        );
+        assert_eq!(logits.unwrap().taps[0].feature_width(), 15, "with the five Min-K%++");
         for (tap, needle) in [
             (r#"{"name": "h", "channels": 16, "kind": "token_sequence", "pooling": "median"}"#, "taps[0].pooling"),
             (
@@ -1204,6 +1235,12 @@ pub(crate) mod tests {
             (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": ["min_k:0"]}"#, "(0, 1]"),
             (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": ["median"]}"#, "is not a feature"),
             (r#"{"name": "lp", "channels": 1, "kind": "token_logprobs", "features": []}"#, "at least one feature"),
+            (
+                r#"{"name": "h", "channels": 4, "kind": "token_sequence", "features": ["mean"]}"#,
+                "only a token_logprobs",
+            ),
+            (r#"{"name": "v", "channels": 300000, "kind": "token_logits"}"#, "taps[0].channels"),
+            (r#"{"name": "v", "channels": 50257, "kind": "token_logits", "max_tokens": 2000}"#, "taps[0].max_tokens"),
         ] {
             let e = err(&taps(tap));
             assert!(e.contains(needle), "{tap}: {e}");

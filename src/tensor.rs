@@ -156,6 +156,8 @@ pub struct TensorView<'a> {
     shape: [usize; 4],
     strides: [usize; 4],
     tokens: Tokens<'a>,
+    /// For a `token_logits` tap: `N × T` token ids (the model's input), row-major.
+    targets: Option<&'a [i64]>,
 }
 
 impl<'a> TensorView<'a> {
@@ -221,6 +223,19 @@ impl<'a> TensorView<'a> {
         self.tokens
     }
 
+    /// The same sequence of logits `[N, T, V]` with the token ids the model read,
+    /// `ids[n * T + t]` (row-major `[N, T]`): the logits at position `t` are scored on the
+    /// token at `t + 1`, wherever both positions count. Checked when the view is submitted
+    /// (`N × T` ids, each in `0..V` where it is scored). For `token_logits` taps only.
+    pub fn with_targets(self, ids: &'a [i64]) -> Self {
+        TensorView { targets: Some(ids), ..self }
+    }
+
+    /// The token ids of a sequence of logits, if given.
+    pub fn targets(&self) -> Option<&'a [i64]> {
+        self.targets
+    }
+
     /// A row-major `[N, C]` tensor: a model outcome ([`Form::Vector`]) or a map already reduced
     /// to its per-channel max ([`Form::ChannelMax`]).
     pub fn vectors(elements: impl Into<Elements<'a>>, form: Form, n: usize, c: usize) -> Result<Self> {
@@ -241,7 +256,7 @@ impl<'a> TensorView<'a> {
     }
 
     fn checked(elements: Elements<'a>, form: Form, shape: [usize; 4], strides: [usize; 4]) -> Result<Self> {
-        let view = TensorView { elements, form, shape, strides, tokens: Tokens::All };
+        let view = TensorView { elements, form, shape, strides, tokens: Tokens::All, targets: None };
         let needed = view.extent()?;
         if needed > elements.len() {
             return Err(Error::InvalidInput(format!(

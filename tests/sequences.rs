@@ -265,3 +265,128 @@ fn ragged_half_precision_batches_are_audited_and_bad_lengths_counted() {
         }
     }
 }
+
+/// A causal language model's scores from its logits `[N, T, V]` and token ids (a
+/// `token_logits` tap) give the features of the same scores computed by the vendor in float64
+/// (a `token_logprobs` tap of 3 channels, one position fewer), in both layouts and every
+/// element type; logits the scoring does not need are never read; bad ids are refused.
+#[test]
+fn logits_give_the_features_of_the_vendors_own_token_scores() {
+    use mint_audit::config::TapConfig;
+    let (n, t, v) = (4, 12, 300);
+    let lengths: Vec<i64> = vec![12, 2, 7, 9];
+    let ids: Vec<i64> = (0..n * t).map(|i| (i * 7919 % v) as i64).collect();
+    // Logits exact in bf16, so that every element type sees the same values; the position
+    // after a sample's last scored one, and the padding, hold NaN: they must not be read.
+    let logits: Vec<f32> = (0..n * t * v)
+        .map(|i| {
+            let (s, tok) = (i / (t * v), i / v % t);
+            if tok + 1 < lengths[s] as usize {
+                bf16::from_f32((((i * 7919) % 2003) as f32 - 1000.0) / 125.0).to_f32()
+            } else {
+                f32::NAN
+            }
+        })
+        .collect();
+    // The vendor's scores in float64: [N, T - 1, 3] (log p of token t + 1, mean, std at t).
+    let mut scores = vec![f32::NAN; n * (t - 1) * 3];
+    for s in 0..n {
+        for tok in 0..lengths[s] as usize - 1 {
+            let row: Vec<f64> = logits[(s * t + tok) * v..(s * t + tok + 1) * v].iter().map(|&x| x as f64).collect();
+            let top = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let lse = top + row.iter().map(|x| (x - top).exp()).sum::<f64>().ln();
+            let mean: f64 = row.iter().map(|x| (x - lse).exp() * (x - lse)).sum();
+            let var: f64 = row.iter().map(|x| (x - lse).exp() * (x - lse - mean).powi(2)).sum();
+            let at = (s * (t - 1) + tok) * 3;
+            scores[at..at + 3].copy_from_slice(&[
+                (row[ids[s * t + tok + 1] as usize] - lse) as f32,
+                mean as f32,
+                var.sqrt() as f32,
+            ]);
+        }
+    }
+    let shifted: Vec<i64> = lengths.iter().map(|l| l - 1).collect();
+    let given = FeatureExtractor::vanilla(vec![TapConfig::new("scores", 3, TapKind::TokenLogprobs)], &[0]);
+    let view = TensorView::sequence(scores.as_slice(), SeqLayout::Ntc, [n, t - 1, 3]).unwrap().with_lengths(&shifted);
+    let mut expected = Vec::new();
+    assert!(given.extract(&[view], &mut expected).unwrap().is_empty());
+
+    let computed = FeatureExtractor::vanilla(vec![TapConfig::new("logits", v, TapKind::TokenLogits)], &[0]);
+    assert_eq!(computed.width(), given.width());
+    let rows = |view: TensorView<'_>| {
+        let mut rows = Vec::new();
+        assert!(computed.extract(&[view], &mut rows).unwrap().is_empty(), "no sample is non-finite");
+        rows
+    };
+    let f32_rows = rows(
+        TensorView::sequence(logits.as_slice(), SeqLayout::Ntc, [n, t, v])
+            .unwrap()
+            .with_lengths(&lengths)
+            .with_targets(&ids),
+    );
+    for (i, (a, b)) in f32_rows.iter().zip(&expected).enumerate() {
+        assert!((a - b).abs() <= 2e-5 * (1.0 + b.abs()), "feature {} of sample {}: {a} vs {b}", i % 15, i / 15);
+    }
+    // The same logits as bf16, f16, [N, V, T] and with a mask give the same rows exactly.
+    let as_bf16: Vec<bf16> = logits.iter().map(|&x| bf16::from_f32(x)).collect();
+    let as_f16: Vec<f16> = logits.iter().map(|&x| f16::from_f32(x)).collect();
+    let nct = to_nct(&logits, t, v);
+    let mask: Vec<u8> = (0..n * t).map(|i| u8::from(((i % t) as i64) < lengths[i / t])).collect();
+    for (what, again) in [
+        (
+            "bf16",
+            rows(
+                TensorView::sequence(as_bf16.as_slice(), SeqLayout::Ntc, [n, t, v])
+                    .unwrap()
+                    .with_lengths(&lengths)
+                    .with_targets(&ids),
+            ),
+        ),
+        (
+            "f16",
+            rows(
+                TensorView::sequence(as_f16.as_slice(), SeqLayout::Ntc, [n, t, v])
+                    .unwrap()
+                    .with_lengths(&lengths)
+                    .with_targets(&ids),
+            ),
+        ),
+        (
+            "[N, V, T]",
+            rows(
+                TensorView::sequence(nct.as_slice(), SeqLayout::Nct, [n, v, t])
+                    .unwrap()
+                    .with_lengths(&lengths)
+                    .with_targets(&ids),
+            ),
+        ),
+        (
+            "mask",
+            rows(
+                TensorView::sequence(logits.as_slice(), SeqLayout::Ntc, [n, t, v])
+                    .unwrap()
+                    .with_mask(&mask)
+                    .with_targets(&ids),
+            ),
+        ),
+    ] {
+        assert_eq!(again, f32_rows, "{what}");
+    }
+
+    let base = TensorView::sequence(logits.as_slice(), SeqLayout::Ntc, [n, t, v]).unwrap().with_lengths(&lengths);
+    let mut out_of_vocabulary = ids.clone();
+    out_of_vocabulary[t + 1] = v as i64;
+    let one = [1i64, 2, 7, 9];
+    for (view, needle) in [
+        (base, "need the token ids"),
+        (base.with_targets(&ids[1..]), "47 token ids were given for 4 samples of 12 positions"),
+        (base.with_targets(&out_of_vocabulary), "sample 1 has token id 300 at position 1"),
+        (base.with_lengths(&one).with_targets(&ids), "sample 0 has no two consecutive valid tokens"),
+    ] {
+        let e = computed.extract(&[view], &mut Vec::new()).unwrap_err().to_string();
+        assert!(e.contains("tap 'logits'") && e.contains(needle), "{e}");
+    }
+    // Token ids belong to logits only.
+    let e = given.extract(&[view.with_targets(&ids)], &mut Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("token ids apply to token_logits taps only"), "{e}");
+}

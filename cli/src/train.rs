@@ -162,9 +162,9 @@ fn check_sidecar(meta: &Value) -> Result<()> {
                 ensure!(
                     matches!(
                         c["kind"].as_str(),
-                        Some("activation_map" | "outcome" | "token_sequence" | "token_logprobs")
+                        Some("activation_map" | "outcome" | "token_sequence" | "token_logprobs" | "token_logits")
                     ),
-                    "columns[{i}].kind: {} is not activation_map, outcome, token_sequence or token_logprobs",
+                    "columns[{i}].kind: {} is not activation_map, outcome, token_sequence, token_logprobs or token_logits",
                     c["kind"]
                 );
                 let start = c["start"].as_u64().with_context(|| format!("columns[{i}].start: not a whole number"))?;

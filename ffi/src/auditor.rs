@@ -344,9 +344,11 @@ pub unsafe extern "C" fn mint_auditor_submit_cohort(
 
 /// `mint_auditor_submit_cohort` with the valid tokens of token-sequence taps: `tokens` is NULL
 /// (every position of every sequence counts) or `n_taps` entries, one per tap in the same
-/// order, each `{NULL, NULL}` except for `MINT_FORM_SEQUENCE` tensors with padding. Lengths
-/// outside `1..=T`, a sample without a valid token, or lengths given for another form lose
-/// the batch with `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
+/// order, each all NULL except for `MINT_FORM_SEQUENCE` tensors with padding and the token
+/// ids of `token_logits` taps. Lengths outside `1..=T`, a sample without a valid token (for
+/// logits: without two consecutive ones), an id outside the vocabulary where it is scored,
+/// missing ids for logits, or lengths or ids given for another form lose the batch with
+/// `MINT_ERR_INVALID_INPUT`, counted as `invalid_input`. `cohort` is a number
 /// from `mint_auditor_cohort` (`MINT_COHORT_DEFAULT` for ordinary traffic). Since ABI 1.4.
 #[no_mangle]
 pub unsafe extern "C" fn mint_auditor_submit_tokens(

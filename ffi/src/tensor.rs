@@ -41,8 +41,9 @@ pub const MINT_LAYOUT_NTC: u32 = 3;
 /// Contiguous token sequence, tokens last: `shape` is `[N, C, T]`. Since ABI 1.4.
 pub const MINT_LAYOUT_NCT: u32 = 4;
 
-/// Which tokens of each sample of a `MINT_FORM_SEQUENCE` tap count: at most one of the two is
-/// set; both NULL means every position. Read during the call only. Since ABI 1.4.
+/// Which tokens of each sample of a `MINT_FORM_SEQUENCE` tap count: at most one of `lengths`
+/// and `mask` is set; both NULL means every position. For a `token_logits` tap, also the token
+/// ids the model read. Read during the call only. Since ABI 1.4.
 #[repr(C)]
 #[allow(non_camel_case_types)]
 pub struct mint_tokens {
@@ -52,6 +53,10 @@ pub struct mint_tokens {
     /// NULL, or an `N × T` row-major padding mask: non-zero where a token counts (any
     /// padding side); each sample needs at least one.
     pub mask: *const u8,
+    /// For a `token_logits` tap (logits `[N, T, V]`), the `N × T` row-major token ids the
+    /// model read: the logits at position t are scored on the id at t + 1 where both count,
+    /// and those ids must lie in `0..V`. NULL for every other tap.
+    pub targets: *const i64,
 }
 
 /// Describes one tap's tensor for a batch. Nothing is copied: `data` is read during the call
@@ -182,8 +187,8 @@ pub(crate) unsafe fn view<'a>(t: &'a mint_tensor, tap: usize) -> Result<TensorVi
 /// The same view with the tokens `tokens` selects (NULL: every position).
 ///
 /// # Safety
-/// `tokens` is NULL or readable, and its non-NULL pointer holds `N` lengths or `N × T` mask
-/// bytes for this view's `N` and `T`, valid for `'a`.
+/// `tokens` is NULL or readable, and its non-NULL pointers hold `N` lengths, `N × T` mask
+/// bytes or `N × T` token ids for this view's `N` and `T`, valid for `'a`.
 pub(crate) unsafe fn with_tokens<'a>(
     view: TensorView<'a>,
     tokens: *const mint_tokens,
@@ -194,6 +199,15 @@ pub(crate) unsafe fn with_tokens<'a>(
     }
     // SAFETY: non-NULL and readable, per the caller.
     let tokens = unsafe { &*tokens };
+    let view = if tokens.targets.is_null() {
+        view
+    } else if view.form() != Form::Sequence {
+        return Err(bad(tap, "token ids apply to MINT_FORM_SEQUENCE tensors of logits only"));
+    } else {
+        let len = view.batch().checked_mul(view.spatial()).ok_or_else(|| bad(tap, "token id count overflows"))?;
+        // SAFETY: `N × T` ids, per the caller.
+        view.with_targets(unsafe { std::slice::from_raw_parts(tokens.targets, len) })
+    };
     match (tokens.lengths.is_null(), tokens.mask.is_null()) {
         (true, true) => Ok(view),
         (false, false) => Err(bad(tap, "give `lengths` or `mask`, not both")),

@@ -8,6 +8,17 @@ REDUCE_ISA: str
 CLOSE_GRACE_S: float
 
 Tensor = Any  # a numpy array or a torch tensor (float32, float16, bfloat16; CPU; any strides)
+Integers = Any  # integers or booleans: a numpy array, a CPU torch tensor, or nested lists
+PerTap = Union[Integers, Mapping[str, Integers]]  # once for every tap it applies to, or by tap name
+
+def features(
+    config: Union[str, os.PathLike, Mapping[str, Any]],
+    taps: Union[Sequence[Tensor], Mapping[str, Tensor]],
+    lengths: Optional[PerTap] = None,
+    mask: Optional[PerTap] = None,
+    base_dir: Optional[Union[str, os.PathLike]] = None,
+    targets: Optional[PerTap] = None,
+) -> Tuple[bytearray, List[int]]: ...
 
 class Stats:
     seen: int
@@ -52,12 +63,16 @@ class Auditor:
         ids: Sequence[int],
         taps: Union[Sequence[Tensor], Mapping[str, Tensor]],
         cohort: Optional[str] = None,
+        lengths: Optional[PerTap] = None,
+        mask: Optional[PerTap] = None,
+        targets: Optional[PerTap] = None,
     ) -> SubmitReport: ...
     def stats(self, cohort: Optional[str] = None) -> Stats: ...
     def evidence(self, cohort: str = "default") -> Dict[str, Any]: ...
     def close(self, timeout: float = 5.0) -> CloseReport: ...
     def render_metrics(self) -> str: ...
     def tap_tensor(self, tap: str) -> Optional[str]: ...
+    def tap_pooling(self, tap: str) -> Optional[str]: ...
     def channel_maxima(self, tap: str, maps: Tensor) -> bytearray:
         """The per-channel maxima of an activation map ``[N, C, H, W]``, ``N × C`` float32 in a
         bytearray, computed in place as ``submit`` would (a row of NaN for a non-finite map)."""

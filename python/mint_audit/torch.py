@@ -25,6 +25,9 @@ says which tokens of the batch count; a ``token_logprobs`` tap is computed from 
 outcome (its logits) and its input tokens with ``token_scores``, scoring each token from
 the ones before it (one position fewer). On CUDA, sequences are pooled on the device
 (``pool``) and token scores computed there; only ``[N, C]`` and ``[N, T - 1, 3]`` cross.
+A ``token_logits`` tap hands the logits themselves and the input tokens to the library,
+which scores them on the host (the route C and C++ vendors take): on CUDA the whole
+``[N, T, V]`` crosses, so ``token_logprobs`` is the cheaper tap there.
 
 The hooks never raise into the model's forward: an auditor error (a full queue, a closed
 auditor, bad input) is counted in ``errors`` by status, and the library counts the lost
@@ -41,6 +44,9 @@ import torch
 from . import MintError
 
 __all__ = ["attach", "AuditHooks", "module_for_tensor", "pool", "token_scores", "REDUCE_IN_HOOK_BYTES"]
+
+#: Tap kinds taken from the model's outcome (and input tokens) unless ``modules`` names them.
+_FROM_OUTCOME = ("outcome", "token_logprobs", "token_logits")
 
 #: On the CPU, activation maps of at least this many bytes are reduced to their channel maxima
 #: inside their hook (``Auditor.channel_maxima``), so that the forward does not hold them to its
@@ -133,7 +139,7 @@ class AuditHooks:
         self._pooling = {tap: auditor.tap_pooling(tap) for tap, _ in self._taps}
         named = dict(model.named_modules())
         for position, (tap, kind) in enumerate(self._taps):
-            if kind in ("outcome", "token_logprobs") and tap not in modules:
+            if kind in _FROM_OUTCOME and tap not in modules:
                 continue
             name = modules[tap]
             if name not in named:
@@ -143,8 +149,9 @@ class AuditHooks:
         self._outcome_position = next(
             (i for i, (tap, kind) in enumerate(self._taps) if kind == "outcome" and tap not in modules), None
         )
-        self._logprobs_position = next(
-            (i for i, (tap, kind) in enumerate(self._taps) if kind == "token_logprobs" and tap not in modules), None
+        self._logprobs_position, self._logits_position = (
+            next((i for i, (tap, k) in enumerate(self._taps) if k == kind and tap not in modules), None)
+            for kind in ("token_logprobs", "token_logits")
         )
         self._handles.append(model.register_forward_hook(self._model_hook))
 
@@ -222,6 +229,11 @@ class AuditHooks:
             if self._logprobs_position is not None:
                 # Scored where the logits are; each token from the ones before it.
                 captured[self._logprobs_position] = token_scores(out.detach(), inputs[0]).cpu()
+            targets = None
+            if self._logits_position is not None:
+                # The library scores them: the logits as they are, with the tokens read.
+                captured[self._logits_position] = out.detach().cpu()
+                targets = inputs[0].detach().cpu()
             if any(t is None for t in captured):
                 self._count("MISSING_TAP")
                 return
@@ -234,7 +246,7 @@ class AuditHooks:
                 ids = ids.tolist()
             cohort = getattr(self._local, "cohort", None) or self.cohort
             tokens = self._tokens(captured, lengths, mask)
-            self.auditor.submit(ids, captured, None if cohort == "default" else cohort, **tokens)
+            self.auditor.submit(ids, captured, None if cohort == "default" else cohort, targets=targets, **tokens)
             with self._lock:
                 self.batches += 1
         except MintError as error:
@@ -251,7 +263,7 @@ class AuditHooks:
         mask = None if mask is None else torch.as_tensor(mask).cpu()
         selected = {}
         for (tap, kind), tensor in zip(self._taps, captured):
-            if kind == "token_sequence" and tensor.dim() == 3:
+            if (kind == "token_sequence" and tensor.dim() == 3) or kind == "token_logits":
                 selected[tap] = lengths if mask is None else mask
             elif kind == "token_logprobs":
                 if mask is None:
@@ -272,14 +284,15 @@ def attach(model, auditor, modules=None, outcome=None, cohort=None):
     - ``modules``: tap name -> module name, for taps whose module is not found from the
       configuration's ONNX tensor name; a tap of kind ``outcome`` listed here is taken from
       that module's output instead of the model's. A ``token_logprobs`` tap not listed is
-      computed from the outcome (the logits) and the model's first input (the tokens).
+      computed from the outcome (the logits) and the model's first input (the tokens); a
+      ``token_logits`` tap not listed is the outcome, scored by the library on that input.
     - ``outcome``: a function picking the outcome tensor from the model's output (default:
       the output itself).
     - ``cohort``: the cohort every batch is submitted in (default: ``default``).
     """
     modules = dict(modules or {})
     for tap, kind in auditor.taps:
-        if tap in modules or kind in ("outcome", "token_logprobs"):
+        if tap in modules or kind in _FROM_OUTCOME:
             continue
         tensor = auditor.tap_tensor(tap)
         name = module_for_tensor(tensor) if tensor else None

@@ -82,11 +82,14 @@ impl Auditor {
     /// ``lengths`` (``[N]`` integers, each in ``1..=T``: right padding) or ``mask`` (``[N, T]``
     /// booleans or integers, non-zero where a token counts: any padding side, e.g. a
     /// tokenizer's ``attention_mask``) say which tokens of every ``[N, T, C]`` tap count;
-    /// without them every position does.
+    /// without them every position does. ``targets`` (``[N, T]`` integers, or a dict by tap
+    /// name) are the token ids a language model read, for ``token_logits`` taps: the logits
+    /// at each position are scored on the next valid token.
     ///
     /// Returns a ``SubmitReport``. Raises (``QueueFullError``, ``InvalidInputError``, ...)
     /// when samples were lost; every lost sample is also counted in ``stats()``.
-    #[pyo3(signature = (ids, taps, cohort=None, lengths=None, mask=None))]
+    #[pyo3(signature = (ids, taps, cohort=None, lengths=None, mask=None, targets=None))]
+    #[allow(clippy::too_many_arguments)]
     fn submit(
         &self,
         py: Python<'_>,
@@ -95,14 +98,17 @@ impl Auditor {
         cohort: Option<&str>,
         lengths: Option<&Bound<'_, PyAny>>,
         mask: Option<&Bound<'_, PyAny>>,
+        targets: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<SubmitReport> {
         let cohort = match cohort {
             Some(name) => self.inner.cohort(name).map_err(to_py)?,
             None => Cohort::DEFAULT,
         };
         let held = batch::borrow_taps(taps, &self.taps)?;
-        let tokens = batch::tokens_of(lengths, mask, &self.taps);
-        let views = tokens.as_ref().map_err(|e| e.clone_ref(py)).and_then(|t| batch::views(&held, &self.taps, t));
+        let tokens =
+            batch::tokens_of(lengths, mask, &self.taps).and_then(|t| Ok((t, batch::targets_of(targets, &self.taps)?)));
+        let views =
+            tokens.as_ref().map_err(|e| e.clone_ref(py)).and_then(|(t, ids)| batch::views(&held, &self.taps, t, ids));
         let inner = &self.inner;
         let report = match views {
             Ok(views) => py.detach(|| inner.submit_in(cohort, &ids, &views)),

@@ -127,21 +127,59 @@ fn mask_of(object: &Bound<'_, PyAny>, label: &str) -> PyResult<Tokens> {
     Ok(Tokens::Mask(integers_of(object, label, 2)?.into_iter().map(|x| u8::from(x != 0)).collect()))
 }
 
-/// The views of one call's taps, each with its tokens (which only sequences take).
+/// The token ids of each configured tap (`None` but for `token_logits` taps): `targets`
+/// (`[N, T]` integers, the ids the model read) given once for every `token_logits` tap, or as
+/// a dict by tap name.
+pub(crate) fn targets_of<'py>(
+    targets: Option<&Bound<'py, PyAny>>,
+    configured: &[(String, TapKind)],
+) -> PyResult<Vec<Option<Vec<i64>>>> {
+    let mut out = vec![None; configured.len()];
+    let Some(targets) = targets else { return Ok(out) };
+    if let Ok(by_tap) = targets.cast::<PyDict>() {
+        for (key, value) in by_tap.iter() {
+            let key: String = key.extract()?;
+            let at = configured
+                .iter()
+                .position(|(n, _)| *n == key)
+                .ok_or_else(|| invalid_input(format!("no tap is named '{key}' (targets are given by tap name)")))?;
+            out[at] = Some(integers_of(&value, &format!("targets['{key}']"), 2)?);
+        }
+        return Ok(out);
+    }
+    let logits: Vec<usize> =
+        configured.iter().enumerate().filter(|(_, (_, k))| *k == TapKind::TokenLogits).map(|(i, _)| i).collect();
+    if logits.is_empty() {
+        return Err(invalid_input("targets: token ids are for token_logits taps, and none is configured".into()));
+    }
+    let ids = integers_of(targets, "targets", 2)?;
+    for i in logits {
+        out[i] = Some(ids.clone());
+    }
+    Ok(out)
+}
+
+/// The views of one call's taps, each with its tokens (which only sequences take) and, for
+/// logits, the token ids.
 pub(crate) fn views<'a>(
     held: &'a [Borrowed<'_>],
     configured: &[(String, TapKind)],
     tokens: &'a [Tokens],
+    targets: &'a [Option<Vec<i64>>],
 ) -> PyResult<Vec<TensorView<'a>>> {
     held.iter()
         .zip(configured)
-        .zip(tokens)
-        .map(|((b, (name, kind)), tokens)| {
+        .zip(tokens.iter().zip(targets))
+        .map(|((b, (name, kind)), (tokens, targets))| {
             let view = b.view(*kind, name)?;
-            Ok(match tokens {
+            let view = match tokens {
                 Tokens::Lengths(l) => view.with_lengths(l),
                 Tokens::Mask(m) => view.with_mask(m),
                 Tokens::All => view,
+            };
+            Ok(match targets {
+                Some(ids) => view.with_targets(ids),
+                None => view,
             })
         })
         .collect()

@@ -11,14 +11,14 @@ use pyo3::types::PyByteArray;
 use crate::batch;
 use crate::errors::{invalid_input, to_py};
 
-/// ``features(config, taps, lengths=None, mask=None, base_dir=None)``: the Vanilla head's
+/// ``features(config, taps, lengths=None, mask=None, base_dir=None, targets=None)``: the Vanilla head's
 /// feature rows of one batch, as ``submit`` would build them from the same arguments (the
 /// configuration's ``head.taps``, their order, pooling and features): a ``bytearray`` of
 /// ``N × F`` float32 values and the list of batch indices left out for NaN or infinite values
 /// (their rows are absent). ``config`` is a path or a dict, as for ``Auditor``; its head file
 /// is not read.
 #[pyfunction]
-#[pyo3(signature = (config, taps, lengths=None, mask=None, base_dir=None))]
+#[pyo3(signature = (config, taps, lengths=None, mask=None, base_dir=None, targets=None))]
 pub(crate) fn features<'py>(
     py: Python<'py>,
     config: &Bound<'py, PyAny>,
@@ -26,6 +26,7 @@ pub(crate) fn features<'py>(
     lengths: Option<&Bound<'py, PyAny>>,
     mask: Option<&Bound<'py, PyAny>>,
     base_dir: Option<PathBuf>,
+    targets: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<(Bound<'py, PyByteArray>, Vec<usize>)> {
     let config = batch::config_of(py, config, base_dir)?;
     let configured: Vec<_> = config.taps.iter().map(|t| (t.name.clone(), t.kind)).collect();
@@ -38,7 +39,8 @@ pub(crate) fn features<'py>(
     let extractor = FeatureExtractor::vanilla(config.taps.clone(), &used);
     let held = batch::borrow_taps(taps, &configured)?;
     let tokens = batch::tokens_of(lengths, mask, &configured)?;
-    let views = batch::views(&held, &configured, &tokens)?;
+    let targets = batch::targets_of(targets, &configured)?;
+    let views = batch::views(&held, &configured, &tokens, &targets)?;
     let mut rows = Vec::new();
     let left_out = py.detach(|| extractor.extract(&views, &mut rows)).map_err(to_py)?;
     // SAFETY: `rows` is a live Vec<f32>; its bytes are read as plain bytes for the copy.

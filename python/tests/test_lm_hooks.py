@@ -94,3 +94,58 @@ def test_torch_pooling_equals_the_librarys(lm, pooling):
                 np.testing.assert_allclose(got, p, rtol=1e-5, atol=1e-5)
             else:
                 np.testing.assert_array_equal(got, p)
+
+
+def logits_config():
+    """The shipped configuration with its token scores replaced by the logits themselves,
+    scored by the library (a ``token_logits`` tap: the route C and C++ vendors take)."""
+    config = json.load(open(os.path.join(LM, "auditor.json")))
+    config["taps"][-1] = {"name": "logits", "channels": 256, "kind": "token_logits", "max_tokens": 128}
+    return config
+
+
+def test_logits_scored_by_the_library_equal_torchs_token_scores(lm):
+    tokens, lengths = batch(list(range(40, 56)))
+    with torch.no_grad():
+        logits, hidden = lm(tokens)
+    blocks = {f"block{i + 1}": lengths for i in range(4)}
+    expected, left_out = mint_audit.features(
+        os.path.join(LM, "auditor.json"), hidden + [token_scores(logits, tokens)],
+        lengths={**blocks, "token_scores": lengths - 1})
+    assert left_out == []
+    expected = np.frombuffer(expected, np.float32).reshape(16, -1)
+    mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
+    for selection in [{"lengths": lengths}, {"mask": mask}]:
+        rows, left_out = mint_audit.features(logits_config(), hidden + [logits], base_dir=LM, targets=tokens,
+                                             **selection)
+        assert left_out == []
+        rows = np.frombuffer(rows, np.float32).reshape(16, -1)
+        np.testing.assert_array_equal(rows[:, :512], expected[:, :512])
+        # PyTorch's float32 log_softmax against the library's float64 sums.
+        np.testing.assert_allclose(rows[:, 512:], expected[:, 512:], rtol=1e-4, atol=1e-4)
+    # Ids outside the vocabulary where they are scored lose the batch, counted.
+    bad = tokens.clone()
+    bad[3, 1] = 256
+    auditor = mint_audit.Auditor(logits_config(), base_dir=LM)
+    with pytest.raises(mint_audit.InvalidInputError, match="token id 256 at position 1"):
+        auditor.submit(list(range(16)), hidden + [logits], lengths=lengths, targets=bad)
+    with pytest.raises(mint_audit.InvalidInputError, match="need the token ids"):
+        auditor.submit(list(range(16)), hidden + [logits], lengths=lengths)
+    assert auditor.close(10.0).stats.dropped["invalid_input"] == 32
+
+
+def test_hooks_hand_the_logits_to_the_library(lm):
+    tokens, lengths = batch(list(range(60, 70)))
+    got = {}
+    scores_auditor = mint_audit.Auditor(os.path.join(LM, "auditor.json"), on_results=collect(got))
+    logits_auditor = mint_audit.Auditor(logits_config(), on_results=collect(got), base_dir=LM)
+    modules = {f"block{i + 1}": f"blocks.{i}" for i in range(4)}
+    for offset, auditor in [(0, scores_auditor), (100, logits_auditor)]:
+        hooks = attach(lm, auditor, modules=modules, outcome=lambda out: out[0])
+        with torch.no_grad(), hooks.samples(list(range(offset, offset + 10)), lengths=lengths):
+            lm(tokens)
+        hooks.remove()
+        assert hooks.errors == {} and hooks.batches == 1
+        assert auditor.close(10.0).stats.audited == 10
+    for i in range(10):
+        assert got[100 + i] == pytest.approx(got[i], abs=1e-4)

@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 
+use super::logits::token_scores;
 use super::tokens::valid_tokens;
 use super::{all_finite, element};
 use crate::config::LmFeature;
@@ -21,26 +22,19 @@ thread_local! {
 
 /// Writes sample `n`'s features into `out` (one per feature) from a `[N, C, T]` view of C = 1
 /// (log p of each token) or C = 3 (with the mean and standard deviation of log p at each
-/// position). Returns `false` when a feature is not finite (a NaN or infinite value among the
-/// valid tokens).
+/// position), or from a view of logits with their token ids (`token_logits`, scored by
+/// [`super::logits`]). Returns `false` when a feature is not finite (a NaN or infinite value
+/// among the valid tokens).
 pub(crate) fn lm_features(view: &TensorView<'_>, n: usize, features: &[LmFeature], out: &mut [f32]) -> bool {
     assert_eq!(out.len(), features.len(), "one output per feature");
-    let (sc, st) = (view.strides()[1], view.strides()[2]);
-    let base = view.sample_offset(n);
-    let e = view.elements();
-    let standardised = view.channels() == 3;
+    let standardised = features.iter().any(|f| matches!(f, LmFeature::MinKpp(_)));
     SCRATCH.with_borrow_mut(|(lp, z)| {
         lp.clear();
         z.clear();
-        for tok in valid_tokens(view, n) {
-            let at = base + tok * st;
-            let x = element(e, at);
-            lp.push(x);
-            if standardised {
-                let (mu, sigma) = (element(e, at + sc), element(e, at + 2 * sc));
-                // A position where the model is certain has no spread: its token is typical.
-                z.push(if sigma > 0.0 { (x - mu) / sigma } else { 0.0 });
-            }
+        if view.targets().is_some() {
+            token_scores(view, n, lp, standardised.then_some(z));
+        } else {
+            given_scores(view, n, lp, z);
         }
         lp.sort_unstable_by(f32::total_cmp);
         z.sort_unstable_by(f32::total_cmp);
@@ -54,6 +48,25 @@ pub(crate) fn lm_features(view: &TensorView<'_>, n: usize, features: &[LmFeature
         }
     });
     all_finite(out)
+}
+
+/// Token scores as the vendor gave them: log p of each valid token, and with C = 3 its
+/// standardisation by the mean and standard deviation beside it.
+fn given_scores(view: &TensorView<'_>, n: usize, lp: &mut Vec<f32>, z: &mut Vec<f32>) {
+    let (sc, st) = (view.strides()[1], view.strides()[2]);
+    let base = view.sample_offset(n);
+    let e = view.elements();
+    let standardised = view.channels() == 3;
+    for tok in valid_tokens(view, n) {
+        let at = base + tok * st;
+        let x = element(e, at);
+        lp.push(x);
+        if standardised {
+            let (mu, sigma) = (element(e, at + sc), element(e, at + 2 * sc));
+            // A position where the model is certain has no spread: its token is typical.
+            z.push(if sigma > 0.0 { (x - mu) / sigma } else { 0.0 });
+        }
+    }
 }
 
 /// How many of `len` sorted values the lowest fraction `k` takes: at least one.

@@ -9,6 +9,7 @@
 mod dispatch;
 mod kernels;
 mod lm;
+mod logits;
 mod tokens;
 mod tune;
 
@@ -19,6 +20,7 @@ use crate::tensor::{Arrangement, Elements, TensorView};
 pub use dispatch::Isa;
 pub(crate) use dispatch::Kernels;
 pub(crate) use lm::lm_features;
+pub(crate) use logits::check_targets;
 pub(crate) use tokens::check_tokens;
 
 /// The best instruction set this CPU has, whose kernels the reduction uses except where

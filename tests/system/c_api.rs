@@ -62,6 +62,17 @@ fn write_fixtures(dir: &Path) {
     }
     write("sequences.json", &c);
 
+    // The shipped language model's configuration (token scores given by the vendor), and the
+    // same with the logits scored by the library (a token_logits tap).
+    let lm = repo().join("models/fortunes-lm-memorizing");
+    let mut c: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lm.join("auditor.json")).unwrap()).unwrap();
+    c["head"]["path"] = json!(lm.join("head.onnx"));
+    c.as_object_mut().unwrap().remove("metrics");
+    write("lm_scores.json", &c);
+    c["taps"][4] = json!({"name": "logits", "channels": 256, "kind": "token_logits", "max_tokens": 128});
+    write("lm_logits.json", &c);
+
     let not_onnx = dir.join("not-a-head.onnx");
     std::fs::write(&not_onnx, "this is not an ONNX model\n").unwrap();
     let mut c = good.clone();

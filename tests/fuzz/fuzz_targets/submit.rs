@@ -1,5 +1,5 @@
 //! Any tensor descriptors through `mint_auditor_submit` and, with token selections (lengths
-//! or masks of any values) for sequences, `mint_auditor_submit_tokens`, the C entry points
+//! or masks of any values) and token ids for sequences, `mint_auditor_submit_tokens`, the C entry points
 //! vendors call: a status, never a panic, a hang or a read outside the buffer the descriptors
 //! may address.
 #![no_main]
@@ -67,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
     let mut taps = Vec::with_capacity(n_taps);
     let mut tokens = Vec::with_capacity(n_taps);
     let (mut lengths, mut masks) = (vec![[0i64; 256]; n_taps], vec![Vec::new(); n_taps]);
+    let mut targets = vec![Vec::new(); n_taps];
     for t in 0..n_taps {
         let (dtype, form, layout, rank) =
             (u32::from(next() % 4), u32::from(next() % 5), u32::from(next() % 6), next() % 6);
@@ -93,9 +94,9 @@ fuzz_target!(|data: &[u8]| {
             (MINT_LAYOUT_NTC, true) => (shapes[t][0], shapes[t][1]),
             _ => (shapes[t][0], shapes[t][2]),
         };
-        let selection = next() % 3;
+        let selection = next() % 4;
         let fits = (0..=256).contains(&batch) && (0..=4096).contains(&positions);
-        let (mut l, mut m) = (std::ptr::null(), std::ptr::null());
+        let (mut l, mut m, mut ids) = (std::ptr::null(), std::ptr::null(), std::ptr::null());
         if fits && selection == 1 {
             for v in lengths[t].iter_mut() {
                 *v = match next() {
@@ -109,8 +110,13 @@ fuzz_target!(|data: &[u8]| {
             let pattern = next();
             masks[t] = (0..batch * positions).map(|i| u8::from((pattern >> (i % 8)) & 1 == 1)).collect();
             m = masks[t].as_ptr();
+        } else if fits && selection == 3 {
+            // Token ids of any values, sized N × T.
+            let pattern = i64::from(next());
+            targets[t] = (0..batch * positions).map(|i| (i * pattern) % 300 - 1).collect();
+            ids = targets[t].as_ptr();
         }
-        tokens.push(mint_tokens { lengths: l, mask: m });
+        tokens.push(mint_tokens { lengths: l, mask: m, targets: ids });
         taps.push(mint_tensor {
             data: buffer.as_ptr().cast(),
             dtype,

@@ -447,7 +447,7 @@ static void test_sequences(void) {
     for (int i = 0; i < N; i++) ids[i] = (uint64_t)(v * N + i);
     for (int t = 0; t < NMAPS; t++) {
       int64_t ch = CHANNELS[t], *sh = shapes[t];
-      tokens[t] = (mint_tokens){v == 1 ? NULL : lengths, v == 1 ? mask : NULL};
+      tokens[t] = (mint_tokens){v == 1 ? NULL : lengths, v == 1 ? mask : NULL, NULL};
       sh[0] = N, sh[1] = T, sh[2] = ch;
       if (v == 0) taps[t] = (mint_tensor){ntc[t], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, sh, NULL};
       if (v == 1) {
@@ -459,12 +459,12 @@ static void test_sequences(void) {
       if (v == 3) {
         sh[1] = ch;
         taps[t] = (mint_tensor){pooled[t], MINT_DTYPE_F32, MINT_FORM_CHANNEL_MAX, MINT_LAYOUT_NCHW, 2, sh, NULL};
-        tokens[t] = (mint_tokens){NULL, NULL};
+        tokens[t] = (mint_tokens){NULL, NULL, NULL};
       }
     }
     shapes[4][0] = N, shapes[4][1] = 10;
     taps[4] = (mint_tensor){logits, MINT_DTYPE_F32, MINT_FORM_VECTOR, MINT_LAYOUT_NCHW, 2, shapes[4], NULL};
-    tokens[4] = (mint_tokens){NULL, NULL};
+    tokens[4] = (mint_tokens){NULL, NULL, NULL};
     EXPECT(mint_auditor_submit_tokens(a, MINT_COHORT_DEFAULT, ids, N, taps, tokens, NTAPS, NULL), MINT_OK);
   }
   /* Errors, each losing its batch of N (the last variant's descriptors, the vendor-pooled ones
@@ -479,7 +479,7 @@ static void test_sequences(void) {
     memset(bad_tokens, 0, sizeof bad_tokens);
     bad[0] = (mint_tensor){ntc[0], MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, seq_shape, NULL};
     if (e < 2) bad_tokens[0].lengths = wrong[e];
-    if (e == 2) bad_tokens[0] = (mint_tokens){lengths, mask}; /* both */
+    if (e == 2) bad_tokens[0] = (mint_tokens){lengths, mask, NULL}; /* both */
     if (e == 3) bad_tokens[4].lengths = lengths;            /* on the logits */
     EXPECT(mint_auditor_submit_tokens(a, MINT_COHORT_DEFAULT, ids, N, bad, bad_tokens, NTAPS, NULL),
            MINT_ERR_INVALID_INPUT);
@@ -512,6 +512,88 @@ static void test_sequences(void) {
   mint_auditor_free(a);
   for (int t = 0; t < NMAPS; t++) free(ntc[t]), free(nct[t]), free(half[t]), free(pooled[t]);
   puts("ok sequences");
+}
+
+/* ---- a language model's logits, scored by the library ------------------------------------ */
+
+enum { LM_N = 6, LM_T = 20, LM_V = 256, LM_W = 128 };
+
+/* The shipped language model's head on random hidden states: once with token scores computed
+ * here in double precision ([N, T - 1, 3], one position fewer), once with the logits and token
+ * ids for the library to score (a token_logits tap, ABI 1.4's `targets`). */
+static void test_logits(void) {
+  float scores[2 * LM_N];
+  for (int i = 0; i < 2 * LM_N; i++) scores[i] = NAN;
+  counts c = {.scores = scores, .scores_len = 2 * LM_N};
+  mint_auditor *given = open_auditor("lm_scores.json", &c), *computed = open_auditor("lm_logits.json", &c);
+  const int64_t lengths[LM_N] = {20, 2, 9, 14, 20, 5};
+  int64_t shifted[LM_N], tokens[LM_N * LM_T];
+  uint64_t s = 7;
+  float *hidden = malloc(sizeof(float) * LM_N * LM_T * LM_W);
+  float *logits = malloc(sizeof(float) * LM_N * LM_T * LM_V);
+  float *token_scores = malloc(sizeof(float) * LM_N * (LM_T - 1) * 3);
+  for (size_t i = 0; i < (size_t)LM_N * LM_T * LM_W; i++) hidden[i] = rng_float(&s);
+  for (size_t i = 0; i < (size_t)LM_N * LM_T * LM_V; i++) logits[i] = 4.0f * rng_float(&s);
+  for (size_t i = 0; i < (size_t)LM_N * LM_T; i++) tokens[i] = (int64_t)(rng_next(&s) % LM_V);
+  for (int n = 0; n < LM_N; n++) {
+    shifted[n] = lengths[n] - 1;
+    for (int t = 0; t < LM_T - 1; t++) {
+      const float *row = logits + ((size_t)n * LM_T + (size_t)t) * LM_V;
+      double top = -INFINITY, sum = 0, mean = 0, var = 0;
+      for (int v = 0; v < LM_V; v++) top = fmax(top, row[v]);
+      for (int v = 0; v < LM_V; v++) sum += exp(row[v] - top);
+      double lse = top + log(sum);
+      for (int v = 0; v < LM_V; v++) mean += exp(row[v] - lse) * (row[v] - lse);
+      for (int v = 0; v < LM_V; v++) var += exp(row[v] - lse) * (row[v] - lse - mean) * (row[v] - lse - mean);
+      float *out = token_scores + ((size_t)n * (LM_T - 1) + (size_t)t) * 3;
+      out[0] = (float)(row[tokens[n * LM_T + t + 1]] - lse), out[1] = (float)mean, out[2] = (float)sqrt(var);
+    }
+  }
+  int64_t hidden_shape[3] = {LM_N, LM_T, LM_W}, logits_shape[3] = {LM_N, LM_T, LM_V};
+  int64_t scores_shape[3] = {LM_N, LM_T - 1, 3};
+  mint_tensor taps[5];
+  mint_tokens tok[5];
+  for (int b = 0; b < 4; b++) {
+    taps[b] = (mint_tensor){hidden, MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, hidden_shape, NULL};
+    tok[b] = (mint_tokens){lengths, NULL, NULL};
+  }
+  uint64_t ids[LM_N];
+  for (int i = 0; i < LM_N; i++) ids[i] = (uint64_t)i;
+  taps[4] = (mint_tensor){token_scores, MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, scores_shape, NULL};
+  tok[4] = (mint_tokens){shifted, NULL, NULL};
+  EXPECT(mint_auditor_submit_tokens(given, MINT_COHORT_DEFAULT, ids, LM_N, taps, tok, 5, NULL), MINT_OK);
+  for (int i = 0; i < LM_N; i++) ids[i] = (uint64_t)(LM_N + i);
+  taps[4] = (mint_tensor){logits, MINT_DTYPE_F32, MINT_FORM_SEQUENCE, MINT_LAYOUT_NTC, 3, logits_shape, NULL};
+  tok[4] = (mint_tokens){lengths, NULL, tokens};
+  EXPECT(mint_auditor_submit_tokens(computed, MINT_COHORT_DEFAULT, ids, LM_N, taps, tok, 5, NULL), MINT_OK);
+  /* An id outside the vocabulary where it is scored, then no ids: each loses its batch. */
+  int64_t saved = tokens[LM_T + 1];
+  tokens[LM_T + 1] = LM_V;
+  EXPECT(mint_auditor_submit_tokens(computed, MINT_COHORT_DEFAULT, ids, LM_N, taps, tok, 5, NULL),
+         MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "sample 1 has token id 256 at position 1") != NULL);
+  tokens[LM_T + 1] = saved;
+  tok[4].targets = NULL;
+  EXPECT(mint_auditor_submit_tokens(computed, MINT_COHORT_DEFAULT, ids, LM_N, taps, tok, 5, NULL),
+         MINT_ERR_INVALID_INPUT);
+  CHECK(strstr(mint_last_error(), "token ids") != NULL);
+  EXPECT(mint_auditor_close(given, 10000, NULL), MINT_OK);
+  EXPECT(mint_auditor_close(computed, 10000, NULL), MINT_OK);
+  mint_stats st;
+  EXPECT(mint_auditor_stats(computed, &st), MINT_OK);
+  CHECK(st.dropped_invalid_input == 2 * LM_N && st.audited_member + st.audited_non_member == LM_N);
+  for (int i = 0; i < LM_N; i++) {
+    CHECK(!isnan(scores[i]) && !isnan(scores[LM_N + i]));
+    if (fabsf(scores[LM_N + i] - scores[i]) > 2e-4f) {
+      fprintf(stderr, "logits sample %d: %.9g scored by the library, %.9g from given scores\n", i,
+              scores[LM_N + i], scores[i]);
+      exit(1);
+    }
+  }
+  mint_auditor_free(given);
+  mint_auditor_free(computed);
+  free(hidden), free(logits), free(token_scores);
+  puts("ok logits");
 }
 
 /* The library runs the shipped model itself and hands back its logits. */
@@ -897,6 +979,7 @@ int main(int argc, char **argv) {
     test_errors();
     test_forms_agree();
     test_sequences();
+    test_logits();
     test_infer();
     test_cohorts();
     test_reentrant();
