@@ -2,8 +2,9 @@
 //!
 //! Checks come first and read no data (ranks, shapes, channel counts); then only the samples
 //! chosen by sampling are read, once: each map is reduced in place to its per-channel max
-//! (Vanilla) or copied as NCHW f32 (CNN), each token sequence pooled over its valid tokens. Samples holding NaN or infinities are left out of
-//! the records and reported back, so the rest of the batch is not lost.
+//! (Vanilla) or copied as NCHW f32 (CNN), each token sequence pooled over its valid tokens.
+//! Samples holding NaN or infinities are left out of the records and reported back, so the
+//! rest of the batch is not lost.
 
 use crate::config::{LmFeature, Pooling, TapConfig, TapKind, MAX_MAP_ELEMENTS};
 use crate::error::{Error, Result};

@@ -79,17 +79,15 @@ pub(crate) fn token_scores(view: &TensorView<'_>, n: usize, lp: &mut Vec<f32>, m
     let base = view.sample_offset(n);
     let e = view.elements();
     ROW.with_borrow_mut(|row| {
-        row.clear();
         row.reserve(v);
         for at in scored(view, n) {
             let start = base + at * st;
+            row.clear();
             if sc == 1 {
-                row.clear();
                 copy_to_f32(e, start, &mut row.spare_capacity_mut()[..v]);
                 // SAFETY: copy_to_f32 writes each of the v elements (capacity reserved above).
                 unsafe { row.set_len(v) };
             } else {
-                row.clear();
                 row.extend((0..v).map(|c| element(e, start + c * sc)));
             }
             let target = row[ids[n * t + at + 1] as usize];
