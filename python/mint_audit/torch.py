@@ -29,24 +29,52 @@ A ``token_logits`` tap hands the logits themselves and the input tokens to the l
 which scores them on the host (the route C and C++ vendors take): on CUDA the whole
 ``[N, T, V]`` crosses, so ``token_logprobs`` is the cheaper tap there.
 
+Hugging Face models are audited as serving code calls them: keyword arguments
+(``model(**tokenizer(texts, return_tensors="pt", padding=True))``), left or right padding (the
+call's ``attention_mask`` says which tokens count unless ``samples()`` says otherwise), a
+``ModelOutput`` (its ``logits`` are the outcome) and ``generate()``: its prefill forward audits
+the prompt once; the decode steps that follow read a KV cache and are skipped (counted in
+``skipped['decode_step']``), so generated tokens are never audited, being the model's output
+rather than data it was served. ``transformer_layers(model)`` names a model's blocks from its
+``config``.
+
 The hooks never raise into the model's forward: an auditor error (a full queue, a closed
-auditor, bad input) is counted in ``errors`` by status, and the library counts the lost
-samples in its own stats. Concurrent forwards on several threads are fine: ids and captured
-maps are kept per thread.
+auditor, bad input), a module that returned something unexpected, or a bug of ours is caught,
+counted in ``errors`` by kind, and logged once per kind (logger ``mint_audit.torch``); the
+library counts the lost samples in its own stats. Concurrent forwards on several threads are
+fine: ids, the call's inputs and captured maps are kept per thread.
 """
 
 import contextlib
+import functools
+import inspect
 import itertools
+import logging
 import threading
+from collections.abc import Mapping
 
 import torch
 
 from . import MintError
 
-__all__ = ["attach", "AuditHooks", "module_for_tensor", "pool", "token_scores", "REDUCE_IN_HOOK_BYTES"]
+__all__ = [
+    "attach",
+    "AuditHooks",
+    "default_outcome",
+    "input_ids",
+    "module_for_tensor",
+    "pool",
+    "token_scores",
+    "transformer_layers",
+    "REDUCE_IN_HOOK_BYTES",
+]
+
+_log = logging.getLogger("mint_audit.torch")
 
 #: Tap kinds taken from the model's outcome (and input tokens) unless ``modules`` names them.
 _FROM_OUTCOME = ("outcome", "token_logprobs", "token_logits")
+#: Tap kinds that read a batch's token selection.
+_SEQUENCE_KINDS = ("token_sequence", "token_logprobs", "token_logits")
 
 #: On the CPU, activation maps of at least this many bytes are reduced to their channel maxima
 #: inside their hook (``Auditor.channel_maxima``), so that the forward does not hold them to its
@@ -122,14 +150,25 @@ def pool(hidden, pooling, lengths=None, mask=None):
 
 
 class AuditHooks:
-    """The hooks ``attach`` installed; ``remove()`` takes them off."""
+    """The hooks ``attach`` installed; ``remove()`` takes them off.
+
+    - ``batches``: forwards whose samples reached the auditor.
+    - ``errors``: failures by status (``MINT_ERR_QUEUE_FULL``, ``MISSING_TAP``, ``NO_INPUT_IDS``,
+      ``HOOK_FAILED:RuntimeError``...): the forward completed, the batch was not audited, and
+      each kind is logged once (logger ``mint_audit.torch``).
+    - ``skipped``: forwards not audited on purpose, by reason: ``decode_step`` (a step of
+      ``generate()`` reading a KV cache: its prompt was audited at the prefill) and
+      ``repeated_ids`` (a second forward inside one ``samples()`` block, e.g. ``generate()``
+      without a cache: those ids were audited once already).
+    """
 
     def __init__(self, model, auditor, modules, outcome, cohort, head_needs_maps):
         self.auditor = auditor
         self.cohort = cohort
         self.errors = {}
+        self.skipped = {}
         self.batches = 0
-        self._outcome = outcome
+        self._outcome = outcome if outcome is not None else default_outcome
         self._head_needs_maps = head_needs_maps
         self._local = threading.local()
         self._auto_ids = itertools.count(1 << 62)
@@ -137,6 +176,7 @@ class AuditHooks:
         self._handles = []
         self._taps = auditor.taps
         self._pooling = {tap: auditor.tap_pooling(tap) for tap, _ in self._taps}
+        self._sequences = any(kind in _SEQUENCE_KINDS for _, kind in self._taps)
         named = dict(model.named_modules())
         for position, (tap, kind) in enumerate(self._taps):
             if kind in _FROM_OUTCOME and tap not in modules:
@@ -153,20 +193,26 @@ class AuditHooks:
             next((i for i, (tap, k) in enumerate(self._taps) if k == kind and tap not in modules), None)
             for kind in ("token_logprobs", "token_logits")
         )
+        self._handles.append(_watch_calls(model, self._begin))
         self._handles.append(model.register_forward_hook(self._model_hook))
 
     @contextlib.contextmanager
     def samples(self, ids, cohort=None, lengths=None, mask=None):
         """The sample ids of the batch the model runs inside this block (this thread only), and
         the cohort to submit them in (default: ``attach``'s). Without it, samples get ids
-        counted from 2**62. For sequences, ``lengths`` ([N], right padding) or ``mask`` ([N, T],
-        e.g. the tokenizer's ``attention_mask``) say which tokens count."""
-        previous = tuple(getattr(self._local, k, None) for k in ("ids", "cohort", "tokens"))
+        counted from 2**62. For sequences, ``lengths`` ([N], right padding) or ``mask`` ([N, T])
+        say which tokens count; without either, the ``attention_mask`` the model is called with
+        does. The ids are audited once: a later forward in the same block (``generate()``
+        without a cache) is skipped and counted in ``skipped['repeated_ids']``."""
+        keys = ("ids", "cohort", "tokens", "ids_used")
+        previous = tuple(getattr(self._local, k, None) for k in keys)
         self._local.ids, self._local.cohort, self._local.tokens = ids, cohort, (lengths, mask)
+        self._local.ids_used = False
         try:
             yield self
         finally:
-            self._local.ids, self._local.cohort, self._local.tokens = previous
+            for key, value in zip(keys, previous):
+                setattr(self._local, key, value)
 
     def remove(self):
         for handle in self._handles:
@@ -179,29 +225,52 @@ class AuditHooks:
             captured = self._local.captured = [None] * len(self._taps)
         return captured
 
+    def _begin(self, args, kwargs):
+        """Before the model's forward: what it was called with, and whether to audit it."""
+        try:
+            self._local.call = (args, kwargs)
+            self._local.captured = None
+            skip = None
+            if _reads_past_tokens(kwargs):
+                skip = "decode_step"
+            elif getattr(self._local, "ids", None) is not None and getattr(self._local, "ids_used", False):
+                skip = "repeated_ids"
+            self._local.skip = skip
+        except Exception as error:  # noqa: BLE001 - nothing may reach the host's forward
+            self._local.skip = "failed"
+            self._fail(f"HOOK_FAILED:{type(error).__name__}", error)
+
     def _capture_hook(self, position, kind):
         # Runs inside the model's forward on every call: kept to a few attribute reads.
-        captured_now, prepare = self._captured, self._prepare
+        local, captured_now, prepare = self._local, self._captured, self._prepare
         tap, maxima = self._taps[position][0], self.auditor.channel_maxima
         reduce_early = kind == "activation_map" and not self._head_needs_maps
 
         def hook(_module, _inputs, output):
-            captured = captured_now()
-            if isinstance(output, (tuple, list)):
-                output = output[0]
-            if not output.is_cpu or output.requires_grad:
-                captured[position] = prepare(output, kind, tap)
+            if getattr(local, "skip", None) is not None:
                 return
-            # On the CPU a small map is handed over as it is; a large one is reduced now, so that
-            # the forward need not hold it until it ends.
-            if reduce_early and output.dim() == 4 and output.numel() * output.element_size() >= REDUCE_IN_HOOK_BYTES:
-                try:
-                    reduced = maxima(tap, output)
-                    captured[position] = torch.frombuffer(reduced, dtype=torch.float32).view(output.shape[0], output.shape[1])
+            try:
+                captured = captured_now()
+                if isinstance(output, (tuple, list)):
+                    output = output[0]
+                if not output.is_cpu or output.requires_grad:
+                    captured[position] = prepare(output, kind, tap)
                     return
-                except MintError:
-                    pass  # handed over as it is: submit reports the error and counts the samples
-            captured[position] = output
+                # On the CPU a small map is handed over as it is; a large one is reduced now, so
+                # that the forward need not hold it until it ends.
+                if reduce_early and output.dim() == 4 and output.numel() * output.element_size() >= REDUCE_IN_HOOK_BYTES:
+                    try:
+                        reduced = maxima(tap, output)
+                        captured[position] = torch.frombuffer(reduced, dtype=torch.float32).view(
+                            output.shape[0], output.shape[1]
+                        )
+                        return
+                    except MintError:
+                        pass  # handed over as it is: submit reports the error and counts the samples
+                captured[position] = output
+            except Exception as error:  # noqa: BLE001 - nothing may reach the host's forward
+                local.skip = "failed"
+                self._fail(f"HOOK_FAILED:{type(error).__name__}", error)
 
         return hook
 
@@ -214,45 +283,84 @@ class AuditHooks:
             return tensor.amax(dim=(2, 3)).cpu()
         if kind == "token_sequence" and tensor.dim() == 3:
             # Only the pooled [N, C] crosses to the host.
-            lengths, mask = getattr(self._local, "tokens", None) or (None, None)
+            lengths, mask = self._selection()
             return pool(tensor, self._pooling[tap], lengths, mask).cpu()
         return tensor.cpu()
+
+    def _selection(self):
+        """The tokens that count: ``samples()``'s lengths or mask, else the call's
+        ``attention_mask``."""
+        lengths, mask = getattr(self._local, "tokens", None) or (None, None)
+        if lengths is None and mask is None and self._sequences:
+            _, kwargs = getattr(self._local, "call", None) or ((), {})
+            given = kwargs.get("attention_mask")
+            if torch.is_tensor(given) and given.dim() == 2:
+                mask = given
+        return lengths, mask
 
     def _model_hook(self, _module, inputs, output):
         captured = self._captured()
         self._local.captured = None
+        args, kwargs = getattr(self._local, "call", None) or (inputs or (), {})
+        self._local.call = None
+        skip, self._local.skip = getattr(self._local, "skip", None), None
+        if skip == "failed":
+            return
+        if skip is not None:
+            with self._lock:
+                self.skipped[skip] = self.skipped.get(skip, 0) + 1
+            return
         try:
-            out = self._outcome(output) if self._outcome is not None else output
-            if self._outcome_position is not None:
-                captured[self._outcome_position] = self._prepare(out, "outcome")
-            lengths, mask = getattr(self._local, "tokens", None) or (None, None)
+            self._local.call = (args, kwargs)
+            self._submit(captured, args, kwargs, output)
+        except MintError as error:
+            self._fail(getattr(error, "status", type(error).__name__), error)
+        except (TypeError, ValueError) as error:
+            self._fail("BAD_IDS", error)
+        except Exception as error:  # noqa: BLE001 - nothing may reach the host's forward
+            self._fail(f"HOOK_FAILED:{type(error).__name__}", error)
+        finally:
+            self._local.call = None
+
+    def _submit(self, captured, args, kwargs, output):
+        needs_outcome = any(p is not None for p in (self._outcome_position, self._logprobs_position, self._logits_position))
+        out = self._outcome(output) if needs_outcome else None
+        if needs_outcome and not torch.is_tensor(out):
+            self._fail("NO_OUTCOME", TypeError(f"the outcome is a {type(out).__name__}, not a tensor"))
+            return
+        if self._outcome_position is not None:
+            captured[self._outcome_position] = self._prepare(out, "outcome")
+        lengths, mask = self._selection()
+        targets = None
+        if self._logprobs_position is not None or self._logits_position is not None:
+            tokens = input_ids(args, kwargs)
+            if tokens is None:
+                self._fail("NO_INPUT_IDS", ValueError("token scores need the input ids: none in the call"))
+                return
             if self._logprobs_position is not None:
                 # Scored where the logits are; each token from the ones before it.
-                captured[self._logprobs_position] = token_scores(out.detach(), inputs[0]).cpu()
-            targets = None
+                captured[self._logprobs_position] = token_scores(out.detach(), tokens).cpu()
             if self._logits_position is not None:
                 # The library scores them: the logits as they are, with the tokens read.
                 captured[self._logits_position] = out.detach().cpu()
-                targets = inputs[0].detach().cpu()
-            if any(t is None for t in captured):
-                self._count("MISSING_TAP")
-                return
-            n = captured[0].shape[0]
-            ids = getattr(self._local, "ids", None)
-            if ids is None:
-                with self._lock:
-                    ids = [next(self._auto_ids) for _ in range(n)]
-            elif torch.is_tensor(ids):
-                ids = ids.tolist()
-            cohort = getattr(self._local, "cohort", None) or self.cohort
-            tokens = self._tokens(captured, lengths, mask)
-            self.auditor.submit(ids, captured, None if cohort == "default" else cohort, targets=targets, **tokens)
+                targets = tokens.detach().cpu()
+        if any(t is None for t in captured):
+            self._fail("MISSING_TAP", ValueError("a tapped module did not run in this forward"))
+            return
+        n = captured[0].shape[0]
+        ids = getattr(self._local, "ids", None)
+        if ids is None:
             with self._lock:
-                self.batches += 1
-        except MintError as error:
-            self._count(getattr(error, "status", type(error).__name__))
-        except (TypeError, ValueError):
-            self._count("BAD_IDS")
+                ids = [next(self._auto_ids) for _ in range(n)]
+        else:
+            self._local.ids_used = True
+            if torch.is_tensor(ids):
+                ids = ids.tolist()
+        cohort = getattr(self._local, "cohort", None) or self.cohort
+        tokens = self._tokens(captured, lengths, mask)
+        self.auditor.submit(ids, captured, None if cohort == "default" else cohort, targets=targets, **tokens)
+        with self._lock:
+            self.batches += 1
 
     def _tokens(self, captured, lengths, mask):
         """``submit``'s lengths or mask by tap: as given for the hidden states (the pooled ones
@@ -273,9 +381,107 @@ class AuditHooks:
                     selected[tap] = m[:, :-1] & m[:, 1:]
         return {"mask" if mask is not None else "lengths": selected}
 
-    def _count(self, status):
+    def _fail(self, status, error):
+        """Counts a failure; the first of each kind is logged (never raised)."""
         with self._lock:
+            first = status not in self.errors
             self.errors[status] = self.errors.get(status, 0) + 1
+        if first:
+            _log.warning("mint_audit.torch: a batch was not audited (%s: %s); further ones are counted in "
+                         "AuditHooks.errors", status, error)
+
+
+def default_outcome(output):
+    """The outcome in what a model returns: a tensor itself; the ``logits`` of a Hugging Face
+    ``ModelOutput`` (or of a dict); else the first element of a tuple, list or
+    ``ModelOutput`` (``last_hidden_state`` for an encoder)."""
+    if torch.is_tensor(output):
+        return output
+    logits = getattr(output, "logits", None)
+    if torch.is_tensor(logits):
+        return logits
+    if isinstance(output, Mapping):
+        if torch.is_tensor(output.get("logits")):
+            return output["logits"]
+        return next(iter(output.values()), None)
+    if isinstance(output, (tuple, list)) and output:
+        return output[0]
+    return None
+
+
+def input_ids(args, kwargs):
+    """The token ids a language model was called with: ``input_ids=`` or its first positional
+    argument. None when it took none (``inputs_embeds``)."""
+    given = kwargs.get("input_ids")
+    if given is None and args:
+        given = args[0]
+    return given if torch.is_tensor(given) and given.dim() == 2 else None
+
+
+def _reads_past_tokens(kwargs):
+    """True for a decode step of ``generate()``: the call reads a KV cache of earlier tokens."""
+    past = kwargs.get("past_key_values")
+    if past is None:
+        return False
+    length = getattr(past, "get_seq_length", None)
+    if callable(length):
+        return length() > 0
+    # The legacy cache: one (key, value) pair per layer, keys [N, heads, T, d].
+    try:
+        return len(past) > 0 and past[0][0].shape[-2] > 0
+    except (TypeError, IndexError, AttributeError):
+        return True
+
+
+def transformer_layers(model):
+    """The module names of a Hugging Face model's transformer blocks, in order, found from
+    ``model.config``: the module list holding ``config.num_hidden_layers`` blocks
+    (``transformer.h.3`` for GPT-2, ``model.layers.3`` for Llama and Mistral,
+    ``bert.encoder.layer.3`` for BERT). A block's output is its hidden states ``[N, T, C]``:
+    a ``token_sequence`` tap."""
+    config = getattr(model, "config", None)
+    count = getattr(config, "num_hidden_layers", None)
+    if not isinstance(count, int) or count < 1:
+        raise ValueError("the model has no config.num_hidden_layers: name its blocks in `modules`")
+    lists = [name for name, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) == count]
+    if not lists:
+        raise ValueError(f"no module list of {count} blocks (config.num_hidden_layers): name its blocks in `modules`")
+    # The outermost one (an encoder-decoder's or a vision tower's lists are deeper, or not this long).
+    chosen = min(lists, key=lambda name: (name.count("."), len(name)))
+    return [f"{chosen}.{i}" for i in range(count)]
+
+
+class _CallRecorder:
+    """torch < 2.0, whose forward pre-hooks do not see keyword arguments: the model's ``forward``
+    is wrapped on the instance (as ``accelerate`` does) to record the call; ``remove()`` restores
+    it."""
+
+    def __init__(self, model, begin):
+        self._model = model
+        self._had_own = "forward" in model.__dict__
+        self._original = model.forward
+
+        @functools.wraps(self._original)
+        def forward(*args, **kwargs):
+            begin(args, kwargs)
+            return self._original(*args, **kwargs)
+
+        self._wrapper = forward
+        model.forward = forward
+
+    def remove(self):
+        if self._model.__dict__.get("forward") is self._wrapper:
+            if self._had_own:
+                self._model.forward = self._original
+            else:
+                del self._model.forward
+
+
+def _watch_calls(model, begin):
+    """Calls ``begin(args, kwargs)`` before each forward of ``model``; returns a handle."""
+    if "with_kwargs" in inspect.signature(model.register_forward_pre_hook).parameters:
+        return model.register_forward_pre_hook(lambda _m, args, kwargs: begin(args, kwargs), with_kwargs=True)
+    return _CallRecorder(model, begin)
 
 
 def attach(model, auditor, modules=None, outcome=None, cohort=None):
@@ -287,7 +493,8 @@ def attach(model, auditor, modules=None, outcome=None, cohort=None):
       computed from the outcome (the logits) and the model's first input (the tokens); a
       ``token_logits`` tap not listed is the outcome, scored by the library on that input.
     - ``outcome``: a function picking the outcome tensor from the model's output (default:
-      the output itself).
+      ``default_outcome``: the output itself, a ``ModelOutput``'s ``logits``, or the first
+      element of a tuple).
     - ``cohort``: the cohort every batch is submitted in (default: ``default``).
     """
     modules = dict(modules or {})
