@@ -132,7 +132,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             missing[..missing.len().min(5)].join(", ")
         );
     }
-    let limits = Limits { max_images: usize::MAX, max_side: u32::MAX, max_decode_bytes: u64::MAX };
+    let limits = Limits {
+        max_images: usize::MAX,
+        max_side: u32::MAX,
+        max_decode_bytes: u64::MAX,
+        max_pixels: u64::MAX,
+        max_work: std::time::Duration::MAX,
+    };
     let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(anyhow::Error::msg)?;
     let again = analysis::analyze(&model, &decoded)?;
     // The bytes, not the values: a number printed differently is a difference.

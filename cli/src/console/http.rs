@@ -1,22 +1,25 @@
 //! The console's HTTP side: hyper (HTTP/1.1) on a one-thread tokio runtime, as the library's
 //! metrics endpoint, with the limits a page open to the public needs:
-//! - connections capped, request heads bounded in size and time, connections bounded in life;
-//! - an analysis per client at most `rate_per_minute` a minute (token bucket per address), at
-//!   most `max_concurrent` at once (the others are told to retry), its body bounded in size and
-//!   in the time it may take to arrive;
+//! - connections capped in all and per client ([`clients`]: an IPv4 address or an IPv6 /64),
+//!   request heads bounded in size and time, connections bounded in life;
+//! - an analysis per client at most `rate_per_minute` a minute, and one at a time; its body
+//!   bounded in size, read before it may wait for an analysis slot, and only while it keeps
+//!   arriving (a grace period, then at least `MIN_BODY_BYTES_PER_SECOND`), the bodies held at
+//!   once bounded in bytes; at most `max_concurrent` analyses run, the others wait in arrival
+//!   order (one per client, so a client waits behind at most one request of each other
+//!   client), up to `QUEUE_WAIT`; each analysis bounded in pixels and time ([`uploads::Limits`]);
 //! - uploads held in memory for one analysis, never written, never logged;
 //! - no cookies, no third-party anything: the page, its script and style are built in, and a
 //!   Content-Security-Policy forbids everything else.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use futures_util::stream;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -26,6 +29,7 @@ use tokio::sync::Semaphore;
 
 use super::analysis;
 use super::bundle;
+use super::clients::{Client, Clients};
 use super::registry::{Registry, State};
 use super::uploads::{self, Limits, Upload};
 
@@ -37,11 +41,14 @@ const SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 
                                connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const MAX_HEAD_BYTES: usize = 16 << 10;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// The longest an upload may take to arrive.
-const BODY_TIMEOUT: Duration = Duration::from_secs(120);
-const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(600);
-/// Clients whose rate is tracked; past it, the least recently seen are forgotten.
-const MAX_TRACKED_CLIENTS: usize = 4096;
+/// An upload's first bytes may take this long; after it, it must keep arriving at
+/// `MIN_BODY_BYTES_PER_SECOND` on average (a 32 MiB upload then takes at most about 17 minutes: a
+/// 256 kbit/s uplink).
+const BODY_GRACE: Duration = Duration::from_secs(10);
+const MIN_BODY_BYTES_PER_SECOND: u64 = 32 << 10;
+/// The longest an upload that has arrived waits for an analysis slot.
+const QUEUE_WAIT: Duration = Duration::from_secs(60);
+const MAX_CONNECTION_LIFETIME: Duration = Duration::from_secs(1800);
 
 /// What the console serves with.
 #[derive(Debug, Clone)]
@@ -51,19 +58,19 @@ pub struct Settings {
     pub max_concurrent: usize,
     pub rate_per_minute: u32,
     pub max_connections: usize,
+    /// Connections one client (an IPv4 address, an IPv6 /64) may hold.
+    pub max_connections_per_client: usize,
+    /// Bytes of uploads held in memory at once, arriving or waiting for their analysis.
+    pub max_buffered_bytes: usize,
 }
 
 struct Shared {
     registry: Arc<Registry>,
     settings: Settings,
+    clients: Arc<Clients>,
     analyses: Arc<Semaphore>,
-    rates: Mutex<HashMap<IpAddr, Bucket>>,
-}
-
-/// A token bucket: `rate_per_minute` analyses, refilled continuously.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+    /// `max_buffered_bytes` in KiB, one permit each.
+    buffered_kib: Arc<Semaphore>,
 }
 
 /// Serves the console on `listener` until the process ends.
@@ -75,10 +82,13 @@ pub fn serve(listener: std::net::TcpListener, registry: Arc<Registry>, settings:
         .max_blocking_threads(settings.max_concurrent.max(1))
         .build()
         .context("the console's runtime")?;
+    let buffered_kib =
+        (settings.max_buffered_bytes.max(settings.max_upload_bytes) >> 10).clamp(1, Semaphore::MAX_PERMITS);
     let shared = Arc::new(Shared {
         registry,
+        clients: Clients::new(settings.max_connections_per_client, settings.rate_per_minute),
         analyses: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
-        rates: Mutex::new(HashMap::new()),
+        buffered_kib: Arc::new(Semaphore::new(buffered_kib)),
         settings,
     });
     runtime.block_on(accept(listener, shared))
@@ -96,10 +106,12 @@ async fn accept(listener: std::net::TcpListener, shared: Arc<Shared>) -> Result<
                 continue;
             }
         };
+        // Closed at once: past the cap in all, or past the client's own.
+        let Some(held) = shared.clients.connect(Client::of(peer.ip())) else { continue };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else { continue };
         let shared = Arc::clone(&shared);
         tokio::spawn(async move {
-            let _permit = permit;
+            let _permits = (permit, held);
             let service = hyper::service::service_fn(|request| {
                 let shared = Arc::clone(&shared);
                 async move { Ok::<_, Infallible>(route(request, peer, &shared).await) }
@@ -121,7 +133,7 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) ->
         (&Method::GET, "/console.js") => asset(SCRIPT, "text/javascript; charset=utf-8"),
         (&Method::GET, "/console.css") => asset(STYLE, "text/css; charset=utf-8"),
         (&Method::GET, "/api/models") => reply(StatusCode::OK, &models(shared)),
-        (&Method::POST, "/api/analyze") => analyze(request, peer.ip(), shared).await,
+        (&Method::POST, "/api/analyze") => analyze(request, Client::of(peer.ip()), shared).await,
         (_, "/" | "/console.js" | "/console.css" | "/api/models" | "/api/analyze") => {
             problem(StatusCode::METHOD_NOT_ALLOWED, "This address does not take that kind of request.")
         }
@@ -150,7 +162,7 @@ fn models(shared: &Shared) -> Value {
     })
 }
 
-async fn analyze(request: Request<Incoming>, ip: IpAddr, shared: &Shared) -> Response<Full<Bytes>> {
+async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) -> Response<Full<Bytes>> {
     let query = request.uri().query().unwrap_or("");
     let Some(id) = query.split('&').find_map(|kv| kv.strip_prefix("model=")) else {
         return problem(StatusCode::BAD_REQUEST, "Choose a model first.");
@@ -170,7 +182,7 @@ async fn analyze(request: Request<Incoming>, ip: IpAddr, shared: &Shared) -> Res
             )
         }
     };
-    if let Some(wait) = rate_limited(shared, ip) {
+    if let Some(wait) = shared.clients.rate_limited(client) {
         let mut r = problem(
             StatusCode::TOO_MANY_REQUESTS,
             &format!("Too many requests from your address; try again in {} seconds.", wait.as_secs().max(1)),
@@ -188,7 +200,10 @@ async fn analyze(request: Request<Incoming>, ip: IpAddr, shared: &Shared) -> Res
         )
     };
     let declared = request.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+    let Some(declared) = declared else {
+        return problem(StatusCode::LENGTH_REQUIRED, "The upload must say its length (Content-Length).");
+    };
+    if declared > max as u64 {
         return too_large();
     }
     let Some(boundary) = request
@@ -199,18 +214,35 @@ async fn analyze(request: Request<Incoming>, ip: IpAddr, shared: &Shared) -> Res
     else {
         return problem(StatusCode::BAD_REQUEST, "The images must be sent as a form upload (multipart/form-data).");
     };
-    // One analysis per core: the others are told to come back rather than queued unseen.
-    let Ok(permit) = Arc::clone(&shared.analyses).try_acquire_owned() else {
+    // One analysis per client at a time, from its first byte to its last computation.
+    let Some(held) = shared.clients.analysis(client) else {
         return problem(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The console is busy with other requests; try again in a moment.",
+            StatusCode::TOO_MANY_REQUESTS,
+            "Your address has an analysis under way; wait for it to finish, then send the next.",
         );
     };
-    let body = match tokio::time::timeout(BODY_TIMEOUT, Limited::new(request.into_body(), max).collect()).await {
-        Ok(Ok(body)) => body.to_bytes(),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => return too_large(),
-        Ok(Err(_)) => return problem(StatusCode::BAD_REQUEST, "The upload was interrupted; try again."),
-        Err(_) => return problem(StatusCode::REQUEST_TIMEOUT, "The upload took too long to arrive; try again."),
+    // The memory the upload will take, checked against every upload held at once.
+    let kib = (declared.div_ceil(1024).max(1)).min(u64::from(u32::MAX)) as u32;
+    let Ok(buffered) = Arc::clone(&shared.buffered_kib).try_acquire_many_owned(kib) else {
+        return busy();
+    };
+    // The whole body before any analysis slot: a slow or silent upload holds only its own.
+    let body = match read_body(request.into_body(), declared as usize).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => return too_large(),
+        Err(BodyError::Interrupted) => {
+            return problem(StatusCode::BAD_REQUEST, "The upload was interrupted; try again.")
+        }
+        Err(BodyError::TooSlow) => {
+            return problem(
+                StatusCode::REQUEST_TIMEOUT,
+                "The upload arrived too slowly; try again on a faster connection.",
+            )
+        }
+    };
+    // Slots are handed out in arrival order; each client waits with at most one request.
+    let Ok(Ok(permit)) = tokio::time::timeout(QUEUE_WAIT, Arc::clone(&shared.analyses).acquire_owned()).await else {
+        return busy();
     };
     let uploads = match read_form(body, boundary, &shared.settings.limits).await {
         Ok(u) => u,
@@ -219,9 +251,10 @@ async fn analyze(request: Request<Incoming>, ip: IpAddr, shared: &Shared) -> Res
     let limits = shared.settings.limits;
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
-        let _permit = permit;
+        // Held by the work itself, so that a client that hangs up does not free its slot early.
+        let _held = (permit, held);
         let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(Rejection::Input)?;
-        drop(uploads);
+        drop((uploads, buffered));
         let evidence = analysis::analyze(&model, &decoded).map_err(|e| Rejection::Internal(format!("{e:#}")))?;
         Ok::<_, Rejection>((decoded.samples.len(), bundle::Bundle::new(evidence, SystemTime::now())))
     })
@@ -281,27 +314,42 @@ async fn read_form(body: Bytes, boundary: String, limits: &Limits) -> Result<Vec
     Ok(uploads)
 }
 
-/// `Some(wait)` when the client has no analysis left this minute.
-fn rate_limited(shared: &Shared, ip: IpAddr) -> Option<Duration> {
-    let rate = shared.settings.rate_per_minute.max(1) as f64;
-    let now = Instant::now();
-    let mut rates = shared.rates.lock().unwrap();
-    if rates.len() >= MAX_TRACKED_CLIENTS && !rates.contains_key(&ip) {
-        // Forget the clients seen longest ago (their buckets are the fullest).
-        let mut seen: Vec<Instant> = rates.values().map(|b| b.at).collect();
-        seen.sort_unstable();
-        let cut = seen[seen.len() / 2];
-        rates.retain(|_, b| b.at > cut);
+enum BodyError {
+    TooLarge,
+    Interrupted,
+    TooSlow,
+}
+
+/// A request body of `declared` bytes (checked against the upload limit), read while it keeps
+/// arriving: its next bytes are due by `BODY_GRACE` plus one second per
+/// `MIN_BODY_BYTES_PER_SECOND` received so far, whatever the client does.
+async fn read_body(mut body: Incoming, declared: usize) -> Result<Bytes, BodyError> {
+    let started = tokio::time::Instant::now();
+    let mut received = Vec::with_capacity(declared);
+    loop {
+        let due =
+            started + BODY_GRACE + Duration::from_secs_f64(received.len() as f64 / MIN_BODY_BYTES_PER_SECOND as f64);
+        let frame = match tokio::time::timeout_at(due, body.frame()).await {
+            Err(_) => return Err(BodyError::TooSlow),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Interrupted),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if received.len() + data.len() > declared {
+                return Err(BodyError::TooLarge);
+            }
+            received.extend_from_slice(&data);
+        }
     }
-    let bucket = rates.entry(ip).or_insert(Bucket { tokens: rate, at: now });
-    bucket.tokens = (bucket.tokens + now.duration_since(bucket.at).as_secs_f64() * rate / 60.0).min(rate);
-    bucket.at = now;
-    if bucket.tokens >= 1.0 {
-        bucket.tokens -= 1.0;
-        None
-    } else {
-        Some(Duration::from_secs_f64((1.0 - bucket.tokens) * 60.0 / rate).max(Duration::from_secs(1)))
+    if received.len() < declared {
+        return Err(BodyError::Interrupted);
     }
+    Ok(Bytes::from(received))
+}
+
+fn busy() -> Response<Full<Bytes>> {
+    problem(StatusCode::SERVICE_UNAVAILABLE, "The console is busy with other requests; try again in a moment.")
 }
 
 fn asset(body: &'static str, content_type: &'static str) -> Response<Full<Bytes>> {

@@ -9,6 +9,7 @@
 
 pub mod analysis;
 pub mod bundle;
+mod clients;
 mod http;
 pub mod registry;
 pub mod uploads;
@@ -67,7 +68,13 @@ pub struct Args {
     /// Largest width or height of an uploaded image, in pixels.
     #[arg(long, default_value_t = 4096)]
     max_side: u32,
-    /// Analyses running at once; further requests are told to retry.
+    /// Megapixels of the PNG and JPEG images of one request together (the decoding work it may ask for).
+    #[arg(long, default_value_t = 64)]
+    max_megapixels: u64,
+    /// Seconds one request's images may take to decode.
+    #[arg(long, default_value_t = 30)]
+    max_analysis_seconds: u64,
+    /// Analyses running at once; further requests wait their turn (one per client), up to a minute.
     #[arg(long, default_value_t = 2)]
     max_concurrent: usize,
     /// Analyses one client address may ask for per minute.
@@ -76,6 +83,12 @@ pub struct Args {
     /// Open connections at most.
     #[arg(long, default_value_t = 64)]
     max_connections: usize,
+    /// Open connections one client (an IPv4 address, an IPv6 /64) may hold.
+    #[arg(long, default_value_t = 8)]
+    max_connections_per_client: usize,
+    /// MiB of uploads held in memory at once (arriving, or waiting for their analysis).
+    #[arg(long, default_value_t = 256)]
+    max_buffered_mib: usize,
     /// Held-out members scored at start-up for each model card's AUC.
     #[arg(long, default_value_t = 1000)]
     card_members: usize,
@@ -108,10 +121,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             max_side: args.max_side,
             // Eight bytes a pixel (RGBA at 16 bits) for the largest side allowed, at most 1 GiB.
             max_decode_bytes: (u64::from(args.max_side).pow(2) * 8).min(1 << 30),
+            max_pixels: args.max_megapixels.saturating_mul(1_000_000),
+            max_work: std::time::Duration::from_secs(args.max_analysis_seconds),
         },
         max_concurrent: args.max_concurrent,
         rate_per_minute: args.rate_per_minute,
         max_connections: args.max_connections,
+        max_connections_per_client: args.max_connections_per_client,
+        max_buffered_bytes: args.max_buffered_mib.saturating_mul(1 << 20),
     };
     http::serve(listener, registry, settings)?;
     Ok(ExitCode::SUCCESS)

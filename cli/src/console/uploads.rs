@@ -4,6 +4,7 @@
 //! anywhere; every refusal says, in words a person understands, which file and why.
 
 use std::io::Cursor;
+use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
@@ -24,6 +25,11 @@ pub struct Limits {
     pub max_side: u32,
     /// Bytes one image may take while decoding.
     pub max_decode_bytes: u64,
+    /// Pixels of the PNG and JPEG images of one request together (from their headers, before
+    /// any is decoded): what bounds the decoding work of a request.
+    pub max_pixels: u64,
+    /// The longest one request's images may take to decode, checked between images.
+    pub max_work: Duration,
 }
 
 /// One image of an upload.
@@ -51,9 +57,25 @@ pub fn decode(uploads: &[Upload], input: [usize; 3], limits: &Limits) -> Result<
         return Err("No images were uploaded: choose one or more image files.".into());
     }
     let per = input.iter().product::<usize>();
+    let pixels = pixels_of(uploads);
+    if pixels > limits.max_pixels {
+        return Err(format!(
+            "These images hold {:.1} million pixels together; this console analyses at most {:.1} million per \
+             request. Send fewer or smaller images per request.",
+            pixels as f64 / 1e6,
+            limits.max_pixels as f64 / 1e6
+        ));
+    }
+    let started = Instant::now();
     let mut samples = Vec::new();
     let mut data = Vec::new();
     for upload in uploads {
+        if started.elapsed() > limits.max_work {
+            return Err(format!(
+                "These images took longer than {} seconds to read; send fewer or smaller images per request.",
+                limits.max_work.as_secs()
+            ));
+        }
         let sha256 = format!("{:x}", Sha256::digest(&upload.bytes));
         let name = display_name(&upload.name);
         let room = limits.max_images.saturating_sub(samples.len());
@@ -82,6 +104,22 @@ pub fn decode(uploads: &[Upload], input: [usize; 3], limits: &Limits) -> Result<
         }
     }
     Ok(Decoded { samples, images: Images { data, shape: input, labels: None } })
+}
+
+/// The pixels of the request's PNG and JPEG images, read from their headers (a header that
+/// cannot be read counts nothing here: decoding refuses the file with its reason).
+fn pixels_of(uploads: &[Upload]) -> u64 {
+    let mut total = 0u64;
+    for upload in uploads.iter().filter(|u| sniff(&u.bytes) == Kind::Image) {
+        let dimensions = image::ImageReader::new(Cursor::new(&upload.bytes))
+            .with_guessed_format()
+            .ok()
+            .and_then(|r| r.into_dimensions().ok());
+        if let Some((w, h)) = dimensions {
+            total = total.saturating_add(u64::from(w) * u64::from(h));
+        }
+    }
+    total
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -205,7 +243,13 @@ fn too_many_or(e: anyhow::Error, room: usize) -> String {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_images: 4, max_side: 64, max_decode_bytes: 1 << 20 };
+    const LIMITS: Limits = Limits {
+        max_images: 4,
+        max_side: 64,
+        max_decode_bytes: 1 << 20,
+        max_pixels: 10_000,
+        max_work: Duration::from_secs(60),
+    };
 
     fn png(w: u32, h: u32, colour: bool) -> Vec<u8> {
         let img: image::DynamicImage = if colour {
@@ -246,6 +290,22 @@ mod tests {
             (0..5).map(|i| Upload { name: format!("{i}.png"), bytes: png(28, 28, false) }).collect();
         assert!(decode(&many, [1, 28, 28], &LIMITS).unwrap_err().starts_with("Too many images"));
         assert!(decode(&[], [1, 28, 28], &LIMITS).unwrap_err().starts_with("No images"));
+    }
+
+    #[test]
+    fn a_request_is_bounded_in_pixels_before_anything_is_decoded() {
+        // Three 60×60 images: each within the side limit, 10,800 pixels together.
+        let three: Vec<Upload> =
+            (0..3).map(|i| Upload { name: format!("{i}.png"), bytes: png(60, 60, true) }).collect();
+        let e = decode(&three, [1, 28, 28], &LIMITS).unwrap_err();
+        assert!(e.contains("0.0 million pixels together") && e.contains("at most 0.0 million"), "{e}");
+        assert_eq!(pixels_of(&three), 10_800);
+        assert_eq!(decode(&three[..2], [1, 28, 28], &LIMITS).unwrap().samples.len(), 2);
+        // And in time: nothing is decoded once the budget is spent.
+        let spent = Limits { max_work: Duration::ZERO, ..LIMITS };
+        std::thread::sleep(Duration::from_millis(2));
+        let e = decode(&three[..2], [1, 28, 28], &spent).unwrap_err();
+        assert!(e.contains("took longer than 0 seconds"), "{e}");
     }
 
     #[test]

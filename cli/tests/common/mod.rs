@@ -145,3 +145,52 @@ pub fn demo_idx(kind: &str, n: usize) -> Vec<u8> {
     out.extend(&bytes[16..16 + n * 784]);
     out
 }
+
+/// A connection to `addr` (host:port) from the loopback address `source` (any of 127.0.0.0/8):
+/// another client, as the console counts them.
+pub fn connect_from(addr: &str, source: [u8; 4]) -> std::io::Result<std::net::TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let target: std::net::SocketAddr = addr.parse().expect("host:port");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into())?;
+    socket.connect_timeout(&target.into(), Duration::from_secs(10))?;
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    Ok(stream)
+}
+
+/// A POST of `files` for `model` from the loopback address `source`, on a connection of its own:
+/// the status (0 when the connection was closed without an answer) and the body.
+pub fn analyze_from(addr: &str, source: [u8; 4], model: &str, files: &[(String, Vec<u8>)]) -> (u16, String) {
+    use std::io::Write;
+    let (content_type, body) = multipart(files);
+    let Ok(mut stream) = connect_from(addr, source) else { return (0, String::new()) };
+    let head = format!(
+        "POST /api/analyze?model={model} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    if stream.write_all(head.as_bytes()).and_then(|_| stream.write_all(&body)).is_err() {
+        return (0, String::new());
+    }
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    let reply = String::from_utf8_lossy(&reply);
+    let status = reply.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = reply.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    (status, body)
+}
+
+/// A PNG of `side`×`side` pixels of noise (which PNG cannot compress: a heavy decode).
+pub fn noise_png(side: u32, seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+    let img = image::GrayImage::from_fn(side, side, |_, _| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        image::Luma([state as u8])
+    });
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).unwrap();
+    png.into_inner()
+}
