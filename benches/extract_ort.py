@@ -4,6 +4,7 @@ them in tract), on 1 and 2 intra-op threads.
 
     python extract_ort.py MODEL_DIR BATCH SAMPLES ROUNDS  ->  JSON samples/s (median round)
 """
+
 import json
 import os
 import sys

@@ -19,10 +19,10 @@ target/bench-results/gpu_overhead.md.
 `--device cpu` runs the same measurement on the CPU (the hooks then hand over the maps in
 place): a check that the script works, not the GPU figure.
 """
+
 import argparse
 import importlib.util
 import json
-import os
 import statistics
 import sys
 import time
@@ -116,26 +116,35 @@ def main():
     args = parser.parse_args()
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        sys.exit("no CUDA device: this benchmark needs an NVIDIA GPU and a CUDA build of PyTorch "
-                 "(--device cpu checks the script on the CPU)")
+        sys.exit(
+            "no CUDA device: this benchmark needs an NVIDIA GPU and a CUDA build of PyTorch "
+            "(--device cpu checks the script on the CPU)"
+        )
     models_dir = Path(args.models)
     builder = load_model_script()
     missing = [n for n in builder.SPECS if not (models_dir / n / "auditor.json").exists()]
     if missing:
-        sys.exit(f"missing {missing} under {models_dir}: run /usr/bin/python3 scripts/make_overhead_models.py {models_dir}")
+        sys.exit(
+            f"missing {missing} under {models_dir}: run /usr/bin/python3 scripts/make_overhead_models.py {models_dir}"
+        )
     torch.backends.cudnn.benchmark = True
-    accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (script check, not the GPU figure)"
+    accelerator = (
+        torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU (script check, not the GPU figure)"
+    )
     rows = [measure(n, models_dir, builder, device, b, args.pairs) for n in builder.SPECS for b in args.batch]
     text = (
         f"### Audit overhead on {accelerator}: PyTorch forward with the mint_audit.torch hooks against without\n\n"
         f"torch {torch.__version__}; mint_audit {mint_audit.__version__}; CPU flags: {cpu_flags()}; "
         f"{args.pairs} alternating pairs after a warm-up, medians.\n\n"
-        "| model | batch | forward ms | forward + audit ms | × forward (median of pairs) | submitted | audited | dropped |\n"
+        "| model | batch | forward ms | forward + audit ms | × forward (median of pairs) "
+        "| submitted | audited | dropped |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|\n"
     )
     for r in rows:
-        text += (f"| {r['model']} | {r['batch']} | {r['forward_ms']:.3f} | {r['audited_ms']:.3f} | {r['ratio']:.3f} | "
-                 f"{r['submitted']} | {r['audited']} | {r['dropped']} |\n")
+        text += (
+            f"| {r['model']} | {r['batch']} | {r['forward_ms']:.3f} | {r['audited_ms']:.3f} | {r['ratio']:.3f} | "
+            f"{r['submitted']} | {r['audited']} | {r['dropped']} |\n"
+        )
     print(text)
     out = REPO / "target/bench-results"
     out.mkdir(parents=True, exist_ok=True)

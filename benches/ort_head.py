@@ -4,6 +4,7 @@
 
 Timed like the Rust side: the median over 15 trials of the mean time per call.
 """
+
 import json
 import sys
 import time
@@ -41,7 +42,7 @@ def main():
     out = {}
     for b in batches:
         xb = np.ascontiguousarray(x[:b])
-        t = ns_per_call(lambda: sess.run(None, {name: xb}))
+        t = ns_per_call(lambda xb=xb: sess.run(None, {name: xb}))
         out[str(b)] = b / t * 1e9
     print(json.dumps(out))
 

@@ -3,6 +3,7 @@ mint_audit package's submit of its outputs (numpy arrays read in place), in alte
 
     python overhead_ort.py MODEL_DIR BATCH PAIRS   ->  JSON medians in ms on stdout
 """
+
 import json
 import os
 import sys
@@ -46,8 +47,16 @@ def main():
                 submit.append(handed * 1e3)
         report = auditor.close(60.0)
     med = lambda v: float(np.median(v))  # noqa: E731
-    print(json.dumps({"forward_ms": med(forward), "audited_ms": med(audited), "submit_ms": med(submit),
-                      "dropped": int(report.stats.submitted - report.stats.audited)}))
+    print(
+        json.dumps(
+            {
+                "forward_ms": med(forward),
+                "audited_ms": med(audited),
+                "submit_ms": med(submit),
+                "dropped": int(report.stats.submitted - report.stats.audited),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import torch
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
 import fmnist_model  # noqa: E402
+
 import mint_audit  # noqa: E402
 from mint_audit.torch import attach, module_for_tensor  # noqa: E402
 
@@ -63,6 +64,7 @@ def timed_hooks(model, spent):
     """Wraps every forward hook on `model` so that its time adds to `spent[0]`."""
     for module in model.modules():
         for key, fn in list(module._forward_hooks.items()):
+
             def timed(*args, fn=fn):
                 started = time.perf_counter()
                 try:
@@ -159,10 +161,14 @@ def main():
     auditor = mint_audit.Auditor(config, base_dir=MODEL)
     base = fmnist_model.load(MODEL)
     maps = [module_for_tensor(auditor.tap_tensor(tap)) for tap, kind in auditor.taps if kind != "outcome"]
-    print(f"CPU: {platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
-          f"mint_audit {mint_audit.__version__} (reduce ISA {mint_audit.REDUCE_ISA}); torch {torch.__version__}\n")
-    print("| batch | forward µs, unhooked | hooks alone µs | submit alone µs | keeping the maps: added µs (wall, CPU) "
-          "| hooks + auditor: added µs (wall, CPU) | of which in the hooks µs | added / forward |")
+    print(
+        f"CPU: {platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
+        f"mint_audit {mint_audit.__version__} (reduce ISA {mint_audit.REDUCE_ISA}); torch {torch.__version__}\n"
+    )
+    print(
+        "| batch | forward µs, unhooked | hooks alone µs | submit alone µs | keeping the maps: added µs (wall, CPU) "
+        "| hooks + auditor: added µs (wall, CPU) | of which in the hooks µs | added / forward |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     next_id = [0]
     for batch in args.batches:
@@ -216,8 +222,11 @@ def main():
             timed_hooks(audited, spent)
             wall, cpu, forward, in_hooks = paired(plain, audited, x, args.pairs, ids, spent)
             hooks.remove()
-        print(f"| {batch} | {forward:.0f} | {hooks_us:.1f} | {submit_us:.1f} | {keep_wall:.0f}, {keep_cpu:.0f} "
-              f"| {wall:.0f}, {cpu:.0f} | {in_hooks:.0f} | {wall / forward:.2%} |", flush=True)
+        print(
+            f"| {batch} | {forward:.0f} | {hooks_us:.1f} | {submit_us:.1f} | {keep_wall:.0f}, {keep_cpu:.0f} "
+            f"| {wall:.0f}, {cpu:.0f} | {in_hooks:.0f} | {wall / forward:.2%} |",
+            flush=True,
+        )
     print("\n| batch | tap | map KiB | first read in the hook µs | second read µs | read out of a forward µs |")
     print("|---:|---|---:|---:|---:|---:|")
     for batch in args.batches:

@@ -51,9 +51,22 @@ def start(work, audit, timing_file=""):
         params += f" timing_file={timing_file}"
     env = dict(os.environ, MINT_TRITON_PYTHON=sys.executable, MINT_TRITON_PARAMS=params)
     server = subprocess.Popen(
-        ["bash", os.path.join(ROOT, "examples/triton/start.sh"), "fmnist_audited", work,
-         "--http-port", str(ports[0]), "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-verbose=0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
+        [
+            "bash",
+            os.path.join(ROOT, "examples/triton/start.sh"),
+            "fmnist_audited",
+            work,
+            "--http-port",
+            str(ports[0]),
+            "--grpc-port",
+            str(ports[1]),
+            "--metrics-port",
+            str(ports[2]),
+            "--log-verbose=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
     )
     url = f"http://127.0.0.1:{ports[0]}/v2/models/fmnist_audited/ready"
     deadline = time.monotonic() + 180
@@ -83,10 +96,12 @@ def load(port, images, requests, batch, concurrency, next_id):
         client = getattr(local, "client", None)
         if client is None:
             client = local.client = http.InferenceServerClient(f"127.0.0.1:{port}")
-        x = images[(i * batch) % (len(images) - batch):][:batch]
+        x = images[(i * batch) % (len(images) - batch) :][:batch]
         inputs = [http.InferInput("image", x.shape, "FP32"), http.InferInput("sample_id", [batch, 1], "UINT64")]
         inputs[0].set_data_from_numpy(x)
-        inputs[1].set_data_from_numpy(np.arange(next_id + i * batch, next_id + (i + 1) * batch, dtype=np.uint64).reshape(batch, 1))
+        inputs[1].set_data_from_numpy(
+            np.arange(next_id + i * batch, next_id + (i + 1) * batch, dtype=np.uint64).reshape(batch, 1)
+        )
         t = time.perf_counter()
         client.infer("fmnist_audited", inputs)
         return (time.perf_counter() - t) * 1e3
@@ -116,7 +131,10 @@ def main():
     sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
     from conftest import read_idx_images  # noqa: E402
 
-    images = (read_idx_images(os.path.join(ROOT, "models/fmnist-memorizing/demo-members-idx3-ubyte")).astype(np.float32) / 255.0)[:, None]
+    images = (
+        read_idx_images(os.path.join(ROOT, "models/fmnist-memorizing/demo-members-idx3-ubyte")).astype(np.float32)
+        / 255.0
+    )[:, None]
     import mint_audit
 
     with tempfile.TemporaryDirectory() as work:
@@ -125,14 +143,20 @@ def main():
             lat = {"on": [], "off": []}
             rate = {"on": [], "off": []}
             for r in range(args.rounds + 1):
-                for audit in (("on", "off") if r % 2 else ("off", "on")):
-                    l, t = load(servers[audit][1][0], images, args.requests, args.batch, args.concurrency, r << 32)
+                for audit in ("on", "off") if r % 2 else ("off", "on"):
+                    latencies, t = load(
+                        servers[audit][1][0], images, args.requests, args.batch, args.concurrency, r << 32
+                    )
                     if r > 0:  # round 0 warms both up
-                        lat[audit].extend(l)
+                        lat[audit].extend(latencies)
                         rate[audit].append(t)
             mint_port = servers["on"][1][3]
             metrics = urllib.request.urlopen(f"http://127.0.0.1:{mint_port}/metrics").read().decode()
-            audited = sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("mint_samples_audited_total"))
+            audited = sum(
+                float(line.split()[-1])
+                for line in metrics.splitlines()
+                if line.startswith("mint_samples_audited_total")
+            )
         finally:
             for server, _ in servers.values():
                 stop(server)
@@ -147,7 +171,7 @@ def main():
         with open(timing_file) as f:
             timings = json.load(f)
         pairs = [dict(zip(timings["fields"], forward)) for forward in timings["forwards"]]
-        pairs = pairs[len(pairs) // (args.rounds + 1):]  # the first round warms up
+        pairs = pairs[len(pairs) // (args.rounds + 1) :]  # the first round warms up
 
     def median_ms(of):
         return statistics.median(of(p) for p in pairs) * 1e3
@@ -161,25 +185,36 @@ def main():
     def pct(xs, q):
         return float(np.percentile(xs, q))
 
-    print(f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
-          f"mint_audit {mint_audit.__version__} (reduce ISA {mint_audit.REDUCE_ISA})")
-    print(f"load: {args.rounds} alternating rounds x {args.requests} requests of batch {args.batch}, "
-          f"{args.concurrency} concurrent clients; every request of the audited server audited "
-          f"({int(audited)} samples scored)\n")
+    print(
+        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
+        f"mint_audit {mint_audit.__version__} (reduce ISA {mint_audit.REDUCE_ISA})"
+    )
+    print(
+        f"load: {args.rounds} alternating rounds x {args.requests} requests of batch {args.batch}, "
+        f"{args.concurrency} concurrent clients; every request of the audited server audited "
+        f"({int(audited)} samples scored)\n"
+    )
     print("| server | p50 ms | p99 ms | samples/s |")
     print("|---|---:|---:|---:|")
     for audit in ("off", "on"):
-        print(f"| audit {audit} | {pct(lat[audit], 50):.3f} | {pct(lat[audit], 99):.3f} | {statistics.median(rate[audit]):.0f} |")
-    print(f"| **on / off** | **{pct(lat['on'], 50) / pct(lat['off'], 50):.3f}** | "
-          f"**{pct(lat['on'], 99) / pct(lat['off'], 99):.3f}** | "
-          f"**{statistics.median(rate['on']) / statistics.median(rate['off']):.3f}** |")
+        p50, p99, median_rate = pct(lat[audit], 50), pct(lat[audit], 99), statistics.median(rate[audit])
+        print(f"| audit {audit} | {p50:.3f} | {p99:.3f} | {median_rate:.0f} |")
+    print(
+        f"| **on / off** | **{pct(lat['on'], 50) / pct(lat['off'], 50):.3f}** | "
+        f"**{pct(lat['on'], 99) / pct(lat['off'], 99):.3f}** | "
+        f"**{statistics.median(rate['on']) / statistics.median(rate['off']):.3f}** |"
+    )
     p50_off = pct(lat["off"], 50)
     print(f"\nIn process, {len(pairs)} forwards (mean {samples:.1f} samples each) paired with an unhooked copy:\n")
-    print("| forward ms, unhooked | forward ms, audited | added ms (median of pairs) | added CPU ms (same) "
-          "| added / p50 request (audit off) | added CPU / p50 |")
+    print(
+        "| forward ms, unhooked | forward ms, audited | added ms (median of pairs) | added CPU ms (same) "
+        "| added / p50 request (audit off) | added CPU / p50 |"
+    )
     print("|---:|---:|---:|---:|---:|---:|")
-    print(f"| {unhooked_ms:.3f} | {audited_ms:.3f} | {added_ms:.3f} | {added_cpu_ms:.3f} "
-          f"| **{added_ms / p50_off:.2%}** | {added_cpu_ms / p50_off:.2%} |")
+    print(
+        f"| {unhooked_ms:.3f} | {audited_ms:.3f} | {added_ms:.3f} | {added_cpu_ms:.3f} "
+        f"| **{added_ms / p50_off:.2%}** | {added_cpu_ms / p50_off:.2%} |"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ non-members: Fashion-MNIST test images that neither head training nor calibratio
 seeded split of `mint eval --calibrate`, seed 0, half), so that the demo measures the
 calibrated FPR on non-members calibration never used.
 """
+
 import argparse
 import json
 import os
@@ -65,8 +66,10 @@ def main():
     ev = split["protocols"]["same_distribution"]["eval"]
     sources = {"fashion-train": mintdata.fashion_mnist("train")[0], "fashion-t10k": mintdata.fashion_mnist("t10k")[0]}
     check = check_part(len(ev["non_members"]["indices"]))
-    picks = {"members": ev["members"]["indices"][: args.count],
-             "non-members": [ev["non_members"]["indices"][i] for i in check[: args.count]]}
+    picks = {
+        "members": ev["members"]["indices"][: args.count],
+        "non-members": [ev["non_members"]["indices"][i] for i in check[: args.count]],
+    }
     for name, subset in (("members", ev["members"]), ("non-members", ev["non_members"])):
         images = sources[subset["source"]][picks[name]]
         write_idx(os.path.join(args.model_dir, f"demo-{name}-idx3-ubyte"), images)

@@ -54,7 +54,10 @@ def figures(report, key):
     f = report["mint"] if key == "mint" else report["baselines"].get(key)
     if f is None or "skipped" in f:
         return None
-    pick = lambda k: None if f.get(k) is None else {x: round(f[k][x], 4) for x in ("value", "low", "high")}
+
+    def pick(k):
+        return None if f.get(k) is None else {x: round(f[k][x], 4) for x in ("value", "low", "high")}
+
     return {
         "balanced_accuracy": pick("balanced_accuracy"),
         "auc": pick("auc"),
@@ -66,8 +69,18 @@ def figures(report, key):
 
 
 def evaluate(config, model_dir, protocol, out_dir):
-    cmd = [MINT, "eval", "--config", config, "--split", os.path.join(model_dir, "split.json"),
-           "--protocol", protocol, "--out-dir", out_dir]
+    cmd = [
+        MINT,
+        "eval",
+        "--config",
+        config,
+        "--split",
+        os.path.join(model_dir, "split.json"),
+        "--protocol",
+        protocol,
+        "--out-dir",
+        out_dir,
+    ]
     if protocol == "cross_dataset":
         cmd.append("--allow-shift")
     sh(*cmd, stdout=subprocess.DEVNULL)
@@ -85,13 +98,28 @@ def main():
         desc = os.path.join(model_dir, "model.json")
         with open(desc) as f:
             info = json.load(f)
-        results["models"][model] = {"training": info.get("results", {}), "architecture": info.get("architecture"), "protocols": {}}
+        results["models"][model] = {
+            "training": info.get("results", {}),
+            "architecture": info.get("architecture"),
+            "protocols": {},
+        }
         for protocol in PROTOCOLS:
             work = os.path.join(WORK, model, protocol)
             shutil.rmtree(work, ignore_errors=True)
             feats = os.path.join(work, "features")
-            sh(MINT, "extract", "--model-json", desc, "--split", os.path.join(model_dir, "split.json"),
-               "--protocol", protocol, "--out", feats, stderr=subprocess.DEVNULL)
+            sh(
+                MINT,
+                "extract",
+                "--model-json",
+                desc,
+                "--split",
+                os.path.join(model_dir, "split.json"),
+                "--protocol",
+                protocol,
+                "--out",
+                feats,
+                stderr=subprocess.DEVNULL,
+            )
             rows = []
             baselines = None
             for taps, label in VANILLA:
@@ -99,27 +127,74 @@ def main():
                     name = f"vanilla-{taps.replace(',', '-')}-{recipe}"
                     head = os.path.join(work, "heads", name + ".onnx")
                     config = os.path.join(work, "heads", name + ".json")
-                    sh(MINT, "train", "--features", feats, "--taps", taps, "--recipe", recipe, "--out", head,
-                       "--config-out", config, "--model-json", desc, stdout=subprocess.DEVNULL)
+                    sh(
+                        MINT,
+                        "train",
+                        "--features",
+                        feats,
+                        "--taps",
+                        taps,
+                        "--recipe",
+                        recipe,
+                        "--out",
+                        head,
+                        "--config-out",
+                        config,
+                        "--model-json",
+                        desc,
+                        stdout=subprocess.DEVNULL,
+                    )
                     report = evaluate(config, model_dir, protocol, os.path.join(work, "eval", name))
                     rows.append({"row": label, "recipe": recipe, "head": name, **figures(report, "mint")})
                     baselines = baselines or report
             for tap, label in CNN:
                 maps = os.path.join(work, f"maps-{tap}")
-                sh(MINT, "extract", "--model-json", desc, "--split", os.path.join(model_dir, "split.json"),
-                   "--protocol", protocol, "--full-map", tap, "--limit", CNN_TRAIN_LIMIT, "--out", maps,
-                   stderr=subprocess.DEVNULL)
+                sh(
+                    MINT,
+                    "extract",
+                    "--model-json",
+                    desc,
+                    "--split",
+                    os.path.join(model_dir, "split.json"),
+                    "--protocol",
+                    protocol,
+                    "--full-map",
+                    tap,
+                    "--limit",
+                    CNN_TRAIN_LIMIT,
+                    "--out",
+                    maps,
+                    stderr=subprocess.DEVNULL,
+                )
                 for recipe in RECIPES:
                     name = f"cnn-{tap}-{recipe}"
                     head = os.path.join(work, "heads", name + ".onnx")
                     config = os.path.join(work, "heads", name + ".json")
-                    sh(MINT, "train", "--features", maps, "--recipe", recipe, "--out", head, "--config-out", config,
-                       "--model-json", desc, "--backend-library", cpu_plugin, stdout=subprocess.DEVNULL)
+                    sh(
+                        MINT,
+                        "train",
+                        "--features",
+                        maps,
+                        "--recipe",
+                        recipe,
+                        "--out",
+                        head,
+                        "--config-out",
+                        config,
+                        "--model-json",
+                        desc,
+                        "--backend-library",
+                        cpu_plugin,
+                        stdout=subprocess.DEVNULL,
+                    )
                     report = evaluate(config, model_dir, protocol, os.path.join(work, "eval", name))
                     rows.append({"row": label, "recipe": recipe, "head": name, **figures(report, "mint")})
                 shutil.rmtree(maps)  # hundreds of MB of maps; the heads and reports stay
-            for key, label in (("loss", "Loss threshold (needs labels)"), ("confidence", "Confidence (max softmax, label-free)"),
-                               ("blind", "Blind control (raw inputs only, never the model)")):
+            for key, label in (
+                ("loss", "Loss threshold (needs labels)"),
+                ("confidence", "Confidence (max softmax, label-free)"),
+                ("blind", "Blind control (raw inputs only, never the model)"),
+            ):
                 f = figures(baselines, key)
                 rows.append({"row": label, "recipe": "baseline", "head": None, **(f or {"auc": None})})
             results["models"][model]["protocols"][protocol] = {
@@ -133,30 +208,94 @@ def main():
         full = {r["recipe"]: r for r in same if r["row"] == "Vanilla, all stages + outcome"}
         best = max(RECIPES, key=lambda r: full[r]["auc"]["value"])
         heads = os.path.join(WORK, model, "same_distribution", "heads")
-        sh(MINT, "train", "--features", os.path.join(WORK, model, "same_distribution", "features"), "--recipe", best,
-           "--out", os.path.join(model_dir, "head.onnx"), "--config-out", os.path.join(model_dir, "auditor.json"),
-           "--model-json", desc, "--metrics-listen", "127.0.0.1:0", *SHIPPED_COHORTS, stdout=subprocess.DEVNULL)
+        sh(
+            MINT,
+            "train",
+            "--features",
+            os.path.join(WORK, model, "same_distribution", "features"),
+            "--recipe",
+            best,
+            "--out",
+            os.path.join(model_dir, "head.onnx"),
+            "--config-out",
+            os.path.join(model_dir, "auditor.json"),
+            "--model-json",
+            desc,
+            "--metrics-listen",
+            "127.0.0.1:0",
+            *SHIPPED_COHORTS,
+            stdout=subprocess.DEVNULL,
+        )
         calibrate(os.path.join(model_dir, "auditor.json"), model_dir, os.path.join(WORK, model, "calibration"))
-        with open(os.path.join(heads, f"vanilla-all-{best}.onnx"), "rb") as a, open(os.path.join(model_dir, "head.onnx"), "rb") as b:
+        with (
+            open(os.path.join(heads, f"vanilla-all-{best}.onnx"), "rb") as a,
+            open(os.path.join(model_dir, "head.onnx"), "rb") as b,
+        ):
             assert a.read() == b.read(), "training is not deterministic: the shipped head differs from the table's"
-        results["shipped"][model] = {"head": f"models/{model}/head.onnx", "recipe": best, "row": "Vanilla, all stages + outcome",
-                                     "protocol": "same_distribution", "auc": full[best]["auc"]}
+        results["shipped"][model] = {
+            "head": f"models/{model}/head.onnx",
+            "recipe": best,
+            "row": "Vanilla, all stages + outcome",
+            "protocol": "same_distribution",
+            "auc": full[best]["auc"],
+        }
     # The memorizing model's CNN head (stage 1, our recipe) for the CNN path's demo and tests.
     model_dir = os.path.join(ROOT, "models", "fmnist-memorizing")
     maps = os.path.join(WORK, "cnn-shipped-maps")
-    sh(MINT, "extract", "--model-json", os.path.join(model_dir, "model.json"), "--split", os.path.join(model_dir, "split.json"),
-       "--protocol", "same_distribution", "--full-map", "stage1", "--limit", CNN_TRAIN_LIMIT, "--out", maps, stderr=subprocess.DEVNULL)
-    sh(MINT, "train", "--features", maps, "--recipe", "standardized", "--out", os.path.join(model_dir, "cnn_head_stage1.onnx"),
-       "--config-out", os.path.join(model_dir, "auditor-cnn.json"), "--model-json", os.path.join(model_dir, "model.json"),
-       "--metrics-listen", "127.0.0.1:0", "--backend-library", "libmint_backend_cpu.so", *SHIPPED_COHORTS,
-       stdout=subprocess.DEVNULL)
+    sh(
+        MINT,
+        "extract",
+        "--model-json",
+        os.path.join(model_dir, "model.json"),
+        "--split",
+        os.path.join(model_dir, "split.json"),
+        "--protocol",
+        "same_distribution",
+        "--full-map",
+        "stage1",
+        "--limit",
+        CNN_TRAIN_LIMIT,
+        "--out",
+        maps,
+        stderr=subprocess.DEVNULL,
+    )
+    sh(
+        MINT,
+        "train",
+        "--features",
+        maps,
+        "--recipe",
+        "standardized",
+        "--out",
+        os.path.join(model_dir, "cnn_head_stage1.onnx"),
+        "--config-out",
+        os.path.join(model_dir, "auditor-cnn.json"),
+        "--model-json",
+        os.path.join(model_dir, "model.json"),
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--backend-library",
+        "libmint_backend_cpu.so",
+        *SHIPPED_COHORTS,
+        stdout=subprocess.DEVNULL,
+    )
     calibrate(os.path.join(model_dir, "auditor-cnn.json"), model_dir, os.path.join(WORK, "calibration-cnn"))
     shutil.rmtree(maps)
 
     # The evidence tables of docs/evidence.md, on the freshly calibrated configurations.
-    sh(MINT, "evidence-study", "--model", os.path.join(ROOT, "models", "fmnist-memorizing"), "--model",
-       os.path.join(ROOT, "models", "fmnist-generalizing"), "--json", os.path.join(ROOT, "docs", "evidence.json"),
-       "--doc", os.path.join(ROOT, "docs", "evidence.md"), stdout=subprocess.DEVNULL)
+    sh(
+        MINT,
+        "evidence-study",
+        "--model",
+        os.path.join(ROOT, "models", "fmnist-memorizing"),
+        "--model",
+        os.path.join(ROOT, "models", "fmnist-generalizing"),
+        "--json",
+        os.path.join(ROOT, "docs", "evidence.json"),
+        "--doc",
+        os.path.join(ROOT, "docs", "evidence.md"),
+        stdout=subprocess.DEVNULL,
+    )
 
     results["seconds"] = round(time.time() - started)
     results["command"] = "/usr/bin/python3 scripts/experiments.py"
@@ -180,9 +319,24 @@ SHIPPED_COHORTS = ("--cohort", "reference", "--cohort", "suspect")
 def calibrate(config, model_dir, out_dir):
     """Calibrates a shipped configuration in place: threshold for a 1% FPR on half the eval
     non-members of the same-distribution protocol, checked on the other half."""
-    sh(MINT, "eval", "--config", config, "--split", os.path.join(model_dir, "split.json"), "--protocol",
-       "same_distribution", "--out-dir", out_dir, "--calibrate", "0.01", "--write-config", config,
-       "--allow-shift", stdout=subprocess.DEVNULL)
+    sh(
+        MINT,
+        "eval",
+        "--config",
+        config,
+        "--split",
+        os.path.join(model_dir, "split.json"),
+        "--protocol",
+        "same_distribution",
+        "--out-dir",
+        out_dir,
+        "--calibrate",
+        "0.01",
+        "--write-config",
+        config,
+        "--allow-shift",
+        stdout=subprocess.DEVNULL,
+    )
 
 
 def cell(x):
@@ -196,18 +350,28 @@ def render(results):
     for model, m in results["models"].items():
         t = m["training"]
         out.append(f"### {model}\n")
-        out.append(f"{m['architecture']}; train accuracy {t.get('train_accuracy')}, test accuracy {t.get('test_accuracy')}.\n")
+        out.append(
+            f"{m['architecture']}; train accuracy {t.get('train_accuracy')}, test accuracy {t.get('test_accuracy')}.\n"
+        )
         for protocol, p in m["protocols"].items():
             shift = p["distribution_shift"]
             out.append(f"#### {protocol}: {p['description']}\n")
-            out.append(f"Blind control AUC {cell(shift['blind_auc'])}: "
-                       + ("**the sets differ in distribution; membership figures of this protocol are not to be trusted.**"
-                          if shift["detected"] else "no distribution shift found.") + "\n")
+            out.append(
+                f"Blind control AUC {cell(shift['blind_auc'])}: "
+                + (
+                    "**the sets differ in distribution; membership figures of this protocol are not to be trusted.**"
+                    if shift["detected"]
+                    else "no distribution shift found."
+                )
+                + "\n"
+            )
             out.append("| AAD | recipe | balanced accuracy | ROC AUC | TPR @ 1% FPR | TPR @ 0.1% FPR |")
             out.append("|---|---|---|---|---|---|")
             for r in p["rows"]:
-                out.append(f"| {r['row']} | {r['recipe']} | {cell(r.get('balanced_accuracy'))} | {cell(r.get('auc'))} | "
-                           f"{cell(r.get('tpr_at_1pct_fpr'))} | {cell(r.get('tpr_at_0_1pct_fpr'))} |")
+                out.append(
+                    f"| {r['row']} | {r['recipe']} | {cell(r.get('balanced_accuracy'))} | {cell(r.get('auc'))} | "
+                    f"{cell(r.get('tpr_at_1pct_fpr'))} | {cell(r.get('tpr_at_0_1pct_fpr'))} |"
+                )
             out.append("")
     out.append(f"Generated by `{results['command']}` in {results['seconds']} s.\n")
     return "\n".join(out)

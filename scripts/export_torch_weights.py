@@ -20,6 +20,7 @@ from onnx import numpy_helper
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
 import fmnist_model  # noqa: E402
+
 from mint_audit.torch import module_for_tensor  # noqa: E402
 
 
@@ -34,7 +35,9 @@ def state_dict_from_onnx(path, model):
         state[f"{module}.weight"], state[f"{module}.bias"] = inits[node.input[1]], inits[node.input[2]]
     expected = set(model.state_dict())
     if set(state) != expected:
-        raise SystemExit(f"{path}: weights do not fit the model: missing {expected - set(state)}, extra {set(state) - expected}")
+        raise SystemExit(
+            f"{path}: weights do not fit the model: missing {expected - set(state)}, extra {set(state) - expected}"
+        )
     return state
 
 

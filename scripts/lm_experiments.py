@@ -139,7 +139,9 @@ def write_features(path, rows, config):
 
 def scores_through_auditor(data, config, indices):
     got = {}
-    auditor = mint_audit.Auditor(config, base_dir=MODEL, on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs))
+    auditor = mint_audit.Auditor(
+        config, base_dir=MODEL, on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs)
+    )
     for chosen, taps, selection in data.batches(indices):
         assert auditor.submit(chosen, taps, lengths=selection).accepted == len(chosen)
     stats = auditor.close(60.0).stats
@@ -201,7 +203,9 @@ def cohort_evidence(data, head, reference, suspect, null_suspect):
         auditor = mint_audit.Auditor(config, base_dir=MODEL)
         for cohort, indices in [("reference", reference), ("suspect", chosen)]:
             for ids, taps, selection in data.batches(indices):
-                auditor.submit([i + (1 << 40) * (cohort == "suspect") for i in ids], taps, cohort=cohort, lengths=selection)
+                auditor.submit(
+                    [i + (1 << 40) * (cohort == "suspect") for i in ids], taps, cohort=cohort, lengths=selection
+                )
         auditor.close(60.0)
         e = auditor.evidence("suspect")
         out[name] = {"audited": e["audited"], "overall_rank": e["overall_rank"], "alarms": e["alarms"]}
@@ -264,9 +268,20 @@ def run_model(name):
     for taps, label in ROWS:
         pooling, names = (taps.split(":") + [None])[:2] if ":" in taps else ("max", taps)
         out = os.path.join(WORK, f"head-{pooling}-{names.replace(',', '+')}.onnx")
-        sh(MINT, "train", "--members", os.path.join(WORK, f"{pooling}-train_m.npy"),
-           "--non-members", os.path.join(WORK, f"{pooling}-train_n.npy"), "--taps", names,
-           "--recipe", "standardized", "--out", out)
+        sh(
+            MINT,
+            "train",
+            "--members",
+            os.path.join(WORK, f"{pooling}-train_m.npy"),
+            "--non-members",
+            os.path.join(WORK, f"{pooling}-train_n.npy"),
+            "--taps",
+            names,
+            "--recipe",
+            "standardized",
+            "--out",
+            out,
+        )
         head_taps = None if names == "all" else names.split(",")
         config = auditor_config(pooling, (out, sha256(out), head_taps))
         pos = scores_through_auditor(data, config, sets["eval_m"])
@@ -276,12 +291,18 @@ def run_model(name):
     # Label-free baselines, from the library's own token-score features (columns 512..527:
     # mean, min_k 5/10/20/30/50%, min_kpp 5/10/20/30/50%, quantiles 0/25/50/75%).
     baselines = []
-    for column, label in [(512, "loss (mean token log-probability)"), (515, "Min-K% Prob, k = 20%"), (520, "Min-K%++, k = 20%")]:
+    for column, label in [
+        (512, "loss (mean token log-probability)"),
+        (515, "Min-K% Prob, k = 20%"),
+        (520, "Min-K%++, k = 20%"),
+    ]:
         pos, neg = rows_by_pooling["max"]["eval_m"][:, column], rows_by_pooling["max"]["eval_n"][:, column]
         baselines.append({"row": label, "figures": figures(pos, neg)})
     blind = blind_control(data, sets["eval_m"], sets["eval_n"])
     best = max(results, key=lambda r: r["figures"][0][0])
-    best_head = os.path.join(WORK, f"head-max-{best['taps'].replace(',', '+')}.onnx") if ":" not in best["taps"] else None
+    best_head = (
+        os.path.join(WORK, f"head-max-{best['taps'].replace(',', '+')}.onnx") if ":" not in best["taps"] else None
+    )
     # Cohorts are drawn at random from their lists: the lists are sorted by index, and the
     # fortunes by collection, so a prefix of one list and a slice of another are different
     # collections -- a shift the rank test finds (a first version of this script took slices,
@@ -292,12 +313,20 @@ def run_model(name):
     evidence = None
     if best_head:
         head_taps = None if best["taps"] == "all" else best["taps"].split(",")
-        evidence = cohort_evidence(data, (best_head, sha256(best_head), head_taps), spare[:500], suspect, spare[500:750])
+        evidence = cohort_evidence(
+            data, (best_head, sha256(best_head), head_taps), spare[:500], suspect, spare[500:750]
+        )
     ship_head(os.path.join(WORK, "head-max-all.onnx"))
     info = json.load(open(os.path.join(MODEL, "model.json")))
     report = {
-        "name": name, "model": info, "results": results, "baselines": baselines, "blind_control": blind,
-        "best": best["row"], "evidence": evidence, "seconds": round(time.time() - started, 1),
+        "name": name,
+        "model": info,
+        "results": results,
+        "baselines": baselines,
+        "blind_control": blind,
+        "best": best["row"],
+        "evidence": evidence,
+        "seconds": round(time.time() - started, 1),
         "sizes": {k: len(v) for k, v in sets.items()},
     }
     print(f"{name} done in {time.time() - started:.0f} s")
@@ -312,9 +341,14 @@ def write_doc(reports):
     lines = []
     for r in reports:
         lines += model_lines(r) + [""]
-    lines += [f"Generated by `.venv/bin/python scripts/lm_experiments.py` in {sum(r['seconds'] for r in reports):.0f} s."]
+    lines += [
+        f"Generated by `.venv/bin/python scripts/lm_experiments.py` in {sum(r['seconds'] for r in reports):.0f} s."
+    ]
     text = open(DOC).read()
-    begin, end = "<!-- BEGIN GENERATED: scripts/lm_experiments.py -->", "<!-- END GENERATED: scripts/lm_experiments.py -->"
+    begin, end = (
+        "<!-- BEGIN GENERATED: scripts/lm_experiments.py -->",
+        "<!-- END GENERATED: scripts/lm_experiments.py -->",
+    )
     block = begin + "\n" + "\n".join(lines) + "\n" + end
     if begin in text:
         text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
@@ -329,15 +363,19 @@ def model_lines(r):
         f"### {r['name']}",
         "",
         f"{r['model']['architecture']}, {r['model']['parameters']:,} parameters, trained by `scripts/train_lm.py` "
-        f"on {t['members']} fortunes for {t['epochs']} epochs ({t['optimizer']}; {t['seconds']:.0f} s): mean loss per byte "
+        f"on {t['members']} fortunes for {t['epochs']} epochs ({t['optimizer']}; {t['seconds']:.0f} s): "
+        "mean loss per byte "
         f"{t['mean_loss_members']:.3f} on members, {t['mean_loss_held_out']:.3f} on held-out fortunes.",
         "",
-        f"#### same_distribution: held-out members against held-out fortunes of the same collections",
+        "#### same_distribution: held-out members against held-out fortunes of the same collections",
         "",
         f"{r['sizes']['train_m']} + {r['sizes']['train_n']} texts train each head, {r['sizes']['eval_m']} + "
         f"{r['sizes']['eval_n']} evaluate it. Blind control AUC {cell(r['blind_control'][0])}"
-        + (": no distribution shift found." if r["blind_control"][0][1] <= 0.5 <= r["blind_control"][0][2] + 0.02
-           else ": the sets differ in their raw texts."),
+        + (
+            ": no distribution shift found."
+            if r["blind_control"][0][1] <= 0.5 <= r["blind_control"][0][2] + 0.02
+            else ": the sets differ in their raw texts."
+        ),
         "",
         "| AAD | ROC AUC | TPR @ 1% FPR | TPR @ 0.1% FPR |",
         "|---|---|---|---|",
@@ -346,9 +384,14 @@ def model_lines(r):
         f = row["figures"]
         lines.append(f"| {row['row']} | {cell(f[0])} | {cell(f[1])} | {cell(f[2])} |")
     if r["evidence"]:
-        lines += ["", f"Dataset-level test (the library's cohort evidence, head: {r['best']}; reference cohort: 500 "
-                      "spare non-members; one-sided rank test of everything in the suspect cohort):", "",
-                  "| suspect cohort | audited | AUC against the reference | p-value |", "|---|---|---|---|"]
+        lines += [
+            "",
+            f"Dataset-level test (the library's cohort evidence, head: {r['best']}; reference cohort: 500 "
+            "spare non-members; one-sided rank test of everything in the suspect cohort):",
+            "",
+            "| suspect cohort | audited | AUC against the reference | p-value |",
+            "|---|---|---|---|",
+        ]
         for name, e in r["evidence"].items():
             _, p_value, auc_ = e["overall_rank"]
             lines.append(f"| {name} | {e['audited']} | {auc_:.3f} | {p_value:.2g} |")

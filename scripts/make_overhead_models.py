@@ -9,6 +9,7 @@ usage: /usr/bin/python3 scripts/make_overhead_models.py OUT_DIR
 Writes OUT_DIR/{resnet18_224,resnet50_112}/{model.onnx,head.onnx,auditor.json}. Weights are
 random: the benchmark measures time, not membership.
 """
+
 import hashlib
 import json
 import sys
@@ -25,8 +26,12 @@ class Basic(nn.Module):
         super().__init__()
         cout = width * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, cout, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
         self.short = nn.Sequential()
         if stride != 1 or cin != cout:
             self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
@@ -42,9 +47,15 @@ class Bottleneck(Basic):
         nn.Module.__init__(self)
         cout = width * self.expansion
         self.body = nn.Sequential(
-            nn.Conv2d(cin, width, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
-            nn.Conv2d(width, cout, 1, bias=False), nn.BatchNorm2d(cout))
+            nn.Conv2d(cin, width, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride, 1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+            nn.Conv2d(width, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        )
         self.short = nn.Sequential()
         if stride != 1 or cin != cout:
             self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
@@ -53,7 +64,9 @@ class Bottleneck(Basic):
 class ResNet(nn.Module):
     def __init__(self, block, blocks, classes=1000):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1))
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+        )
         stages, cin = [], 64
         for i, (width, n) in enumerate(zip([64, 128, 256, 512], blocks)):
             layers = []
@@ -106,21 +119,40 @@ def main():
         x = torch.rand(1, 3, side, side)
         with torch.no_grad():
             maps = model(x)
-        torch.onnx.export(model, x, d / "model.onnx", input_names=["input"], output_names=names,
-                          dynamic_axes={n: {0: "batch"} for n in ["input", *names]}, opset_version=13)
+        torch.onnx.export(
+            model,
+            x,
+            d / "model.onnx",
+            input_names=["input"],
+            output_names=names,
+            dynamic_axes={n: {0: "batch"} for n in ["input", *names]},
+            opset_version=13,
+        )
         widths = model.channels + [1000]
         head = nn.Sequential(nn.Linear(sum(widths), 64), nn.ReLU(), nn.Linear(64, 1), nn.Sigmoid()).eval()
-        torch.onnx.export(head, torch.rand(1, sum(widths)), d / "head.onnx", input_names=["features"],
-                          output_names=["score"], dynamic_axes={"features": {0: "batch"}, "score": {0: "batch"}},
-                          opset_version=13)
-        taps = [{"name": n, "channels": c, "kind": "activation_map", "tensor": n,
-                 "spatial": list(m.shape[2:])} for n, c, m in zip(names[:4], widths[:4], maps[:4])]
+        torch.onnx.export(
+            head,
+            torch.rand(1, sum(widths)),
+            d / "head.onnx",
+            input_names=["features"],
+            output_names=["score"],
+            dynamic_axes={"features": {0: "batch"}, "score": {0: "batch"}},
+            opset_version=13,
+        )
+        taps = [
+            {"name": n, "channels": c, "kind": "activation_map", "tensor": n, "spatial": list(m.shape[2:])}
+            for n, c, m in zip(names[:4], widths[:4], maps[:4])
+        ]
         taps.append({"name": "logits", "channels": 1000, "kind": "outcome", "tensor": "logits"})
         config = {
             "model": {"id": name, "version": "bench", "onnx": "model.onnx", "input_shape": [3, side, side]},
             "taps": taps,
-            "head": {"kind": "vanilla", "path": "head.onnx",
-                     "sha256": hashlib.sha256((d / "head.onnx").read_bytes()).hexdigest(), "threshold": 0.5},
+            "head": {
+                "kind": "vanilla",
+                "path": "head.onnx",
+                "sha256": hashlib.sha256((d / "head.onnx").read_bytes()).hexdigest(),
+                "threshold": 0.5,
+            },
             "queue": {"capacity": 4096},
             "batching": {"max_batch": 64, "max_wait_ms": 2},
             "sampling": {"one_in": 1},

@@ -13,6 +13,7 @@ usage: /usr/bin/python3 scripts/make_test_models.py OUT_DIR
 Writes OUT_DIR/expected.json: per stage, the name of the ONNX node of its last 3x3
 convolution, and the outcome's output name, as PyTorch named them.
 """
+
 import json
 import os
 import sys
@@ -75,8 +76,15 @@ def main():
         torch.manual_seed(7)
         model = SmallResNet(name).eval()
         axes = {n: {0: "batch"} for n in ["input", *outputs]} if dynamic else None
-        torch.onnx.export(model, torch.rand(1, 3, 64, 64), out / f"{name}.onnx", input_names=["input"],
-                          output_names=outputs, dynamic_axes=axes, opset_version=13)
+        torch.onnx.export(
+            model,
+            torch.rand(1, 3, 64, 64),
+            out / f"{name}.onnx",
+            input_names=["input"],
+            output_names=outputs,
+            dynamic_axes=axes,
+            opset_version=13,
+        )
         expected[name] = {
             "outcome": outputs[-1],
             "classes": CLASSES,

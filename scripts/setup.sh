@@ -2,12 +2,12 @@
 # Installs what the tests need beyond a fresh machine's Rust toolchain, C compiler and Python:
 # Debian's Prometheus (server and promtool), PyTorch and onnx (reference training and export),
 # scikit-learn (the cross-dataset non-members), jsonschema (the split schema test), the
-# Fashion-MNIST dataset package, valgrind
-# (the C API test under memcheck), Chromium and chromedriver (the console's browser test), and a
-# virtual environment (.venv) with onnxruntime, NVIDIA's pytriton wheel (tritonserver), and what
-# the Python package's tests use (pytest, prometheus_client, maturin, transformers); the venv sees Debian's
-# packages (torch), so that the PyTorch hooks are tested against Debian's PyTorch.
-# Idempotent: only what is missing is installed.
+# Fashion-MNIST dataset package, valgrind (the C API test under memcheck), Chromium and
+# chromedriver (the console's browser test), and a virtual environment (.venv) with
+# onnxruntime, NVIDIA's pytriton wheel (tritonserver), what the Python package's tests use
+# (pytest, prometheus_client, maturin, transformers) and the Python linters (ruff, mypy); the
+# venv sees Debian's packages (torch), so that the PyTorch hooks are tested against Debian's
+# PyTorch. Idempotent: only what is missing is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,8 +25,8 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages that Debian does not ship, pinned; in a venv so that /usr/bin/python3 stays as Debian made it.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy, pytriton, torch, pytest, prometheus_client, maturin, transformers" 2>/dev/null; then
-  echo "setup: creating .venv (onnxruntime, nvidia-pytriton, pytest, prometheus_client, maturin, transformers; sees Debian's torch)"
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy, pytriton, torch, pytest, prometheus_client, maturin, transformers, ruff, mypy" 2>/dev/null; then
+  echo "setup: creating .venv (onnxruntime, nvidia-pytriton, pytest, prometheus_client, maturin, transformers, ruff, mypy; sees Debian's torch)"
   /usr/bin/python3 -m venv --clear --system-site-packages .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 fi

@@ -44,8 +44,14 @@ MEAN, STD = 0.2860, 0.3530  # Fashion-MNIST pixel statistics (train split)
 _FASHION = "${MINT_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}"
 # Where the split's sources live: paths relative to split.json, ${VAR:-default} expanded.
 SOURCES = {
-    "fashion-train": {"images": f"{_FASHION}/train-images-idx3-ubyte.gz", "labels": f"{_FASHION}/train-labels-idx1-ubyte.gz"},
-    "fashion-t10k": {"images": f"{_FASHION}/t10k-images-idx3-ubyte.gz", "labels": f"{_FASHION}/t10k-labels-idx1-ubyte.gz"},
+    "fashion-train": {
+        "images": f"{_FASHION}/train-images-idx3-ubyte.gz",
+        "labels": f"{_FASHION}/train-labels-idx1-ubyte.gz",
+    },
+    "fashion-t10k": {
+        "images": f"{_FASHION}/t10k-images-idx3-ubyte.gz",
+        "labels": f"{_FASHION}/t10k-labels-idx1-ubyte.gz",
+    },
     "digits28": {"images": "../data/digits28-images-idx3-ubyte.gz"},
 }
 
@@ -78,7 +84,9 @@ class ResNet4(nn.Module):
         layers, cin = [], WIDTHS[0]
         for i, w in enumerate(WIDTHS):
             stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(*[Block(cin if b == 0 else w, w, stride if b == 0 else 1) for b in range(blocks)]))
+            layers.append(
+                nn.Sequential(*[Block(cin if b == 0 else w, w, stride if b == 0 else 1) for b in range(blocks)])
+            )
             cin = w
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(WIDTHS[-1], 10)
@@ -144,8 +152,14 @@ def make_split(variant, members, train_hashes, test_hashes, digit_hashes, rng):
         "protocols": {
             "same_distribution": {
                 "description": "held-out members of D against the Fashion-MNIST test split",
-                "head_train": {"members": entry("fashion-train", mem_train), "non_members": entry("fashion-t10k", t[:half])},
-                "eval": {"members": entry("fashion-train", mem_eval), "non_members": entry("fashion-t10k", t[half : 2 * half])},
+                "head_train": {
+                    "members": entry("fashion-train", mem_train),
+                    "non_members": entry("fashion-t10k", t[:half]),
+                },
+                "eval": {
+                    "members": entry("fashion-train", mem_eval),
+                    "non_members": entry("fashion-t10k", t[half : 2 * half]),
+                },
             },
             "cross_dataset": {
                 "description": "held-out members of D against scikit-learn's optical digits (28x28): another dataset",
@@ -187,7 +201,13 @@ def model_descriptor(variant, taps, convs, model, ref_x):
     return {
         "model": {"id": f"fmnist-{variant}", "version": "1", "onnx": "model.onnx", "input_shape": [1, 28, 28]},
         "taps": [
-            {"name": t["name"], "channels": c.out_channels, "kind": "activation_map", "tensor": t["tensor"], "spatial": hw}
+            {
+                "name": t["name"],
+                "channels": c.out_channels,
+                "kind": "activation_map",
+                "tensor": t["tensor"],
+                "spatial": hw,
+            }
             for t, c, hw in zip(taps, convs, spatial)
         ]
         + [{"name": "logits", "channels": 10, "kind": "outcome", "tensor": "logits"}],
@@ -211,7 +231,10 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--digits-out", default=os.path.join(os.path.dirname(__file__), "..", "models", "data", "digits28-images-idx3-ubyte.gz"))
+    ap.add_argument(
+        "--digits-out",
+        default=os.path.join(os.path.dirname(__file__), "..", "models", "data", "digits28-images-idx3-ubyte.gz"),
+    )
     args = ap.parse_args()
     hp = VARIANTS[args.variant]
     started = time.time()
@@ -232,7 +255,9 @@ def main():
     if hp["optimizer"] == "adam":
         opt = torch.optim.Adam(model.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
     else:
-        opt = torch.optim.SGD(model.parameters(), lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"], nesterov=True)
+        opt = torch.optim.SGD(
+            model.parameters(), lr=hp["lr"], momentum=0.9, weight_decay=hp["weight_decay"], nesterov=True
+        )
     steps_per_epoch = (len(x) + 63) // 64
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=hp["lr"], total_steps=hp["epochs"] * steps_per_epoch)
     for epoch in range(hp["epochs"]):
@@ -248,7 +273,10 @@ def main():
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{hp['epochs']}: train loss {total / len(x):.4f} ({time.time() - started:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{hp['epochs']}: train loss {total / len(x):.4f} ({time.time() - started:.0f} s)",
+            flush=True,
+        )
 
     model.eval()
     train_loss, train_acc = evaluate(model, x, y)
@@ -259,8 +287,14 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     onnx_path = os.path.join(args.out, "model.onnx")
     torch.onnx.export(
-        model, torch.zeros(1, 1, 28, 28), onnx_path, input_names=["image"], output_names=["logits"],
-        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}}, opset_version=13, do_constant_folding=True,
+        model,
+        torch.zeros(1, 1, 28, 28),
+        onnx_path,
+        input_names=["image"],
+        output_names=["logits"],
+        dynamic_axes={"image": {0: "N"}, "logits": {0: "N"}},
+        opset_version=13,
+        do_constant_folding=True,
     )
     taps = tap_tensors(onnx_path, model)
 
@@ -283,8 +317,12 @@ def main():
         write_digits(args.digits_out)
     digits_u8, _ = mintdata.digits28()
     split = make_split(
-        args.variant, members, mintdata.image_hashes(train_x_u8), mintdata.image_hashes(test_x_u8),
-        mintdata.image_hashes(digits_u8), rng,
+        args.variant,
+        members,
+        mintdata.image_hashes(train_x_u8),
+        mintdata.image_hashes(test_x_u8),
+        mintdata.image_hashes(digits_u8),
+        rng,
     )
     split["members"] = {"source": "fashion-train", "indices": members.tolist()}
     split["sources"] = SOURCES

@@ -76,7 +76,9 @@ def balanced_batches(n_pos, n_neg, batch, gen):
     pos = torch.randperm(n_pos, generator=gen)
     neg = torch.randperm(n_neg, generator=gen) + n_pos
     for s in range(max(max(n_pos, n_neg) // half, 1)):
-        yield torch.cat([pos[torch.arange(s * half, (s + 1) * half) % n_pos], neg[torch.arange(s * half, (s + 1) * half) % n_neg]])
+        yield torch.cat(
+            [pos[torch.arange(s * half, (s + 1) * half) % n_pos], neg[torch.arange(s * half, (s + 1) * half) % n_neg]]
+        )
 
 
 def scores_of(model, x, batch=256):
@@ -154,8 +156,14 @@ def main():
     folded_gap = float(np.abs(scores_of(deployed, ref) - scores_of(model, ref)).max())
     assert folded_gap < 1e-4, f"folding changed the scores by {folded_gap}"
     torch.onnx.export(
-        deployed, torch.zeros(2, c, h, w), args.out, input_names=["maps"], output_names=["score"],
-        dynamic_axes={"maps": {0: "N"}, "score": {0: "N"}}, opset_version=13, do_constant_folding=True,
+        deployed,
+        torch.zeros(2, c, h, w),
+        args.out,
+        input_names=["maps"],
+        output_names=["score"],
+        dynamic_axes={"maps": {0: "N"}, "score": {0: "N"}},
+        opset_version=13,
+        do_constant_folding=True,
     )
     import onnx
 
@@ -174,7 +182,10 @@ def main():
         "folding_max_abs_diff": folded_gap,
         "seconds": round(time.time() - started, 1),
         "torch": torch.__version__,
-        "reference": {"maps": os.path.basename(args.out) + ".reference.npy", "scores": scores_of(deployed, ref).tolist()},
+        "reference": {
+            "maps": os.path.basename(args.out) + ".reference.npy",
+            "scores": scores_of(deployed, ref).tolist(),
+        },
     }
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=1)

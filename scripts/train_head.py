@@ -226,8 +226,13 @@ def train_standardized(x, y, n_pos, outcome, args, gen, rng):
         elif epoch + 1 - best_epoch >= patience:
             break
     model.load_state_dict(best_state)
-    return model, {"best_epoch": best_epoch, "epochs_run": epoch + 1, "validation_auc": round(best, 4),
-                   "validation_rows": int(len(val)), "train_rows": int(len(tr))}
+    return model, {
+        "best_epoch": best_epoch,
+        "epochs_run": epoch + 1,
+        "validation_auc": round(best, 4),
+        "validation_rows": int(len(val)),
+        "train_rows": int(len(tr)),
+    }
 
 
 def main():
@@ -273,8 +278,14 @@ def main():
     assert folded_gap < 1e-5, f"folding changed the scores by {folded_gap}"
     model = deployed
     torch.onnx.export(
-        model, torch.zeros(2, x.shape[1]), args.out, input_names=["features"], output_names=["score"],
-        dynamic_axes={"features": {0: "N"}, "score": {0: "N"}}, opset_version=13, do_constant_folding=True,
+        model,
+        torch.zeros(2, x.shape[1]),
+        args.out,
+        input_names=["features"],
+        output_names=["score"],
+        dynamic_axes={"features": {0: "N"}, "score": {0: "N"}},
+        opset_version=13,
+        do_constant_folding=True,
     )
     import onnx
 

@@ -173,8 +173,13 @@ def main():
     m = rng.permutation(members)
     half = len(m) // 2
     split = {
-        "corpus": {"source": "fortunes", "folder": FORTUNES, "sha256": corpus_digest, "texts": len(texts),
-                   "file": "../data/fortunes.json"},
+        "corpus": {
+            "source": "fortunes",
+            "folder": FORTUNES,
+            "sha256": corpus_digest,
+            "texts": len(texts),
+            "file": "../data/fortunes.json",
+        },
         "members": members,
         "protocols": {
             "same_distribution": {
@@ -207,7 +212,10 @@ def main():
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(members):.3f} ({time.time() - started:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{args.epochs}: train loss {total / len(members):.3f} ({time.time() - started:.0f} s)",
+            flush=True,
+        )
 
     held = rest[: 2 * half]
     ht, hl = encode([texts[i] for i in held])
@@ -219,8 +227,15 @@ def main():
     onnx_path = os.path.join(args.out, "model.onnx")
     names = ["logits"] + [f"block{i + 1}" for i in range(BLOCKS)] + ["token_scores"]
     axes = {"tokens": {0: "n", 1: "t"}, **{k: {0: "n", 1: "t"} for k in names}}
-    torch.onnx.export(Exported(model), (tokens[:2, :40],), onnx_path, input_names=["tokens"], output_names=names,
-                      dynamic_axes=axes, opset_version=17)
+    torch.onnx.export(
+        Exported(model),
+        (tokens[:2, :40],),
+        onnx_path,
+        input_names=["tokens"],
+        output_names=names,
+        dynamic_axes=axes,
+        opset_version=17,
+    )
     corpus = os.path.join(args.out, "..", "data", "fortunes.json")
     os.makedirs(os.path.dirname(corpus), exist_ok=True)
     with open(corpus, "w") as f:
@@ -229,19 +244,28 @@ def main():
     with open(os.path.join(args.out, "split.json"), "w") as f:
         json.dump(split, f, indent=1)
         f.write("\n")
-    taps = [{"name": f"block{i + 1}", "channels": WIDTH, "kind": "token_sequence", "tensor": f"block{i + 1}"}
-            for i in range(BLOCKS)]
+    taps = [
+        {"name": f"block{i + 1}", "channels": WIDTH, "kind": "token_sequence", "tensor": f"block{i + 1}"}
+        for i in range(BLOCKS)
+    ]
     taps.append({"name": "token_scores", "channels": 3, "kind": "token_logprobs", "tensor": "token_scores"})
     info = {
         "model": {"id": f"fortunes-lm-{args.variant}", "version": "1", "onnx": "model.onnx"},
         "taps": taps,
-        "architecture": f"byte-level causal transformer: {BLOCKS} blocks, width {WIDTH}, {HEADS} heads, context {CONTEXT}",
+        "architecture": (
+            f"byte-level causal transformer: {BLOCKS} blocks, width {WIDTH}, {HEADS} heads, context {CONTEXT}"
+        ),
         "parameters": sum(p.numel() for p in model.parameters()),
         "training": {
-            "variant": args.variant, "members": len(members), "epochs": args.epochs,
+            "variant": args.variant,
+            "members": len(members),
+            "epochs": args.epochs,
             "optimizer": f"AdamW, one-cycle, max lr 2e-3, weight decay {variant['weight_decay']}",
-            "seed": args.seed, "threads": args.threads, "seconds": round(time.time() - started, 1),
-            "mean_loss_members": float(member_loss.mean()), "mean_loss_held_out": float(held_loss.mean()),
+            "seed": args.seed,
+            "threads": args.threads,
+            "seconds": round(time.time() - started, 1),
+            "mean_loss_members": float(member_loss.mean()),
+            "mean_loss_held_out": float(held_loss.mean()),
         },
         "torch": torch.__version__,
     }

@@ -132,7 +132,10 @@ def main():
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        print(f"epoch {epoch + 1}/{HP['epochs']}: train loss {total / len(x):.4f} ({time.time() - started:.0f} s)", flush=True)
+        print(
+            f"epoch {epoch + 1}/{HP['epochs']}: train loss {total / len(x):.4f} ({time.time() - started:.0f} s)",
+            flush=True,
+        )
 
     model.eval()
     train_loss, train_acc = evaluate(model, x, y)
@@ -143,8 +146,13 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     names = ["logits"] + [f"block{i + 1}" for i in range(BLOCKS)]
     torch.onnx.export(
-        Exported(vit), torch.zeros(1, 1, 28, 28), os.path.join(args.out, "model.onnx"), input_names=["image"],
-        output_names=names, dynamic_axes={k: {0: "N"} for k in ["image"] + names}, opset_version=13,
+        Exported(vit),
+        torch.zeros(1, 1, 28, 28),
+        os.path.join(args.out, "model.onnx"),
+        input_names=["image"],
+        output_names=names,
+        dynamic_axes={k: {0: "N"} for k in ["image"] + names},
+        opset_version=13,
         do_constant_folding=True,
     )
     ref_x = torch.cat([x[:4], test_x[:4]])
@@ -160,8 +168,12 @@ def main():
         write_digits(digits_path)
     digits_u8, _ = mintdata.digits28()
     split = make_split(
-        "memorizing", members, mintdata.image_hashes(train_x_u8), mintdata.image_hashes(test_x_u8),
-        mintdata.image_hashes(digits_u8), rng,
+        "memorizing",
+        members,
+        mintdata.image_hashes(train_x_u8),
+        mintdata.image_hashes(test_x_u8),
+        mintdata.image_hashes(digits_u8),
+        rng,
     )
     split["members"] = {"source": "fashion-train", "indices": members.tolist()}
     split["sources"] = SOURCES
@@ -170,12 +182,20 @@ def main():
     info = {
         "model": {"id": "fmnist-vit", "version": "1", "onnx": "model.onnx", "input_shape": [1, 28, 28]},
         "taps": [
-            {"name": f"block{i + 1}", "channels": WIDTH, "kind": "token_sequence", "tensor": f"block{i + 1}",
-             "max_tokens": TOKENS}
+            {
+                "name": f"block{i + 1}",
+                "channels": WIDTH,
+                "kind": "token_sequence",
+                "tensor": f"block{i + 1}",
+                "max_tokens": TOKENS,
+            }
             for i in range(BLOCKS)
         ]
         + [{"name": "logits", "channels": 10, "kind": "outcome", "tensor": "logits"}],
-        "architecture": f"ViT, {BLOCKS} pre-norm blocks of width {WIDTH}, {HEADS} heads, {PATCH}×{PATCH} patches + CLS ({TOKENS} tokens)",
+        "architecture": (
+            f"ViT, {BLOCKS} pre-norm blocks of width {WIDTH}, {HEADS} heads, "
+            f"{PATCH}×{PATCH} patches + CLS ({TOKENS} tokens)"
+        ),
         "preprocessing": "grey pixel / 255 (the Fashion-MNIST normalisation is inside the graph)",
         "training": dict(HP, seed=args.seed, threads=args.threads, torch=torch.__version__),
         "results": {

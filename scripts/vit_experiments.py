@@ -20,7 +20,18 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from experiments import MINT, PROTOCOLS, ROOT, SHIPPED_COHORTS, WORK, calibrate, evaluate, figures, render, sh  # noqa: E402
+from experiments import (  # noqa: E402
+    MINT,
+    PROTOCOLS,
+    ROOT,
+    SHIPPED_COHORTS,
+    WORK,
+    calibrate,
+    evaluate,
+    figures,
+    render,
+    sh,
+)
 
 MODEL = "fmnist-vit"
 VANILLA = [
@@ -58,9 +69,8 @@ def dataset_tests(model_dir):
     """`mint dataset-test` with the shipped, calibrated head: the held-out members against the
     eval non-members (a known-member control: evidence expected), and, as the null control, one
     half of the eval non-members against the other (no evidence expected)."""
-    import numpy as np
-
     import mintdata
+    import numpy as np
 
     config = os.path.join(model_dir, "auditor.json")
     split = json.load(open(os.path.join(model_dir, "split.json")))["protocols"]["same_distribution"]
@@ -73,26 +83,52 @@ def dataset_tests(model_dir):
     np.save(os.path.join(work, "reference.npy"), images[non_members[half:]])
     out = {}
     for name, args, expect in [
-        ("held-out members against the eval non-members", ["--split", os.path.join(model_dir, "split.json"),
-                                                           "--protocol", "same_distribution"], "evidence"),
-        ("one half of the eval non-members against the other (null control)",
-         ["--suspect", os.path.join(work, "suspect.npy"), "--reference", os.path.join(work, "reference.npy")], "no-evidence"),
+        (
+            "held-out members against the eval non-members",
+            ["--split", os.path.join(model_dir, "split.json"), "--protocol", "same_distribution"],
+            "evidence",
+        ),
+        (
+            "one half of the eval non-members against the other (null control)",
+            ["--suspect", os.path.join(work, "suspect.npy"), "--reference", os.path.join(work, "reference.npy")],
+            "no-evidence",
+        ),
     ]:
         folder = os.path.join(work, expect)
-        sh(MINT, "dataset-test", "--config", config, *args, "--expect", expect, "--out-dir", folder, stdout=subprocess.DEVNULL)
+        sh(
+            MINT,
+            "dataset-test",
+            "--config",
+            config,
+            *args,
+            "--expect",
+            expect,
+            "--out-dir",
+            folder,
+            stdout=subprocess.DEVNULL,
+        )
         report = json.load(open(os.path.join(folder, "report.json")))
-        out[name] = {"expect": expect, "suspect": report.get("suspect", {}).get("samples") if isinstance(report.get("suspect"), dict) else None,
-                     "rank_test": report["rank_test"], "binomial_test": report.get("binomial_test")}
+        out[name] = {
+            "expect": expect,
+            "suspect": report.get("suspect", {}).get("samples") if isinstance(report.get("suspect"), dict) else None,
+            "rank_test": report["rank_test"],
+            "binomial_test": report.get("binomial_test"),
+        }
     return out
 
 
 def render_dataset_tests(tests):
-    lines = ["#### Dataset-level test (`mint dataset-test`, the shipped calibrated head, alpha 0.01)\n",
-             "| suspect set | expected | rank test AUC | rank test p-value | binomial test p-value |", "|---|---|---|---|---|"]
+    lines = [
+        "#### Dataset-level test (`mint dataset-test`, the shipped calibrated head, alpha 0.01)\n",
+        "| suspect set | expected | rank test AUC | rank test p-value | binomial test p-value |",
+        "|---|---|---|---|---|",
+    ]
     for name, t in tests.items():
         b = t["binomial_test"]
-        lines.append(f"| {name} | {t['expect']} | {t['rank_test']['auc']:.3f} | {t['rank_test']['p_value']:.2g} | "
-                     f"{'n/a' if not b else format(b['p_value'], '.2g')} |")
+        lines.append(
+            f"| {name} | {t['expect']} | {t['rank_test']['auc']:.3f} | {t['rank_test']['p_value']:.2g} | "
+            f"{'n/a' if not b else format(b['p_value'], '.2g')} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -110,19 +146,48 @@ def main():
         for pooling, rows_spec in (("max", VANILLA), ("first", CLS)):
             descriptor = desc if pooling == "max" else cls_descriptor(model_dir, work)
             feats = os.path.join(work, f"features-{pooling}")
-            sh(MINT, "extract", "--model-json", descriptor, "--split", os.path.join(model_dir, "split.json"),
-               "--protocol", protocol, "--out", feats, stderr=subprocess.DEVNULL)
+            sh(
+                MINT,
+                "extract",
+                "--model-json",
+                descriptor,
+                "--split",
+                os.path.join(model_dir, "split.json"),
+                "--protocol",
+                protocol,
+                "--out",
+                feats,
+                stderr=subprocess.DEVNULL,
+            )
             for taps, label in rows_spec:
                 name = f"vanilla-{pooling}-{taps.replace(',', '-')}-{RECIPE}"
                 head = os.path.join(work, "heads", name + ".onnx")
                 config = os.path.join(work, "heads", name + ".json")
-                sh(MINT, "train", "--features", feats, "--taps", taps, "--recipe", RECIPE, "--out", head,
-                   "--config-out", config, "--model-json", descriptor, stdout=subprocess.DEVNULL)
+                sh(
+                    MINT,
+                    "train",
+                    "--features",
+                    feats,
+                    "--taps",
+                    taps,
+                    "--recipe",
+                    RECIPE,
+                    "--out",
+                    head,
+                    "--config-out",
+                    config,
+                    "--model-json",
+                    descriptor,
+                    stdout=subprocess.DEVNULL,
+                )
                 report = evaluate(config, model_dir, protocol, os.path.join(work, "eval", name))
                 rows.append({"row": label, "recipe": RECIPE, "head": name, **figures(report, "mint")})
                 baselines = baselines or report
-        for key, label in (("loss", "Loss threshold (needs labels)"), ("confidence", "Confidence (max softmax, label-free)"),
-                           ("blind", "Blind control (raw inputs only, never the model)")):
+        for key, label in (
+            ("loss", "Loss threshold (needs labels)"),
+            ("confidence", "Confidence (max softmax, label-free)"),
+            ("blind", "Blind control (raw inputs only, never the model)"),
+        ):
             f = figures(baselines, key)
             rows.append({"row": label, "recipe": "baseline", "head": None, **(f or {"auc": None})})
         results["models"][MODEL]["protocols"][protocol] = {
@@ -131,9 +196,24 @@ def main():
             "rows": rows,
         }
     # The shipped head: all blocks + outcome, calibrated for a 1% FPR like the CNNs'.
-    sh(MINT, "train", "--features", os.path.join(WORK, MODEL, "same_distribution", "features-max"), "--recipe", RECIPE,
-       "--out", os.path.join(model_dir, "head.onnx"), "--config-out", os.path.join(model_dir, "auditor.json"),
-       "--model-json", desc, "--metrics-listen", "127.0.0.1:0", *SHIPPED_COHORTS, stdout=subprocess.DEVNULL)
+    sh(
+        MINT,
+        "train",
+        "--features",
+        os.path.join(WORK, MODEL, "same_distribution", "features-max"),
+        "--recipe",
+        RECIPE,
+        "--out",
+        os.path.join(model_dir, "head.onnx"),
+        "--config-out",
+        os.path.join(model_dir, "auditor.json"),
+        "--model-json",
+        desc,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        *SHIPPED_COHORTS,
+        stdout=subprocess.DEVNULL,
+    )
     calibrate(os.path.join(model_dir, "auditor.json"), model_dir, os.path.join(WORK, MODEL, "calibration"))
     results["dataset_test"] = dataset_tests(model_dir)
     results["seconds"] = round(time.time() - started)
@@ -141,7 +221,10 @@ def main():
     with open(os.path.join(ROOT, "docs", "experiments-vit.json"), "w") as f:
         json.dump(results, f, indent=1)
     path = os.path.join(ROOT, "docs", "experiments.md")
-    begin, end = "<!-- BEGIN GENERATED: scripts/vit_experiments.py -->", "<!-- END GENERATED: scripts/vit_experiments.py -->"
+    begin, end = (
+        "<!-- BEGIN GENERATED: scripts/vit_experiments.py -->",
+        "<!-- END GENERATED: scripts/vit_experiments.py -->",
+    )
     text = open(path).read()
     block = begin + "\n" + render(results) + "\n" + render_dataset_tests(results["dataset_test"]) + "\n" + end
     if begin in text:

@@ -67,9 +67,15 @@ def main():
         train_acc = (model(x)[1].argmax(1) == y).float().mean().item()
         tx = torch.from_numpy(test_x[others].astype(np.float32) / 255.0).unsqueeze(1)
         test_acc = (model(tx)[1].argmax(1).numpy() == test_y[others]).mean()
-    torch.onnx.export(model, x[:1], os.path.join(out, "my-model.onnx"), input_names=["pixels"],
-                      output_names=["embedding", "class_scores"], opset_version=13,
-                      dynamic_axes={n: {0: "batch"} for n in ["pixels", "embedding", "class_scores"]})
+    torch.onnx.export(
+        model,
+        x[:1],
+        os.path.join(out, "my-model.onnx"),
+        input_names=["pixels"],
+        output_names=["embedding", "class_scores"],
+        opset_version=13,
+        dynamic_axes={n: {0: "batch"} for n in ["pixels", "embedding", "class_scores"]},
+    )
     np.save(os.path.join(out, "data/members.npy"), train_x[members])
     np.save(os.path.join(out, "data/members-labels.npy"), train_y[members].astype(np.int64))
     np.save(os.path.join(out, "data/others.npy"), test_x[others])

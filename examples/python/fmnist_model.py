@@ -45,7 +45,9 @@ class ResNet4(nn.Module):
         layers, cin = [], WIDTHS[0]
         for i, w in enumerate(WIDTHS):
             stride = 1 if i == 0 else 2
-            layers.append(nn.Sequential(*[Block(cin if b == 0 else w, w, stride if b == 0 else 1) for b in range(blocks)]))
+            layers.append(
+                nn.Sequential(*[Block(cin if b == 0 else w, w, stride if b == 0 else 1) for b in range(blocks)])
+            )
             cin = w
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
         self.fc = nn.Linear(WIDTHS[-1], 10)

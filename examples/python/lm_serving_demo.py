@@ -57,7 +57,9 @@ def main():
     model = train_lm.ByteLM()
     model.load_state_dict(torch.load(os.path.join(MODEL, "model.pt")))
     model.eval()
-    hooks = attach(model, auditor, modules={f"block{i + 1}": f"blocks.{i}" for i in range(4)}, outcome=lambda out: out[0])
+    hooks = attach(
+        model, auditor, modules={f"block{i + 1}": f"blocks.{i}" for i in range(4)}, outcome=lambda out: out[0]
+    )
 
     served = 0
     longest = shortest = None
@@ -74,8 +76,10 @@ def main():
     hooks.remove()
     report = auditor.close(30.0)
     stats = report.stats
-    print(f"served {served} texts in batches of {args.batch}, {shortest} to {longest} tokens each; "
-          f"hook errors: {hooks.errors or 'none'}")
+    print(
+        f"served {served} texts in batches of {args.batch}, {shortest} to {longest} tokens each; "
+        f"hook errors: {hooks.errors or 'none'}"
+    )
     print(f"submitted {stats.submitted} = audited {stats.audited} + dropped {sum(stats.dropped.values())}")
     ok = stats.submitted == served == stats.audited + sum(stats.dropped.values()) and not hooks.errors
     print(f"{'cohort':<10} {'audited':>7} {'flagged':>7}  rank test against the reference (one-sided)")
@@ -90,8 +94,12 @@ def main():
     suspect, control = evidence["suspect"]["overall_rank"], evidence["control"]["overall_rank"]
     found = suspect is not None and suspect[1] < 0.01
     quiet = control is not None and control[1] >= 0.01
-    print("the suspect cohort " + ("scores above the reference: the model was trained on it" if found else "is NOT told apart")
-          + "; the control cohort " + ("does not" if quiet else "DOES (a false alarm)"))
+    print(
+        "the suspect cohort "
+        + ("scores above the reference: the model was trained on it" if found else "is NOT told apart")
+        + "; the control cohort "
+        + ("does not" if quiet else "DOES (a false alarm)")
+    )
     return 0 if ok and found and quiet else 1
 
 

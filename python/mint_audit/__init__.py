@@ -20,23 +20,23 @@ from ._native import (
     CLOSE_GRACE_S,
     REDUCE_ISA,
     AuditResult,
+    BackendError,
+    BufferTooSmallError,
+    ClosedError,
     CloseReport,
+    FileError,
+    HeadDigestMismatchError,
+    HeadLoadError,
+    InvalidConfigError,
+    InvalidInputError,
+    MintError,
+    NonFiniteError,
+    OverBudgetError,
+    QueueFullError,
+    ReentrantError,
     Stats,
     SubmitReport,
     __version__,
-    MintError,
-    InvalidConfigError,
-    HeadDigestMismatchError,
-    HeadLoadError,
-    InvalidInputError,
-    NonFiniteError,
-    QueueFullError,
-    OverBudgetError,
-    ClosedError,
-    BackendError,
-    FileError,
-    BufferTooSmallError,
-    ReentrantError,
     features,
 )
 from ._native import Auditor as _NativeAuditor
@@ -68,7 +68,7 @@ __all__ = [
 
 # Auditors still open when the interpreter exits are closed before it shuts down, while their
 # worker threads can still take the GIL to deliver the last results.
-_open = _weakref.WeakSet()
+_open: "_weakref.WeakSet[Auditor]" = _weakref.WeakSet()
 
 
 class Auditor(_NativeAuditor):

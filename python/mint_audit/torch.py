@@ -52,6 +52,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 
@@ -97,7 +98,7 @@ def module_for_tensor(tensor_name):
         # A container's child repeats the container's scope (`shortcut` then `shortcut.0`);
         # any other scope is the attribute name (`conv2`).
         if previous and scope.startswith(previous + "."):
-            qualified += scope[len(previous):]
+            qualified += scope[len(previous) :]
         else:
             qualified = f"{qualified}.{scope}" if qualified else scope
         previous = scope
@@ -258,7 +259,11 @@ class AuditHooks:
                     return
                 # On the CPU a small map is handed over as it is; a large one is reduced now, so
                 # that the forward need not hold it until it ends.
-                if reduce_early and output.dim() == 4 and output.numel() * output.element_size() >= REDUCE_IN_HOOK_BYTES:
+                if (
+                    reduce_early
+                    and output.dim() == 4
+                    and output.numel() * output.element_size() >= REDUCE_IN_HOOK_BYTES
+                ):
                     try:
                         reduced = maxima(tap, output)
                         captured[position] = torch.frombuffer(reduced, dtype=torch.float32).view(
@@ -292,9 +297,10 @@ class AuditHooks:
         ``attention_mask``."""
         lengths, mask = getattr(self._local, "tokens", None) or (None, None)
         if lengths is None and mask is None and self._sequences:
-            _, kwargs = getattr(self._local, "call", None) or ((), {})
+            call: tuple[tuple, dict] = getattr(self._local, "call", None) or ((), {})
+            kwargs = call[1]
             given = kwargs.get("attention_mask")
-            if torch.is_tensor(given) and given.dim() == 2:
+            if given is not None and torch.is_tensor(given) and given.dim() == 2:
                 mask = given
         return lengths, mask
 
@@ -323,8 +329,11 @@ class AuditHooks:
             self._local.call = None
 
     def _submit(self, captured, args, kwargs, output):
-        needs_outcome = any(p is not None for p in (self._outcome_position, self._logprobs_position, self._logits_position))
-        out = self._outcome(output) if needs_outcome else None
+        needs_outcome = any(
+            p is not None for p in (self._outcome_position, self._logprobs_position, self._logits_position)
+        )
+        # Any: whatever the picker returns, checked to be a tensor before use.
+        out: Any = self._outcome(output) if needs_outcome else None
         if needs_outcome and not torch.is_tensor(out):
             self._fail("NO_OUTCOME", TypeError(f"the outcome is a {type(out).__name__}, not a tensor"))
             return
@@ -387,8 +396,11 @@ class AuditHooks:
             first = status not in self.errors
             self.errors[status] = self.errors.get(status, 0) + 1
         if first:
-            _log.warning("mint_audit.torch: a batch was not audited (%s: %s); further ones are counted in "
-                         "AuditHooks.errors", status, error)
+            _log.warning(
+                "mint_audit.torch: a batch was not audited (%s: %s); further ones are counted in AuditHooks.errors",
+                status,
+                error,
+            )
 
 
 def default_outcome(output):

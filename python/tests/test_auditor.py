@@ -1,15 +1,14 @@
 """The Auditor from Python: configurations, tensors read in place, results, errors, closing."""
 
 import json
-import os
 import threading
 
 import numpy as np
 import pytest
 import torch
+from conftest import MEMORIZING, random_taps
 
 import mint_audit
-from conftest import MEMORIZING, SHAPES, random_taps
 
 
 def scores_of(config, submissions):
@@ -44,7 +43,9 @@ def test_a_config_dict_with_a_base_dir_equals_the_file(vanilla_config):
 
 def scores_of_dict(config, taps):
     got = {}
-    auditor = mint_audit.Auditor(config, on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs), base_dir=MEMORIZING)
+    auditor = mint_audit.Auditor(
+        config, on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs), base_dir=MEMORIZING
+    )
     auditor.submit([1, 2, 3, 4], taps)
     auditor.close()
     return got
@@ -60,14 +61,19 @@ def test_numpy_and_torch_in_every_dtype_and_layout_give_the_same_scores(vanilla_
         "torch f32": [torch.from_numpy(t) for t in taps32],
         "torch bf16": [torch.from_numpy(t).to(torch.bfloat16) for t in taps32],
         "torch f16": [torch.from_numpy(t).half() for t in taps32],
-        "torch channels_last": [torch.from_numpy(t).to(memory_format=torch.channels_last) if t.ndim == 4 else torch.from_numpy(t) for t in taps32],
+        "torch channels_last": [
+            torch.from_numpy(t).to(memory_format=torch.channels_last) if t.ndim == 4 else torch.from_numpy(t)
+            for t in taps32
+        ],
         "numpy NHWC transposed view": [
             np.ascontiguousarray(t.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2) if t.ndim == 4 else t for t in taps32
         ],
         "numpy strided slice": [np.repeat(t, 2, axis=0)[::2] for t in taps32],
         "read-only numpy": [readonly(t) for t in taps32],
-        "dict by tap name": {name: t for (name, _), t in zip(
-            [("stage1", 0), ("stage2", 0), ("stage3", 0), ("stage4", 0), ("logits", 0)], taps32)},
+        "dict by tap name": {
+            name: t
+            for (name, _), t in zip([("stage1", 0), ("stage2", 0), ("stage3", 0), ("stage4", 0), ("logits", 0)], taps32)
+        },
         "channel maxima": [t.max(axis=(2, 3)) if t.ndim == 4 else t for t in taps32],
     }
     for name, taps in variants.items():

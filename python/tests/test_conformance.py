@@ -9,10 +9,10 @@ import sys
 
 import numpy as np
 import torch
+from conftest import MEMORIZING, ROOT, read_idx_images
 
 import mint_audit
 from mint_audit.torch import attach
-from conftest import MEMORIZING, ROOT, read_idx_images
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
 import fmnist_model  # noqa: E402
@@ -29,21 +29,38 @@ def serve_kit(kit, recording, modules=None):
         hooks = attach(model, auditor, modules=modules)
         for start in range(0, len(images), 8):
             with hooks.samples(range(start, min(start + 8, len(images)))), torch.no_grad():
-                model(images[start:start + 8])
+                model(images[start : start + 8])
         hooks.remove()
         assert hooks.errors == {}
 
 
 def check(mint_bin, kit, recording):
-    return subprocess.run([mint_bin, "conformance", "check", "--kit", str(kit), "--recording", str(recording)],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [mint_bin, "conformance", "check", "--kit", str(kit), "--recording", str(recording)],
+        capture_output=True,
+        text=True,
+    )
 
 
 def test_the_kit_passes_the_hooks_and_catches_a_wrong_layer(mint_bin, tmp_path):
     kit = tmp_path / "kit"
-    subprocess.run([mint_bin, "conformance", "write", "--config", os.path.join(MEMORIZING, "auditor.json"),
-                    "--data", os.path.join(MEMORIZING, "demo-members-idx3-ubyte"), "--samples", "16",
-                    "--out", str(kit)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            mint_bin,
+            "conformance",
+            "write",
+            "--config",
+            os.path.join(MEMORIZING, "auditor.json"),
+            "--data",
+            os.path.join(MEMORIZING, "demo-members-idx3-ubyte"),
+            "--samples",
+            "16",
+            "--out",
+            str(kit),
+        ],
+        check=True,
+        capture_output=True,
+    )
     serve_kit(kit, tmp_path / "right.json")
     result = check(mint_bin, kit, tmp_path / "right.json")
     assert result.returncode == 0, result.stdout + result.stderr

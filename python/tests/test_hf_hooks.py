@@ -11,10 +11,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import require
 
 import mint_audit
 import mint_audit.torch as mt
-from conftest import require
 from mint_audit.torch import attach, token_scores, transformer_layers
 
 try:
@@ -39,16 +39,21 @@ FEATURES = ["mean", "min_k:0.2", "min_kpp:0.2"]
 @pytest.fixture(scope="module")
 def tokenizer():
     """A byte-level BPE tokenizer trained here (``tokenizers``), served as transformers serves one."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers, decoders
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=["<pad>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=320, special_tokens=["<pad>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
     tok.train_from_iterator(TEXTS * 4, trainer)
-    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", clean_up_tokenization_spaces=False,
-                                                model_input_names=["input_ids", "attention_mask"])
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],
+    )
 
 
 def causal_lm(family, vocab):
@@ -57,9 +62,15 @@ def causal_lm(family, vocab):
         config = transformers.GPT2Config(vocab_size=vocab, n_positions=64, n_embd=WIDTH, n_layer=2, n_head=2)
         model = transformers.GPT2LMHeadModel(config)
     else:
-        config = transformers.LlamaConfig(vocab_size=vocab, hidden_size=WIDTH, intermediate_size=64,
-                                          num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
-                                          max_position_embeddings=64)
+        config = transformers.LlamaConfig(
+            vocab_size=vocab,
+            hidden_size=WIDTH,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+        )
         model = transformers.LlamaForCausalLM(config)
     return model.eval()
 
@@ -87,11 +98,16 @@ def config(tmp_path, scores=True, pooling="mean"):
     the token scores."""
     taps = [{"name": "block0", "channels": WIDTH, "kind": "token_sequence", "pooling": pooling, "max_tokens": 64}]
     if scores:
-        taps.append({"name": "token_scores", "channels": 3, "kind": "token_logprobs", "max_tokens": 64,
-                     "features": FEATURES})
+        taps.append(
+            {"name": "token_scores", "channels": 3, "kind": "token_logprobs", "max_tokens": 64, "features": FEATURES}
+        )
     path, digest = head(tmp_path, WIDTH + (len(FEATURES) if scores else 0))
-    return {"model": {"id": "hf", "version": "1"}, "taps": taps,
-            "head": {"kind": "vanilla", "path": str(path), "sha256": digest}, "workers": 1}
+    return {
+        "model": {"id": "hf", "version": "1"},
+        "taps": taps,
+        "head": {"kind": "vanilla", "path": str(path), "sha256": digest},
+        "workers": 1,
+    }
 
 
 def auditor_for(cfg):
@@ -180,8 +196,9 @@ def test_generate_audits_the_prompt_once(tmp_path, tokenizer, use_cache):
     auditor, got = auditor_for(cfg)
     hooks = attach(model, auditor, modules={"block0": transformer_layers(model)[0]})
     with torch.no_grad(), hooks.samples(ids):
-        generated = model.generate(**call, max_new_tokens=4, do_sample=False, use_cache=use_cache,
-                                   pad_token_id=tokenizer.pad_token_id)
+        generated = model.generate(
+            **call, max_new_tokens=4, do_sample=False, use_cache=use_cache, pad_token_id=tokenizer.pad_token_id
+        )
     hooks.remove()
     assert generated.shape[1] == call["input_ids"].shape[1] + 4
     assert auditor.close(10.0).stats.audited == len(TEXTS)
@@ -191,8 +208,9 @@ def test_generate_audits_the_prompt_once(tmp_path, tokenizer, use_cache):
         assert got[i] == pytest.approx(want[i], abs=1e-5)
 
 
-def test_injected_failures_are_counted_logged_once_and_never_reach_the_forward(tmp_path, tokenizer, caplog,
-                                                                               monkeypatch):
+def test_injected_failures_are_counted_logged_once_and_never_reach_the_forward(
+    tmp_path, tokenizer, caplog, monkeypatch
+):
     model = causal_lm("gpt2", len(tokenizer))
     call = encode(tokenizer, "right")
     with torch.no_grad():
@@ -273,10 +291,18 @@ def test_remove_restores_the_model(tmp_path, tokenizer):
 def test_transformer_layers_from_the_config():
     torch.manual_seed(0)
     gpt2 = transformers.GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=3, n_head=2)
-    llama = dict(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2,
-                 num_key_value_heads=2, max_position_embeddings=16)
-    bert = transformers.BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=3, num_attention_heads=2,
-                                   intermediate_size=32)
+    llama = dict(
+        vocab_size=64,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=16,
+    )
+    bert = transformers.BertConfig(
+        vocab_size=64, hidden_size=16, num_hidden_layers=3, num_attention_heads=2, intermediate_size=32
+    )
     cases = [
         (transformers.GPT2LMHeadModel(gpt2), "transformer.h"),
         (transformers.GPT2Model(gpt2), "h"),
@@ -293,9 +319,16 @@ def test_transformer_layers_from_the_config():
 
 def test_an_encoder_audited_by_its_cls_token(tmp_path, tokenizer):
     torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(
-        vocab_size=len(tokenizer), hidden_size=WIDTH, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64)).eval()
+    bert = transformers.BertModel(
+        transformers.BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=WIDTH,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    ).eval()
     cfg = config(tmp_path, scores=False, pooling="first")
     call = encode(tokenizer, "left")
     call["token_type_ids"] = torch.zeros_like(call["input_ids"])

@@ -39,8 +39,10 @@ def collect(got):
 
 def test_hooks_on_a_language_model_equal_a_direct_submit(lm):
     split = json.load(open(os.path.join(LM, "split.json")))
-    chosen = split["protocols"]["same_distribution"]["eval"]["members"][:6] + \
-        split["protocols"]["same_distribution"]["eval"]["non_members"][:6]
+    chosen = (
+        split["protocols"]["same_distribution"]["eval"]["members"][:6]
+        + split["protocols"]["same_distribution"]["eval"]["non_members"][:6]
+    )
     tokens, lengths = batch(chosen)
     got = {}
     auditor = mint_audit.Auditor(os.path.join(LM, "auditor.json"), on_results=collect(got))
@@ -55,8 +57,11 @@ def test_hooks_on_a_language_model_equal_a_direct_submit(lm):
         logits, hidden = lm(tokens)
     assert hooks.errors == {} and hooks.batches == 2
     scores = token_scores(logits, tokens)
-    report = auditor.submit(list(range(200, 212)), hidden + [scores],
-                            lengths={**{f"block{i + 1}": lengths for i in range(4)}, "token_scores": lengths - 1})
+    report = auditor.submit(
+        list(range(200, 212)),
+        hidden + [scores],
+        lengths={**{f"block{i + 1}": lengths for i in range(4)}, "token_scores": lengths - 1},
+    )
     assert report.accepted == 12
     stats = auditor.close(10.0).stats
     assert stats.audited == 36 and stats.submitted == 36
@@ -110,14 +115,17 @@ def test_logits_scored_by_the_library_equal_torchs_token_scores(lm):
         logits, hidden = lm(tokens)
     blocks = {f"block{i + 1}": lengths for i in range(4)}
     expected, left_out = mint_audit.features(
-        os.path.join(LM, "auditor.json"), hidden + [token_scores(logits, tokens)],
-        lengths={**blocks, "token_scores": lengths - 1})
+        os.path.join(LM, "auditor.json"),
+        hidden + [token_scores(logits, tokens)],
+        lengths={**blocks, "token_scores": lengths - 1},
+    )
     assert left_out == []
     expected = np.frombuffer(expected, np.float32).reshape(16, -1)
     mask = torch.arange(tokens.shape[1])[None, :] < lengths[:, None]
     for selection in [{"lengths": lengths}, {"mask": mask}]:
-        rows, left_out = mint_audit.features(logits_config(), hidden + [logits], base_dir=LM, targets=tokens,
-                                             **selection)
+        rows, left_out = mint_audit.features(
+            logits_config(), hidden + [logits], base_dir=LM, targets=tokens, **selection
+        )
         assert left_out == []
         rows = np.frombuffer(rows, np.float32).reshape(16, -1)
         np.testing.assert_array_equal(rows[:, :512], expected[:, :512])

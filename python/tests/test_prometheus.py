@@ -3,12 +3,12 @@
 import shutil
 import subprocess
 
+from conftest import random_taps, require
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 import mint_audit
 from mint_audit.prometheus import AuditorCollector
-from conftest import random_taps, require
 
 
 def test_the_collector_carries_the_auditors_series_and_promtool_accepts_them(vanilla_config):

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import MEMORIZING
 
 import mint_audit
-from conftest import MEMORIZING
 
 CHANNELS = [16, 32, 64, 128]
 POOLINGS = ["max", "mean", "first", "last"]
@@ -31,8 +31,9 @@ def sequence_config():
 
 def scores(submissions):
     got = {}
-    auditor = mint_audit.Auditor(sequence_config(), base_dir=MEMORIZING,
-                                 on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs))
+    auditor = mint_audit.Auditor(
+        sequence_config(), base_dir=MEMORIZING, on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs)
+    )
     assert [k for _, k in auditor.taps] == ["token_sequence"] * 4 + ["outcome"]
     for ids, taps, kwargs in submissions:
         assert auditor.submit(ids, taps, **kwargs).accepted == len(ids)
@@ -56,25 +57,34 @@ def test_ragged_sequences_equal_the_vendors_pooling_in_every_form():
     lengths = torch.tensor([21, 1, 9, 14, 20])
     valid = torch.arange(t)[None, :] < lengths[:, None]
     # bfloat16-exact values, NaN in the padding (never read).
-    hidden = [torch.randn(n, t, c, generator=gen).bfloat16().float().masked_fill(~valid[..., None], float("nan"))
-              for c in CHANNELS]
+    hidden = [
+        torch.randn(n, t, c, generator=gen).bfloat16().float().masked_fill(~valid[..., None], float("nan"))
+        for c in CHANNELS
+    ]
     logits = torch.randn(n, 10, generator=gen)
     reference = [pooled(h, valid, p) for h, p in zip(hidden, POOLINGS)] + [logits]
     # Left padding: the same tokens at the end of each row, with its attention mask.
     left = []
     for h in hidden:
-        rows = [torch.cat([h[i, lengths[i]:], h[i, :lengths[i]]]) for i in range(n)]
+        rows = [torch.cat([h[i, lengths[i] :], h[i, : lengths[i]]]) for i in range(n)]
         left.append(torch.stack(rows))
     left_mask = torch.arange(t)[None, :] >= (t - lengths)[:, None]
     submissions = [
         (list(range(0, 5)), reference, {}),
         (list(range(10, 15)), hidden + [logits], {"lengths": lengths}),
-        (list(range(20, 25)), [h.numpy() for h in hidden] + [logits.numpy()], {"lengths": lengths.numpy().astype(np.int32)}),
+        (
+            list(range(20, 25)),
+            [h.numpy() for h in hidden] + [logits.numpy()],
+            {"lengths": lengths.numpy().astype(np.int32)},
+        ),
         (list(range(30, 35)), [h.bfloat16() for h in hidden] + [logits], {"lengths": [21, 1, 9, 14, 20]}),
         (list(range(40, 45)), [h.half() for h in hidden] + [logits], {"mask": valid}),
         # [N, C, T] memory, handed over as its [N, T, C] transpose.
-        (list(range(50, 55)), [h.transpose(1, 2).contiguous().transpose(1, 2) for h in hidden] + [logits],
-         {"mask": valid.numpy()}),
+        (
+            list(range(50, 55)),
+            [h.transpose(1, 2).contiguous().transpose(1, 2) for h in hidden] + [logits],
+            {"mask": valid.numpy()},
+        ),
         (list(range(60, 65)), left + [logits], {"mask": left_mask.long()}),
     ]
     got = scores(submissions)

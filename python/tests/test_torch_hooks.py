@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import MEMORIZING, ROOT, read_idx_images
 
 import mint_audit
 from mint_audit.torch import attach, module_for_tensor
-from conftest import MEMORIZING, ROOT, read_idx_images
 
 sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
 import fmnist_model  # noqa: E402
@@ -33,9 +33,25 @@ def test_onnx_scopes_name_torch_modules():
 def eval_scores(mint_bin, config, tmp_path):
     out = tmp_path / "eval"
     subprocess.run(
-        [mint_bin, "eval", "--config", config, "--members", MEMBERS, "--non-members", NON_MEMBERS,
-         "--limit", str(LIMIT), "--out-dir", str(out), "--allow-shift", "--bootstrap", "10"],
-        check=True, capture_output=True,
+        [
+            mint_bin,
+            "eval",
+            "--config",
+            config,
+            "--members",
+            MEMBERS,
+            "--non-members",
+            NON_MEMBERS,
+            "--limit",
+            str(LIMIT),
+            "--out-dir",
+            str(out),
+            "--allow-shift",
+            "--bootstrap",
+            "10",
+        ],
+        check=True,
+        capture_output=True,
     )
     with open(out / "scores.csv") as f:
         rows = list(csv.DictReader(f))
@@ -47,12 +63,12 @@ def hook_scores(config, batch):
     scores = {}
     auditor = mint_audit.Auditor(config, on_results=lambda rs: scores.update((r.sample_id, r.score) for r in rs))
     hooks = attach(model, auditor)
-    for name, path, base in (("member", MEMBERS, 0), ("non_member", NON_MEMBERS, NON_MEMBER_IDS)):
+    for path, base in ((MEMBERS, 0), (NON_MEMBERS, NON_MEMBER_IDS)):
         images = torch.from_numpy(read_idx_images(path)[:LIMIT].astype(np.float32) / 255.0).unsqueeze(1)
         for start in range(0, LIMIT, batch):
             ids = list(range(base + start, base + min(start + batch, LIMIT)))
             with hooks.samples(ids), torch.no_grad():
-                model(images[start:start + batch])
+                model(images[start : start + batch])
     report = auditor.close(30.0)
     hooks.remove()
     assert hooks.errors == {} and hooks.batches == 2 * ((LIMIT + batch - 1) // batch)

@@ -19,7 +19,6 @@ import urllib.request
 
 import numpy as np
 import pytest
-
 from conftest import MEMORIZING, ROOT, SHAPES, read_idx_images, require
 
 N = 96
@@ -59,8 +58,8 @@ def query(prometheus, expr):
 @pytest.fixture
 def stack(tmp_path):
     try:
-        import tritonclient.http  # noqa: F401
         import pytriton  # noqa: F401
+        import tritonclient.http  # noqa: F401
     except ImportError:
         require("tritonclient and nvidia-pytriton (scripts/setup.sh)")
     prometheus_bin = shutil.which("prometheus")
@@ -68,11 +67,26 @@ def stack(tmp_path):
         require("prometheus (Debian's package)")
     http, grpc, triton_metrics, mint_metrics, prometheus = (free_port() for _ in range(5))
     log = open(tmp_path / "tritonserver.log", "w")
-    env = dict(os.environ, MINT_TRITON_PYTHON=sys.executable, MINT_TRITON_PARAMS=f"metrics_listen=127.0.0.1:{mint_metrics}")
+    env = dict(
+        os.environ, MINT_TRITON_PYTHON=sys.executable, MINT_TRITON_PARAMS=f"metrics_listen=127.0.0.1:{mint_metrics}"
+    )
     server = subprocess.Popen(
-        ["bash", os.path.join(ROOT, "examples/triton/start.sh"), "fmnist_audited", str(tmp_path / "triton"),
-         "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(triton_metrics), "--log-verbose=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=env,
+        [
+            "bash",
+            os.path.join(ROOT, "examples/triton/start.sh"),
+            "fmnist_audited",
+            str(tmp_path / "triton"),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(triton_metrics),
+            "--log-verbose=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
     )
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -81,9 +95,14 @@ def stack(tmp_path):
         f"  - job_name: mint\n    static_configs: [{{targets: ['127.0.0.1:{mint_metrics}']}}]\n"
     )
     prom = subprocess.Popen(
-        [prometheus_bin, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-         f"--web.listen-address=127.0.0.1:{prometheus}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            prometheus_bin,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{prometheus}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         wait_for("tritonserver", lambda: get(f"http://127.0.0.1:{http}/v2/models/fmnist_audited/ready")[0] == 200, 180)
@@ -104,10 +123,13 @@ def send(client, images, first_id, cohort):
     import tritonclient.http as http
 
     for start in range(0, len(images), BATCH):
-        x = images[start:start + BATCH]
+        x = images[start : start + BATCH]
         n = len(x)
-        inputs = [http.InferInput("image", x.shape, "FP32"), http.InferInput("sample_id", [n, 1], "UINT64"),
-                  http.InferInput("cohort", [n, 1], "BYTES")]
+        inputs = [
+            http.InferInput("image", x.shape, "FP32"),
+            http.InferInput("sample_id", [n, 1], "UINT64"),
+            http.InferInput("cohort", [n, 1], "BYTES"),
+        ]
         inputs[0].set_data_from_numpy(x)
         inputs[1].set_data_from_numpy(np.arange(first_id + start, first_id + start + n, dtype=np.uint64).reshape(n, 1))
         inputs[2].set_data_from_numpy(np.array([[cohort.encode()]] * n, dtype=object))
@@ -119,9 +141,25 @@ def expected_flags(mint_bin, tmp_path, members, non_members):
     """Members and non-members flagged by the library's own runtime at the configured threshold."""
     out = tmp_path / "eval"
     subprocess.run(
-        [mint_bin, "eval", "--config", os.path.join(MEMORIZING, "auditor.json"), "--members", members,
-         "--non-members", non_members, "--limit", str(N), "--out-dir", str(out), "--allow-shift", "--bootstrap", "10"],
-        check=True, capture_output=True,
+        [
+            mint_bin,
+            "eval",
+            "--config",
+            os.path.join(MEMORIZING, "auditor.json"),
+            "--members",
+            members,
+            "--non-members",
+            non_members,
+            "--limit",
+            str(N),
+            "--out-dir",
+            str(out),
+            "--allow-shift",
+            "--bootstrap",
+            "10",
+        ],
+        check=True,
+        capture_output=True,
     )
     with open(os.path.join(MEMORIZING, "auditor.json")) as f:
         threshold = json.load(f)["head"]["threshold"]
@@ -146,14 +184,19 @@ def test_a_triton_server_audits_every_request_and_prometheus_sees_it(stack, mint
     p = stack["prometheus"]
     wait_for(
         "every sample audited, as Prometheus sees it",
-        lambda: query(p, "sum(mint_samples_audited_total)") == 2 * N and query(p, "sum(nv_inference_request_success)") is not None,
+        lambda: query(p, "sum(mint_samples_audited_total)") == 2 * N
+        and query(p, "sum(nv_inference_request_success)") is not None,
         60,
     )
     submitted = query(p, "sum(mint_samples_submitted_total)")
     audited = query(p, "sum(mint_samples_audited_total)")
     dropped = query(p, "sum(mint_samples_dropped_total)")
     assert submitted == audited + dropped == 2 * N and dropped == 0
-    wait_for("Triton's request count", lambda: query(p, 'sum(nv_inference_request_success{model="fmnist_audited"})') == 2 * N / BATCH, 30)
+    wait_for(
+        "Triton's request count",
+        lambda: query(p, 'sum(nv_inference_request_success{model="fmnist_audited"})') == 2 * N / BATCH,
+        30,
+    )
     members_flagged = query(p, 'mint_samples_audited_total{cohort="suspect",verdict="member"}')
     non_members_flagged = query(p, 'mint_samples_audited_total{cohort="reference",verdict="member"}')
     assert (members_flagged, non_members_flagged) == (want["member"], want["non_member"])
@@ -173,10 +216,22 @@ def test_the_wheel_links_the_triton_backend(tmp_path):
     http, grpc, metrics = free_port(), free_port(), free_port()
     log = open(tmp_path / "tritonserver.log", "w")
     server = subprocess.Popen(
-        ["bash", os.path.join(ROOT, "examples/triton/start.sh"), os.path.join(MEMORIZING, "cnn_head_stage1.onnx"),
-         str(tmp_path / "triton"), "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-         "--log-verbose=0"],
-        stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ, MINT_TRITON_PYTHON=sys.executable),
+        [
+            "bash",
+            os.path.join(ROOT, "examples/triton/start.sh"),
+            os.path.join(MEMORIZING, "cnn_head_stage1.onnx"),
+            str(tmp_path / "triton"),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+            "--log-verbose=0",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=dict(os.environ, MINT_TRITON_PYTHON=sys.executable),
     )
     try:
         wait_for("tritonserver", lambda: get(f"http://127.0.0.1:{http}/v2/models/mint_cnn/ready")[0] == 200, 120)
@@ -184,22 +239,34 @@ def test_the_wheel_links_the_triton_backend(tmp_path):
             config = json.load(f)
         config.pop("metrics", None)
         rng = np.random.default_rng(3)
-        taps = {name: (rng.random((24,) + shape, dtype=np.float32) * 4.0)
-                for name, shape in zip(["stage1", "stage2", "stage3", "stage4"], SHAPES)}
+        taps = {
+            name: (rng.random((24,) + shape, dtype=np.float32) * 4.0)
+            for name, shape in zip(["stage1", "stage2", "stage3", "stage4"], SHAPES)
+        }
         taps["logits"] = rng.standard_normal((24, 10), dtype=np.float32)
 
         def scores(backend):
             got = {}
-            with mint_audit.Auditor(dict(config, head=dict(config["head"], backend=backend)), base_dir=MEMORIZING,
-                                    on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs)) as auditor:
+            with mint_audit.Auditor(
+                dict(config, head=dict(config["head"], backend=backend)),
+                base_dir=MEMORIZING,
+                on_results=lambda rs: got.update((r.sample_id, r.score) for r in rs),
+            ) as auditor:
                 assert auditor.head_kind == "cnn"
                 auditor.submit(list(range(24)), taps)
             return got
 
         cpu = scores(config["head"]["backend"])
-        triton = scores({"library": "libmint_backend_triton.so",
-                         "config": {"url": f"http://127.0.0.1:{http}", "model": "mint_cnn",
-                                    "sha256": config["head"]["backend"]["config"]["sha256"]}})
+        triton = scores(
+            {
+                "library": "libmint_backend_triton.so",
+                "config": {
+                    "url": f"http://127.0.0.1:{http}",
+                    "model": "mint_cnn",
+                    "sha256": config["head"]["backend"]["config"]["sha256"],
+                },
+            }
+        )
         assert sorted(cpu) == sorted(triton) == list(range(24))
         worst = max(abs(cpu[i] - triton[i]) for i in cpu)
         assert worst < 1e-4, f"Triton's scores differ from the CPU backend's by {worst}"

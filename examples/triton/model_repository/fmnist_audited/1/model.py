@@ -11,6 +11,7 @@ both are timed (wall clock, and the serving thread's CPU time) and written there
 what the audit adds on the serving thread, measured in process, free of the client's and the
 server's noise. The copy's output is discarded.
 """
+
 import copy
 import json
 import os
@@ -28,10 +29,9 @@ class TritonPythonModel:
         for path in (params.get("site_packages", ""), os.path.join(repo, "examples", "python")):
             if path and path not in sys.path:
                 sys.path.insert(0, path)
+        import fmnist_model
         import torch
         import triton_python_backend_utils as pb_utils
-
-        import fmnist_model
 
         self.pb, self.torch = pb_utils, torch
         torch.set_num_threads(int(params.get("threads", "1") or 1))
@@ -69,7 +69,11 @@ class TritonPythonModel:
                 request_ids = list(range(self.next_id, self.next_id + n))
                 self.next_id += n
             cohort = pb.get_input_tensor_by_name(request, "cohort")
-            names = [c.decode() if isinstance(c, bytes) else str(c) for c in cohort.as_numpy().reshape(-1)] if cohort is not None else ["default"] * n
+            names = (
+                [c.decode() if isinstance(c, bytes) else str(c) for c in cohort.as_numpy().reshape(-1)]
+                if cohort is not None
+                else ["default"] * n
+            )
             images.append(image)
             ids.extend(request_ids)
             cohorts.extend(names)
@@ -101,7 +105,7 @@ class TritonPythonModel:
         out, responses = logits.numpy(), []
         start = 0
         for n in sizes:
-            responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor("logits", out[start:start + n])]))
+            responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor("logits", out[start : start + n])]))
             start += n
         return responses
 

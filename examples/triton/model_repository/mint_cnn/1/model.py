@@ -3,6 +3,7 @@
 Inputs `maps` [N, C, H, W] FP32, outputs `score` [N, 1] FP32 (membership probabilities).
 Uses CUDA when onnxruntime has it and Triton placed this instance on a GPU, else the CPU.
 """
+
 import json
 import os
 import sys
