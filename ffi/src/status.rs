@@ -142,12 +142,20 @@ impl From<Error> for Failure {
     }
 }
 
-/// Test hook: when the environment variable `MINT_FAULT_INJECT_PANIC` names an exported
-/// function at the process's first mint call, that function panics inside its boundary, so
-/// that tests can watch a panic become `MINT_ERR_PANIC`. Read once; costs one atomic load.
+/// Test hook (cargo feature `fault-injection`, never in a release artefact): when the
+/// environment variable `MINT_FAULT_INJECT_PANIC` names an exported function at the process's
+/// first mint call, that function panics inside its boundary, so that tests can watch a panic
+/// become `MINT_ERR_PANIC`. Read once; costs one atomic load.
+#[cfg(feature = "fault-injection")]
 fn injected_panic(name: &str) -> bool {
     static TARGET: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     TARGET.get_or_init(|| std::env::var("MINT_FAULT_INJECT_PANIC").ok()).as_deref() == Some(name)
+}
+
+/// Without the `fault-injection` feature the variable is never read.
+#[cfg(not(feature = "fault-injection"))]
+fn injected_panic(_name: &str) -> bool {
+    false
 }
 
 /// Runs `f` behind the panic boundary: its error (or a caught panic) becomes a status code and

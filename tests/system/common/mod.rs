@@ -107,8 +107,9 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     found.unwrap_or_else(|| panic!("`{program}` is needed by this test: apt-get install {package} (see .ci/run)"))
 }
 
-/// Builds libmint_audit (debug) and installs it with its headers and pkg-config file into a
-/// prefix under target/, once per test process, the way a vendor would install it.
+/// Builds libmint_audit (debug, with the test-only `fault-injection` feature that
+/// `c_api_panic_becomes_a_status` needs) and installs it with its headers and pkg-config file
+/// into a prefix under target/, once per test process, the way a vendor would install it.
 pub fn installed_prefix() -> &'static Path {
     static PREFIX: OnceLock<PathBuf> = OnceLock::new();
     PREFIX.get_or_init(|| {
@@ -117,6 +118,7 @@ pub fn installed_prefix() -> &'static Path {
         let prefix = scratch.join(format!("prefix-{}", std::process::id()));
         run(Command::new(env!("CARGO"))
             .args(["build", "-q", "-p", "mint-audit-ffi", "-p", "mint-backend-cpu", "-p", "mint-backend-triton"])
+            .args(["--features", "mint-audit-ffi/fault-injection"])
             .current_dir(repo()));
         run(Command::new("bash")
             .arg(repo().join("scripts/install.sh"))
