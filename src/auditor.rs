@@ -14,12 +14,13 @@ use crate::conformance::Recorder;
 use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::evidence::{CohortEvidence, Evidence};
+use crate::head;
 use crate::intake::{Intake, SubmitReport};
 use crate::ledger::{Ledger, Stats};
 use crate::metrics::{Identity, Metrics, MetricsServer, Render};
 use crate::model::{ServedModel, TappedModel};
 use crate::pipeline::{Admission, Job, Pool};
-use crate::plan::{self, HeadPlan};
+use crate::plan::HeadPlan;
 use crate::results::{DropReason, ResultSink};
 use crate::sampling::Sampler;
 use crate::tensor::TensorView;
@@ -92,7 +93,7 @@ impl Auditor {
     fn build(config: Config, sink: Option<Arc<dyn ResultSink>>) -> Result<Auditor> {
         config.validate()?;
         // What scores, loaded first: a bad head or plugin must fail before any thread starts.
-        let plan = plan::load(&config)?;
+        let plan = head::load(&config)?;
         let width = plan.assembly().width();
         let capacity = config.queue.capacity;
 

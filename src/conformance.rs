@@ -80,7 +80,7 @@ impl Recorder {
         };
         let header = json!({
             "format": RECORDING_FORMAT,
-            "mint_version": crate::VERSION,
+            "mint_version": crate::identity::VERSION,
             "model": {"id": config.model.id, "version": config.model.version},
             "head": {"kind": head_kind, "sha256": head_sha256, "threshold": config.threshold()},
             "sampling_one_in": config.sampling.one_in,

@@ -53,6 +53,8 @@ mod conformance;
 mod delivery;
 mod error;
 pub mod evidence;
+mod head;
+mod identity;
 mod intake;
 mod ledger;
 mod metrics;
@@ -74,6 +76,7 @@ pub use config::Config;
 pub use conformance::RECORDING_FORMAT;
 pub use error::{Error, ErrorKind, Result};
 pub use evidence::CohortEvidence;
+pub use identity::{reduce_isa, VERSION};
 pub use intake::SubmitReport;
 pub use ledger::Stats;
 #[cfg(fuzzing)]
@@ -82,20 +85,20 @@ pub use model::{Runtime, TappedModel, TappedRunner};
 pub use results::{AuditResult, DropReason, Outcome, ResultSink, Verdict};
 pub use tensor::{DType, Elements, Form, Layout, SeqLayout, TensorView, Tokens};
 
-/// The library's version.
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
-
-/// The instruction set the reduction kernels use on this machine (`avx512`, `avx2`, `sse2`,
-/// or `portable`), chosen once at run time; reports and the `_info` metric carry it.
-pub fn reduce_isa() -> &'static str {
-    reduce::isa().name()
+/// The reductions the auditor computes its features with, for hosts that compute them where
+/// the data is: the Python hooks reduce a large activation map inside its forward hook, so that
+/// the forward need not hold it, and the toolkit copies outcome vectors out of a batch. Each
+/// runs the kernels this CPU was given at first use (AVX-512, AVX2 or the baseline), on any
+/// layout and element type a [`TensorView`] describes.
+pub mod reduction {
+    pub use crate::reduce::{channel_max, channel_max_unchecked, copy_vector};
 }
 
-/// Hooks for this repository's benchmarks and toolkit: the reduction kernels one by one.
-/// Not part of the stable API.
+/// For this crate's benchmarks only (each kernel set by name, the start-up picks): no product
+/// uses it, and it is not a stable API.
 #[doc(hidden)]
 pub mod internals {
     pub use crate::reduce::{
-        channel_max, channel_max_isa, channel_max_unchecked, copy_vector, isa, pick_ratios, picks, pool, pool_isa, Isa,
+        channel_max, channel_max_isa, channel_max_unchecked, isa, pick_ratios, picks, pool, pool_isa, Isa,
     };
 }

@@ -1,5 +1,6 @@
-//! The head plan: what the auditor builds once for its MINT head, the only place that knows
-//! which kind of head it is (tract's `SimplePlan::spawn() → SimpleState` is the model).
+//! The head plan: what the auditor builds once for its MINT head (tract's
+//! `SimplePlan::spawn() → SimpleState` is the model). The kinds of head implement it below
+//! (`vanilla`, `backend`); `head` picks one from the configuration, above them.
 //!
 //! A plan says what a record looks like ([`Assembly`]), what records may cost in bytes at
 //! once, how the head is identified, and [`HeadPlan::spawn`]s one [`Scorer`] per worker.
@@ -8,7 +9,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::capture::Assembly;
-use crate::config::{Config, HeadConfig};
 use crate::delivery::Delivery;
 use crate::error::Result;
 
@@ -48,19 +48,4 @@ pub(crate) trait Scorer: Send {
 
     /// Called once the queue is closed and drained; waits for late results until `deadline`.
     fn finish(&mut self, _deadline: Instant, _delivery: &Delivery) {}
-}
-
-/// Loads the configured head: a bad head file or plugin fails here, before any thread starts.
-pub(crate) fn load(config: &Config) -> Result<Arc<dyn HeadPlan>> {
-    let taps = config.head_taps()?;
-    Ok(match &config.head {
-        HeadConfig::Vanilla { path, sha256, output, .. } => {
-            let assembly = Assembly::features(&config.taps, &taps, config.capture.check_finite);
-            Arc::new(crate::vanilla::VanillaPlan::load(path, sha256, *output, assembly, config.batching.max_batch)?)
-        }
-        HeadConfig::Cnn { backend, copy_budget_bytes, .. } => {
-            let assembly = Assembly::full_map(&config.taps, taps[0])?;
-            Arc::new(crate::backend::BackendPlan::load(backend, assembly, *copy_budget_bytes, config)?)
-        }
-    })
 }

@@ -320,7 +320,7 @@ pub(crate) fn score_sets_with(
                 let mut kept = kept.lock().unwrap();
                 for i in 0..n {
                     let row = (start + i) * outcome_width;
-                    mint_audit::internals::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
+                    mint_audit::reduction::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
                 }
             }
             Ok(())

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mint_audit::config::TapKind;
-use mint_audit::internals::{channel_max, channel_max_unchecked};
+use mint_audit::reduction::{channel_max, channel_max_unchecked};
 use mint_audit::{Cohort, Form};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyDict, PyTuple};

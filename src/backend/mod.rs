@@ -13,7 +13,7 @@ mod plugin;
 pub use plugin::link_backend;
 
 use std::collections::HashMap;
-use std::ffi::{c_char, c_void, CStr, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::plan::{HeadPlan, Scorer};
 use crate::results::DropReason;
-use plugin::Plugin;
+use plugin::{text, Plugin};
 
 /// A live backend instance.
 pub(crate) struct Backend {
@@ -168,19 +168,6 @@ unsafe extern "C" fn on_log(host_data: *mut c_void, level: u32, message: *const 
             host.delivery.note_error(format!("backend: {}", unsafe { text(message) }));
         }
     });
-}
-
-/// A plugin's string, lossily as UTF-8; "" for NULL.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string valid for the call.
-unsafe fn text(p: *const c_char) -> String {
-    if p.is_null() {
-        String::new()
-    } else {
-        // SAFETY: non-NULL (checked), NUL-terminated (the caller's promise).
-        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-    }
 }
 
 impl Backend {

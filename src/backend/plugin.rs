@@ -8,6 +8,19 @@ use mint_backend_abi::*;
 
 use crate::error::{Error, Result};
 
+/// A plugin's string, lossily as UTF-8; "" for NULL.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string valid for the call.
+pub(super) unsafe fn text(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        // SAFETY: non-NULL (checked), NUL-terminated (the caller's promise).
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}
+
 /// A loaded plugin. Instances hold an `Arc` of it, so the library stays mapped while any lives.
 pub(crate) struct Plugin {
     /// The file loaded, resolved.
@@ -222,7 +235,7 @@ impl Plugin {
     /// The plugin's name and version, as it reports them.
     pub(crate) fn describe(&self) -> String {
         // SAFETY: static NUL-terminated strings of the plugin, or NULL.
-        let (name, version) = unsafe { (super::text(self.api.name), super::text(self.api.version)) };
+        let (name, version) = unsafe { (text(self.api.name), text(self.api.version)) };
         format!("{name} {version}")
     }
 
@@ -249,7 +262,7 @@ impl Plugin {
         // SAFETY: the table's `last_error`, with an instance of this plugin (or NULL).
         let p = unsafe { (functions.last_error)(backend) };
         // SAFETY: NULL or a NUL-terminated string valid until the next call on this thread.
-        let message = unsafe { super::text(p) };
+        let message = unsafe { text(p) };
         if message.is_empty() {
             "(the backend gave no message)".into()
         } else {

@@ -202,8 +202,8 @@ impl Metrics {
             identity.model_version.as_str(),
             identity.head_kind,
             identity.head_sha256.as_str(),
-            crate::VERSION,
-            crate::reduce::isa().name(),
+            crate::identity::VERSION,
+            crate::identity::reduce_isa(),
         ])
         .set(1);
 

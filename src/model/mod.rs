@@ -307,7 +307,7 @@ impl ServedModel {
     }
 
     /// The model, compiled from the configuration the first time.
-    pub(crate) fn model(&self, config: &crate::Config) -> Result<&TappedModel> {
+    pub(crate) fn model(&self, config: &crate::config::Config) -> Result<&TappedModel> {
         let compiled = self.compiled.get_or_init(|| {
             let (Some(onnx), Some(shape)) = (&config.model.onnx, &config.model.input_shape) else {
                 return Err("model.onnx and model.input_shape are needed to run the audited model".into());
@@ -325,7 +325,7 @@ impl ServedModel {
     /// Runs the model on `n` samples from this thread's runner and hands `f` the runner.
     pub(crate) fn run<T>(
         &self,
-        config: &crate::Config,
+        config: &crate::config::Config,
         input: &[f32],
         n: usize,
         f: impl FnOnce(&TappedRunner) -> Result<T>,

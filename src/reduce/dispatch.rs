@@ -1,132 +1,22 @@
-//! Which kernels run: the instruction sets this binary carries, the one this CPU gets (the
-//! best it supports, chosen once at run time), and the table of kernel functions per set.
+//! Which kernels run: the best instruction set this CPU has, each reduction's kernel the
+//! fastest measured at first use (`tune`), chosen once per process.
 
-use half::{bf16, f16};
+use super::table::Kernels;
+use super::tune::{self, Picks};
 
-use super::kernels;
-use super::kernels::TransposeFn;
-
-/// `acc[k] = max(acc[k], max(plane k))` over planes of `hw` elements. With `check`, returns
-/// `false` when the values read may include NaN or infinities (without, always `true`).
-pub(crate) type PlanesFn<T> = fn(src: &[T], hw: usize, acc: &mut [f32], check: bool) -> bool;
-/// `acc[j] = max(acc[j], src[r * c + j])` over every row `r` of `c = acc.len()` channels.
-/// With `check`, returns `false` when the values read may include NaN or infinities.
-pub(crate) type RowsFn<T> = fn(src: &[T], acc: &mut [f32], check: bool) -> bool;
-
-/// `acc[j] += src[r * c + j]` over every row `r` of `c = acc.len()` channels.
-pub(crate) type SumRowsFn<T> = fn(src: &[T], acc: &mut [f32]);
-/// The sum of a contiguous run of values.
-pub(crate) type SumRunFn<T> = fn(src: &[T]) -> f32;
-
-/// An instruction set the kernels were compiled for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Isa {
-    /// The target's baseline (SSE2 on x86-64; portable code elsewhere).
-    Baseline,
-    /// AVX2 with F16C.
-    Avx2,
-    /// AVX-512F and AVX-512BW with F16C.
-    Avx512,
+/// The kernels this process uses: the best ISA's, with each reduction the fastest measured at
+/// first use (see `tune.rs`). Every kernel comes from `kernels::for_isa`, so from an ISA this
+/// CPU has.
+pub(crate) fn best() -> &'static Kernels {
+    &tuned().0
 }
 
-impl Isa {
-    /// The name in reports and the `reduce_isa` label.
-    pub fn name(self) -> &'static str {
-        match self {
-            Isa::Baseline => "baseline",
-            Isa::Avx2 => "avx2",
-            Isa::Avx512 => "avx512f",
-        }
-    }
-
-    /// Whether this CPU can run kernels compiled for `self`.
-    pub fn is_available(self) -> bool {
-        match self {
-            Isa::Baseline => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("f16c"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => {
-                std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("f16c")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
-        }
-    }
-
-    /// Every instruction set this CPU supports, best last.
-    pub fn available() -> Vec<Isa> {
-        [Isa::Baseline, Isa::Avx2, Isa::Avx512].into_iter().filter(|i| i.is_available()).collect()
-    }
-
-    /// The best instruction set this CPU supports.
-    pub fn best() -> Isa {
-        *Isa::available().last().expect("baseline is always available")
-    }
+/// The ISA each reduction of [`best`] runs on.
+pub(crate) fn picks() -> &'static Picks {
+    &tuned().1
 }
 
-/// Copies `src` into `dst` (same length) as f32, widening half-precision values; every
-/// element of `dst` is written. Returns `false` when the values may include NaN or infinities.
-pub(crate) type CopyFn<T> = fn(src: &[T], dst: &mut [std::mem::MaybeUninit<f32>]) -> bool;
-
-/// The kernels of one instruction set, for each element type.
-#[derive(Clone, Copy)]
-pub(crate) struct Kernels {
-    pub isa: Isa,
-    pub copy_f32: CopyFn<f32>,
-    pub copy_f16: CopyFn<f16>,
-    pub copy_bf16: CopyFn<bf16>,
-    pub planes_f32: PlanesFn<f32>,
-    pub rows_f32: RowsFn<f32>,
-    pub planes_bf16: PlanesFn<bf16>,
-    pub rows_bf16: RowsFn<bf16>,
-    pub planes_f16: PlanesFn<f16>,
-    pub rows_f16: RowsFn<f16>,
-    pub sum_rows_f32: SumRowsFn<f32>,
-    pub sum_rows_f16: SumRowsFn<f16>,
-    pub sum_rows_bf16: SumRowsFn<bf16>,
-    pub sum_run_f32: SumRunFn<f32>,
-    pub sum_run_f16: SumRunFn<f16>,
-    pub sum_run_bf16: SumRunFn<bf16>,
-    pub transpose_f32: TransposeFn<f32>,
-    pub transpose_f16: TransposeFn<f16>,
-    pub transpose_bf16: TransposeFn<bf16>,
-}
-
-impl Kernels {
-    /// The kernels for `isa`, or `None` where this CPU lacks it.
-    pub(crate) fn for_isa(isa: Isa) -> Option<Kernels> {
-        if !isa.is_available() {
-            return None;
-        }
-        Some(match isa {
-            Isa::Baseline => kernels::BASELINE,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => kernels::AVX2,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512 => kernels::AVX512,
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => return None,
-        })
-    }
-
-    /// The kernels this process uses: the best ISA's, with each reduction the fastest
-    /// measured at first use (see `tune.rs`). Every kernel comes from [`Kernels::for_isa`], so
-    /// from an ISA this CPU has.
-    pub(crate) fn best() -> &'static Kernels {
-        &Kernels::tuned().0
-    }
-
-    /// The ISA each reduction of [`Kernels::best`] runs on.
-    pub(crate) fn picks() -> &'static super::tune::Picks {
-        &Kernels::tuned().1
-    }
-
-    fn tuned() -> &'static (Kernels, super::tune::Picks) {
-        static TUNED: std::sync::OnceLock<(Kernels, super::tune::Picks)> = std::sync::OnceLock::new();
-        TUNED.get_or_init(super::tune::tuned)
-    }
+fn tuned() -> &'static (Kernels, Picks) {
+    static TUNED: std::sync::OnceLock<(Kernels, Picks)> = std::sync::OnceLock::new();
+    TUNED.get_or_init(tune::tuned)
 }

@@ -10,8 +10,8 @@
 use std::cell::RefCell;
 
 use super::logits::token_scores;
+use super::scalar::{all_finite, element};
 use super::tokens::valid_tokens;
-use super::{all_finite, element};
 use crate::config::LmFeature;
 use crate::tensor::TensorView;
 

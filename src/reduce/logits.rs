@@ -10,8 +10,9 @@
 
 use std::cell::RefCell;
 
+use super::convert::copy_to_f32;
+use super::scalar::element;
 use super::tokens::valid_tokens;
-use super::{copy_to_f32, element};
 use crate::error::{Error, Result};
 use crate::tensor::TensorView;
 

@@ -6,58 +6,62 @@
 //! The same kernel tables copy maps for the CNN path: contiguous copies, widening, and the
 //! channels-last transpose (kernels/transpose.rs).
 
+mod convert;
 mod dispatch;
 mod kernels;
 mod lm;
 mod logits;
+mod scalar;
+mod table;
 mod tokens;
 mod tune;
 
-use std::mem::MaybeUninit;
-
 use crate::config::Pooling;
 use crate::tensor::{Arrangement, Elements, TensorView};
-pub use dispatch::Isa;
-pub(crate) use dispatch::Kernels;
+pub(crate) use convert::{copy_to_f32, rows_to_planes};
 pub(crate) use lm::lm_features;
 pub(crate) use logits::check_targets;
+use scalar::as_uninit;
+pub(crate) use scalar::{all_finite, element};
+pub use table::Isa;
+use table::Kernels;
 pub(crate) use tokens::check_tokens;
 
 /// The best instruction set this CPU has, whose kernels the reduction uses except where
 /// another measured faster at start-up (see [`picks`]).
 pub fn isa() -> Isa {
-    Kernels::best().isa
+    dispatch::best().isa
 }
 
 /// The instruction set of each reduction's kernel, as `(reduction, ISA)`: `planes_*` for
 /// NCHW maps and `rows_*` for NHWC, per element type; chosen by measurement at first use.
 pub fn picks() -> [(&'static str, Isa); 6] {
-    Kernels::picks().list()
+    dispatch::picks().list()
 }
 
 /// What the start-up measurement found: per reduction, the time of the other vector ISA's
 /// kernel over the best ISA's (below 0.97 it is picked); NaN where nothing was measured.
 pub fn pick_ratios() -> [(&'static str, f64); 6] {
-    Kernels::picks().ratios()
+    dispatch::picks().ratios()
 }
 
 /// Writes the per-channel max of sample `n` of a map view into `out` (length C).
 /// Returns `false` when the sample holds a NaN or an infinity.
 pub fn channel_max(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
-    channel_max_with(Kernels::best(), view, n, out, true)
+    channel_max_with(dispatch::best(), view, n, out, true)
 }
 
 /// [`channel_max`] without looking for NaN and infinities (about 10% faster; a NaN is then
 /// simply never the max). For vendors who guarantee finite activations
 /// (`capture.check_finite: false`).
 pub fn channel_max_unchecked(view: &TensorView<'_>, n: usize, out: &mut [f32]) {
-    channel_max_with(Kernels::best(), view, n, out, false);
+    channel_max_with(dispatch::best(), view, n, out, false);
 }
 
 /// [`channel_max`] (or, without `check`, [`channel_max_unchecked`]) with the kernels of one
 /// instruction set, for benchmarks and tests; `None` when this CPU lacks it.
 pub fn channel_max_isa(isa: Isa, view: &TensorView<'_>, n: usize, out: &mut [f32], check: bool) -> Option<bool> {
-    Kernels::for_isa(isa).map(|k| channel_max_with(&k, view, n, out, check))
+    kernels::for_isa(isa).map(|k| channel_max_with(&k, view, n, out, check))
 }
 
 /// Writes sample `n`'s pooling of a token-sequence view over its valid tokens into `out`
@@ -65,7 +69,7 @@ pub fn channel_max_isa(isa: Isa, view: &TensorView<'_>, n: usize, out: &mut [f32
 /// tokens must have passed the submit checks (one length in `1..=T` per sample, or a mask
 /// with a token per sample).
 pub fn pool(view: &TensorView<'_>, n: usize, pooling: Pooling, out: &mut [f32], check: bool) -> bool {
-    tokens::pool_with(Kernels::best(), view, n, pooling, out, check)
+    tokens::pool_with(dispatch::best(), view, n, pooling, out, check)
 }
 
 /// [`pool`] with the kernels of one instruction set, for benchmarks and tests; `None` when
@@ -78,7 +82,7 @@ pub fn pool_isa(
     out: &mut [f32],
     check: bool,
 ) -> Option<bool> {
-    Kernels::for_isa(isa).map(|k| tokens::pool_with(&k, view, n, pooling, out, check))
+    kernels::for_isa(isa).map(|k| tokens::pool_with(&k, view, n, pooling, out, check))
 }
 
 pub(crate) fn channel_max_with(k: &Kernels, view: &TensorView<'_>, n: usize, out: &mut [f32], check: bool) -> bool {
@@ -104,36 +108,6 @@ pub(crate) fn channel_max_with(k: &Kernels, view: &TensorView<'_>, n: usize, out
     !check || finite_hint || sample_is_finite(view, n)
 }
 
-/// Copies `dst.len()` elements of `e` from `start` into `dst` as f32 with the best kernels for
-/// this CPU; every element of `dst` is written. Returns the kernels' finiteness hint: `true`
-/// means all finite, `false` that the caller must look exactly.
-pub(crate) fn copy_to_f32(e: Elements<'_>, start: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
-    let (k, end) = (Kernels::best(), start + dst.len());
-    match e {
-        Elements::F32(s) => (k.copy_f32)(&s[start..end], dst),
-        Elements::F16(s) => (k.copy_f16)(&s[start..end], dst),
-        Elements::BF16(s) => (k.copy_bf16)(&s[start..end], dst),
-    }
-}
-
-/// Channels-last rows of `c` channels (`hw` of them, from `start` in `e`) into `c` planes of
-/// `hw` pixels in `dst`, as f32, with the best kernels for this CPU; every element of `dst` is
-/// written. Returns the finiteness hint, as [`copy_to_f32`].
-pub(crate) fn rows_to_planes(e: Elements<'_>, start: usize, c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool {
-    let (k, end) = (Kernels::best(), start + c * hw);
-    match e {
-        Elements::F32(s) => (k.transpose_f32)(&s[start..end], c, hw, dst),
-        Elements::F16(s) => (k.transpose_f16)(&s[start..end], c, hw, dst),
-        Elements::BF16(s) => (k.transpose_bf16)(&s[start..end], c, hw, dst),
-    }
-}
-
-/// `out` seen as memory to overwrite.
-fn as_uninit(out: &mut [f32]) -> &mut [MaybeUninit<f32>] {
-    // SAFETY: MaybeUninit<f32> has f32's layout, and whatever is written through it is an f32.
-    unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) }
-}
-
 /// Copies sample `n` of a `[N, C]` view into `out`, widened to f32.
 /// Returns `false` when it holds a NaN or an infinity.
 pub fn copy_vector(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
@@ -151,30 +125,6 @@ pub fn copy_vector(view: &TensorView<'_>, n: usize, out: &mut [f32]) -> bool {
         }
     }
     all_finite(out)
-}
-
-/// Whether every value is finite, without branching per element (so it vectorises): a value
-/// is non-finite exactly when its exponent bits are all ones.
-#[inline]
-pub(crate) fn all_finite(values: &[f32]) -> bool {
-    values.iter().fold(0u32, |bad, &x| bad | non_finite(x)) == 0
-}
-
-/// 1 when `x` is NaN or infinite (its exponent bits all ones), else 0: a branch-free test to
-/// accumulate with `|` in vectorisable loops.
-#[inline(always)]
-pub(crate) fn non_finite(x: f32) -> u32 {
-    ((x.to_bits() & 0x7f80_0000) == 0x7f80_0000) as u32
-}
-
-/// Element `i` of a typed buffer, widened to f32.
-#[inline]
-pub(crate) fn element(e: Elements<'_>, i: usize) -> f32 {
-    match e {
-        Elements::F32(s) => s[i],
-        Elements::F16(s) => s[i].to_f32(),
-        Elements::BF16(s) => s[i].to_f32(),
-    }
 }
 
 /// Visits every element of sample `n` of a map with its channel index.
@@ -255,7 +205,7 @@ mod tests {
                 let expected = reference(&nchw, s, c, h * w);
                 for v in &views {
                     for isa in Isa::available() {
-                        let k = Kernels::for_isa(isa).unwrap();
+                        let k = kernels::for_isa(isa).unwrap();
                         let mut out = vec![0f32; c];
                         assert!(channel_max_with(&k, v, s, &mut out, true));
                         assert_eq!(out, expected, "{isa:?} {:?}", v.arrangement());

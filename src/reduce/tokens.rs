@@ -10,8 +10,8 @@ use std::ops::Range;
 
 use half::{bf16, f16};
 
-use super::dispatch::{CopyFn, PlanesFn, RowsFn, SumRowsFn, SumRunFn};
-use super::{all_finite, as_uninit, element, Kernels};
+use super::scalar::{all_finite, as_uninit, element};
+use super::table::{CopyFn, Kernels, PlanesFn, RowsFn, SumRowsFn, SumRunFn};
 use crate::config::Pooling;
 use crate::error::{Error, Result};
 use crate::tensor::{Arrangement, Elements, TensorView, Tokens};
@@ -361,7 +361,7 @@ mod tests {
     }
 
     fn pool_isa_for_test(isa: Isa, v: &TensorView<'_>, s: usize, pooling: Pooling, out: &mut [f32]) -> bool {
-        pool_with(&Kernels::for_isa(isa).unwrap(), v, s, pooling, out, true)
+        pool_with(&crate::reduce::kernels::for_isa(isa).unwrap(), v, s, pooling, out, true)
     }
 
     #[test]
@@ -403,14 +403,14 @@ mod tests {
         let v = TensorView::sequence(&ntc, SeqLayout::Ntc, [n, t, c]).unwrap().with_lengths(&lengths);
         for pooling in POOLINGS {
             let mut out = vec![0f32; c];
-            assert!(pool_with(Kernels::best(), &v, 1, pooling, &mut out, true), "{pooling:?}");
+            assert!(pool_with(crate::reduce::dispatch::best(), &v, 1, pooling, &mut out, true), "{pooling:?}");
         }
         ntc[(t + 2) * c + 3] = f32::NAN; // sample 1, token 2: valid
         let v = TensorView::sequence(&ntc, SeqLayout::Ntc, [n, t, c]).unwrap().with_lengths(&lengths);
         for pooling in [Pooling::Max, Pooling::Mean] {
             let mut out = vec![0f32; c];
-            assert!(!pool_with(Kernels::best(), &v, 1, pooling, &mut out, true), "{pooling:?}");
-            assert!(pool_with(Kernels::best(), &v, 0, pooling, &mut out, true), "{pooling:?}");
+            assert!(!pool_with(crate::reduce::dispatch::best(), &v, 1, pooling, &mut out, true), "{pooling:?}");
+            assert!(pool_with(crate::reduce::dispatch::best(), &v, 0, pooling, &mut out, true), "{pooling:?}");
         }
     }
 

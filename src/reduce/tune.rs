@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use half::{bf16, f16};
 
-use super::dispatch::{Isa, Kernels, PlanesFn, RowsFn};
+use super::kernels;
+use super::table::{Isa, Kernels, PlanesFn, RowsFn};
 
 /// How much faster (as a ratio of times) another ISA's kernel must be to be chosen.
 const MARGIN: f64 = 0.97;
@@ -61,7 +62,7 @@ impl Picks {
 /// real, and slowly): they keep the best ISA's kernels.
 pub(crate) fn tuned() -> (Kernels, Picks) {
     if cfg!(debug_assertions) {
-        let best = Kernels::for_isa(Isa::best()).expect("the best ISA is available");
+        let best = kernels::for_isa(Isa::best()).expect("the best ISA is available");
         return (best, Picks::all(best.isa));
     }
     measured()
@@ -69,12 +70,12 @@ pub(crate) fn tuned() -> (Kernels, Picks) {
 
 /// [`tuned`]'s measurement, in any build.
 pub(crate) fn measured() -> (Kernels, Picks) {
-    let best = Kernels::for_isa(Isa::best()).expect("the best ISA is available");
+    let best = kernels::for_isa(Isa::best()).expect("the best ISA is available");
     let mut picks = Picks::all(best.isa);
     // The baseline is never the fastest where a vector ISA exists; it is not timed. Of the
     // ISAs x86-64 has, that leaves at most one other than the best: AVX2 beside AVX-512.
     let other = Isa::available().into_iter().rev().find(|&i| i != Isa::Baseline && i != best.isa);
-    let (Some(other), false) = (other.and_then(Kernels::for_isa), best.isa == Isa::Baseline) else {
+    let (Some(other), false) = (other.and_then(kernels::for_isa), best.isa == Isa::Baseline) else {
         return (best, picks);
     };
     let values: Vec<f32> =

@@ -2,11 +2,8 @@
 
 use std::arch::x86_64::*;
 
-use half::{bf16, f16};
-
 use super::half_bits::Lanes16;
-use super::{kernel_set, Simd};
-use crate::reduce::dispatch::{Isa, Kernels};
+use super::simd::Simd;
 
 pub(super) struct Avx2;
 impl Simd for Avx2 {
@@ -154,5 +151,3 @@ pub(super) unsafe fn hmax_u16_128(v: __m128i) -> u16 {
     // SAFETY: the callers enable SSE4.1 (implied by AVX2).
     unsafe { !(_mm_cvtsi128_si32(_mm_minpos_epu16(_mm_xor_si128(v, _mm_set1_epi16(-1)))) as u16) }
 }
-
-kernel_set!(AVX2, Isa::Avx2, Avx2, "avx2,f16c", half_bits, avx2);

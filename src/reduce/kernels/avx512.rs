@@ -2,12 +2,9 @@
 
 use std::arch::x86_64::*;
 
-use half::{bf16, f16};
-
 use super::avx2::{hmax_i16_128, hmax_u16_128, hmin_i16_128};
 use super::half_bits::Lanes16;
-use super::{kernel_set, Simd};
-use crate::reduce::dispatch::{Isa, Kernels};
+use super::simd::Simd;
 
 pub(super) struct Avx512;
 impl Simd for Avx512 {
@@ -132,5 +129,3 @@ impl Lanes16 for Avx512 {
         unsafe { _mm512_storeu_si512(p as *mut __m512i, v) }
     }
 }
-
-kernel_set!(AVX512, Isa::Avx512, Avx512, "avx512f,avx512bw,avx2,f16c", half_bits, avx2);

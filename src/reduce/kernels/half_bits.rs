@@ -14,7 +14,7 @@
 
 use half::{bf16, f16};
 
-use super::f16_bits_to_f32;
+use super::simd::f16_bits_to_f32;
 
 /// The most lanes a register of [`Lanes16`] has (AVX-512).
 const MAX_LANES: usize = 32;
@@ -22,7 +22,7 @@ const MAX_LANES: usize = 32;
 /// A SIMD register of `L` 16-bit lanes and the integer operations the half kernels need.
 ///
 /// # Safety
-/// As for [`super::Simd`]: implementations may only run where their instruction set is enabled,
+/// As for [`super::simd::Simd`]: implementations may only run where their instruction set is enabled,
 /// and `load` reads `L` elements at `p`.
 pub(super) trait Lanes16 {
     type I: Copy;

@@ -3,8 +3,7 @@
 
 use half::{bf16, f16};
 
-use super::{f16_bits_to_f32, kernel_set, Simd};
-use crate::reduce::dispatch::{Isa, Kernels};
+use super::simd::{f16_bits_to_f32, Simd};
 
 pub(super) struct Lanes;
 impl Simd for Lanes {
@@ -45,5 +44,3 @@ impl Simd for Lanes {
         unsafe { std::array::from_fn(|i| a[i] + b[i]) }
     }
 }
-
-kernel_set!(BASELINE, Isa::Baseline, Lanes, "", widened, portable);

@@ -2,10 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use half::{bf16, f16};
-
-use super::{f16_bits_to_f32, kernel_set, Simd};
-use crate::reduce::dispatch::{Isa, Kernels};
+use super::simd::{f16_bits_to_f32, Simd};
 
 pub(super) struct Sse;
 impl Simd for Sse {
@@ -54,5 +51,3 @@ impl Simd for Sse {
         unsafe { _mm_add_ps(a, b) }
     }
 }
-
-kernel_set!(BASELINE, Isa::Baseline, Sse, "sse2", widened, portable);

@@ -2,7 +2,7 @@
 //! instantiated per instruction set by `kernel_set!`. A NaN or an infinity among the values
 //! makes the sum non-finite, which is how the caller finds it: no separate check is needed.
 
-use super::{Elem, Simd};
+use super::simd::{Elem, Simd};
 
 /// `acc[j] += src[r * c + j]` over every row `r` of `c = acc.len()` channels (channels-last
 /// tokens), eight registers of channels at a time (as the max kernels: fewer passes over the

@@ -4,8 +4,8 @@ use std::mem::MaybeUninit;
 
 use half::{bf16, f16};
 
-use super::f16_bits_to_f32;
-use crate::reduce::dispatch::{Isa, Kernels};
+use super::simd::f16_bits_to_f32;
+use crate::reduce::table::Isa;
 
 fn reference_planes(src: &[f32], hw: usize) -> Vec<f32> {
     src.chunks(hw).map(|p| p.iter().cloned().fold(f32::NEG_INFINITY, f32::max)).collect()
@@ -37,7 +37,7 @@ fn transpose(src: &[f32], c: usize, hw: usize) -> Vec<f32> {
 #[test]
 fn every_isa_and_dtype_matches_the_reference_on_awkward_sizes() {
     for isa in Isa::available() {
-        let k = Kernels::for_isa(isa).unwrap();
+        let k = super::for_isa(isa).unwrap();
         for &(c, hw) in &SIZES {
             let src = pseudo_random(c * hw, (c * 1000 + hw) as u64);
             let rows = transpose(&src, c, hw);
@@ -84,7 +84,7 @@ fn half_kernels_take_any_finite_bits() {
         out
     }
     for isa in Isa::available() {
-        let k = Kernels::for_isa(isa).unwrap();
+        let k = super::for_isa(isa).unwrap();
         // The baseline widens and checks finiteness with a sum, which values this large can
         // overflow (a hint its caller confirms); the half-bits kernels' check is exact.
         let exact = isa != Isa::Baseline;
@@ -128,7 +128,7 @@ fn copies_widen_exactly_and_write_every_element_for_every_isa() {
     let h: Vec<f16> = (0..=u16::MAX).map(f16::from_bits).collect();
     let b: Vec<bf16> = (0..=u16::MAX).map(bf16::from_bits).collect();
     for isa in Isa::available() {
-        let k = Kernels::for_isa(isa).unwrap();
+        let k = super::for_isa(isa).unwrap();
         // Every length up to a few blocks, so that each tail is taken; NaN-filled first, so a
         // skipped element shows.
         for len in (0..70).chain([1001, 65536]) {
@@ -178,7 +178,7 @@ fn software_f16_widening_is_exact_for_every_value() {
 #[test]
 fn non_finite_values_are_flagged_wherever_they_sit() {
     for isa in Isa::available() {
-        let k = Kernels::for_isa(isa).unwrap();
+        let k = super::for_isa(isa).unwrap();
         for &(c, hw) in &[(3, 5), (64, 49), (70, 17), (2, 100), (4, 3136), (130, 9)] {
             for bad in [f32::NAN, -f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 for pos in [0, c * hw / 2, c * hw - 1] {

@@ -10,12 +10,7 @@
 
 use std::mem::MaybeUninit;
 
-use super::Elem;
-
-/// `dst[ch * hw + p] = src[p * c + ch]` for every channel `ch < c` and pixel `p < hw`, widened
-/// to f32; every element of `dst` (`c × hw` long) is written. Returns `false` when the values
-/// may include NaN or infinities.
-pub(crate) type TransposeFn<T> = fn(src: &[T], c: usize, hw: usize, dst: &mut [MaybeUninit<f32>]) -> bool;
+use super::simd::Elem;
 
 /// Pixels per tile: the rows of a tile (about 16 KiB of them, 8 to 64 rows, a whole number of
 /// blocks) stay in L1 while every channel block reads them. Rows of many channels are long and
@@ -73,7 +68,7 @@ pub(in crate::reduce::kernels) mod avx2 {
 
     use super::{check_lengths, tile_pixels};
     use crate::reduce::kernels::avx2::Avx2;
-    use crate::reduce::kernels::{Elem, Simd};
+    use crate::reduce::kernels::simd::{Elem, Simd};
 
     /// Transposes eight registers of eight lanes in place.
     #[inline(always)]
@@ -190,12 +185,12 @@ mod tests {
     use half::{bf16, f16};
 
     use super::*;
-    use crate::reduce::dispatch::{Isa, Kernels};
+    use crate::reduce::table::Isa;
 
     #[test]
     fn every_isa_transposes_every_element_type_exactly() {
         for isa in Isa::available() {
-            let t = Kernels::for_isa(isa).unwrap();
+            let t = crate::reduce::kernels::for_isa(isa).unwrap();
             for &(c, hw) in &[(1, 1), (3, 5), (8, 8), (16, 49), (13, 70), (64, 64), (9, 200), (130, 17), (0, 4), (4, 0)]
             {
                 let rows: Vec<f32> = (0..c * hw).map(|i| (i as f32) * 0.5 - 100.0).collect();
