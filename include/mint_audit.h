@@ -291,6 +291,50 @@ typedef struct {
 } mint_result_sink;
 
 /**
+ * Counters since the auditor was created. Once the auditor is closed,
+ * `submitted == audited_member + audited_non_member + (sum of dropped_*)`.
+ */
+typedef struct {
+  uint64_t seen;
+  uint64_t submitted;
+  uint64_t audited_member;
+  uint64_t audited_non_member;
+  uint64_t dropped_queue_full;
+  uint64_t dropped_invalid_input;
+  uint64_t dropped_non_finite;
+  uint64_t dropped_over_budget;
+  uint64_t dropped_head_error;
+  uint64_t dropped_backend_error;
+  uint64_t dropped_shutdown;
+  uint64_t dropped_closed;
+  /**
+   * Samples queued or being scored at the time of the call.
+   */
+  uint64_t queue_depth;
+} mint_stats;
+
+/**
+ * What closing did.
+ */
+typedef struct {
+  /**
+   * Samples scored while closing.
+   */
+  uint64_t drained;
+  /**
+   * Samples still queued at the deadline: dropped as shutdown, and each delivered to the
+   * result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN` (counted but not delivered when
+   * the callback itself held a worker past the deadline: `MINT_ERR_TIMED_OUT`).
+   */
+  uint64_t abandoned;
+  /**
+   * The counters when closing returned; final (`submitted` = audited + dropped) unless
+   * closing returned `MINT_ERR_TIMED_OUT`.
+   */
+  mint_stats stats;
+} mint_close_report;
+
+/**
  * Describes one tap's tensor for a batch. Nothing is copied: `data` is read during the call
  * only, and the caller keeps ownership of every pointer.
  */
@@ -368,29 +412,6 @@ typedef struct {
 } mint_tokens;
 
 /**
- * Counters since the auditor was created. Once the auditor is closed,
- * `submitted == audited_member + audited_non_member + (sum of dropped_*)`.
- */
-typedef struct {
-  uint64_t seen;
-  uint64_t submitted;
-  uint64_t audited_member;
-  uint64_t audited_non_member;
-  uint64_t dropped_queue_full;
-  uint64_t dropped_invalid_input;
-  uint64_t dropped_non_finite;
-  uint64_t dropped_over_budget;
-  uint64_t dropped_head_error;
-  uint64_t dropped_backend_error;
-  uint64_t dropped_shutdown;
-  uint64_t dropped_closed;
-  /**
-   * Samples queued or being scored at the time of the call.
-   */
-  uint64_t queue_depth;
-} mint_stats;
-
-/**
  * The membership evidence on one cohort (docs/evidence.md says how to read it). A value
  * that does not exist yet (no completed window, no calibration, too few reference samples)
  * is NaN. Since ABI 1.2.
@@ -435,27 +456,6 @@ typedef struct {
   double overall_rank_p;
   double overall_auc;
 } mint_cohort_evidence;
-
-/**
- * What closing did.
- */
-typedef struct {
-  /**
-   * Samples scored while closing.
-   */
-  uint64_t drained;
-  /**
-   * Samples still queued at the deadline: dropped as shutdown, and each delivered to the
-   * result callback with `MINT_OUTCOME_DROPPED_SHUTDOWN` (counted but not delivered when
-   * the callback itself held a worker past the deadline: `MINT_ERR_TIMED_OUT`).
-   */
-  uint64_t abandoned;
-  /**
-   * The counters when closing returned; final (`submitted` = audited + dropped) unless
-   * closing returned `MINT_ERR_TIMED_OUT`.
-   */
-  mint_stats stats;
-} mint_close_report;
 
 #ifdef __cplusplus
 extern "C" {
@@ -502,6 +502,23 @@ mint_status mint_auditor_new_from_file(const char *path,
  * valid, and `mint_last_error()` says why (`MINT_ERR_REENTRANT`).
  */
 void mint_auditor_free(mint_auditor *auditor);
+
+/**
+ * Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued
+ * for up to `timeout_ms`, drops as shutdown (and delivers as such) whatever is left, and
+ * stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
+ * returns the first call's report. `out` may be NULL. From the auditor's own result
+ * callback it returns `MINT_ERR_REENTRANT` and closes nothing.
+ *
+ * Returns within `timeout_ms` plus `MINT_CLOSE_GRACE_MS` whatever the callback or a backend
+ * does. A worker still inside the result callback (or a backend ignoring its cancel) then is
+ * left to stop on its own once that call returns: the report is written and the status is
+ * `MINT_ERR_TIMED_OUT`; the samples queued behind it are counted as shutdown without being
+ * delivered.
+ */
+mint_status mint_auditor_close(const mint_auditor *auditor,
+                               uint32_t timeout_ms,
+                               mint_close_report *out);
 
 /**
  * Hands over one batch: `n` sample ids and one tensor per configured tap, in the
@@ -644,23 +661,6 @@ mint_status mint_auditor_cohort_stats(const mint_auditor *auditor,
 mint_status mint_auditor_cohort_evidence(const mint_auditor *auditor,
                                          uint32_t cohort,
                                          mint_cohort_evidence *out);
-
-/**
- * Stops accepting samples (later submits return `MINT_ERR_CLOSED`), scores what is queued
- * for up to `timeout_ms`, drops as shutdown (and delivers as such) whatever is left, and
- * stops the workers. The metrics stay readable until `mint_auditor_free`. A second call
- * returns the first call's report. `out` may be NULL. From the auditor's own result
- * callback it returns `MINT_ERR_REENTRANT` and closes nothing.
- *
- * Returns within `timeout_ms` plus `MINT_CLOSE_GRACE_MS` whatever the callback or a backend
- * does. A worker still inside the result callback (or a backend ignoring its cancel) then is
- * left to stop on its own once that call returns: the report is written and the status is
- * `MINT_ERR_TIMED_OUT`; the samples queued behind it are counted as shutdown without being
- * delivered.
- */
-mint_status mint_auditor_close(const mint_auditor *auditor,
-                               uint32_t timeout_ms,
-                               mint_close_report *out);
 
 /**
  * The message of the last failed call on this thread, or "" after a successful call.

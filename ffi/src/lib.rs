@@ -7,7 +7,6 @@
 
 #![allow(clippy::missing_safety_doc)] // each function's safety contract is its header comment
 
-mod args;
 mod auditor;
 mod status;
 mod tensor;

@@ -4,6 +4,7 @@
 use std::ffi::{c_char, CStr};
 
 use mint_audit::{Error, ErrorKind};
+use mint_backend_abi::args::ArgError;
 use mint_backend_abi::boundary::{self, set_last_error};
 
 /// Result of every fallible call. Values are stable across releases; new codes are only
@@ -130,9 +131,14 @@ impl Failure {
     pub(crate) fn new(status: mint_status, message: impl Into<String>) -> Failure {
         Failure { status, message: message.into() }
     }
+}
 
-    pub(crate) fn null(argument: &str) -> Failure {
-        Failure::new(MINT_ERR_NULL_ARGUMENT, format!("`{argument}` must not be NULL"))
+impl From<ArgError> for Failure {
+    fn from(e: ArgError) -> Self {
+        match e {
+            ArgError::Null(message) => Failure { status: MINT_ERR_NULL_ARGUMENT, message },
+            ArgError::Invalid(message) => Failure { status: MINT_ERR_INVALID_ARGUMENT, message },
+        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! The C side of a plugin written against [`Backend`](crate::Backend): the function table
 //! that [`export_backend!`](crate::export_backend) puts behind `mint_backend_entry`. Every
-//! pointer the host passes is checked here, in one place ([`try_ref`], [`try_slice`],
-//! [`try_str`]), and every call runs inside the panic boundary.
+//! pointer the host passes is checked by [`crate::args`] (shared with the C API), and every
+//! call runs inside the panic boundary.
 
 use std::ffi::{c_char, CStr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::args::{try_ref, try_slice, try_str};
 use crate::backend::{Backend, Batch, Host, Options};
 use crate::boundary;
 use crate::{
@@ -18,45 +19,6 @@ use crate::{
 struct Instance<B> {
     backend: B,
     sample_len: usize,
-}
-
-/// A reference from a pointer the ABI says is valid, or an error naming the argument.
-///
-/// # Safety
-/// `p` is NULL or points to a live `T` for `'a`.
-pub unsafe fn try_ref<'a, T>(p: *const T, name: &str) -> Result<&'a T, String> {
-    // SAFETY: forwarded from the caller.
-    unsafe { p.as_ref() }.ok_or_else(|| format!("`{name}` is NULL"))
-}
-
-/// A slice of `len` values; NULL is accepted only for an empty slice.
-///
-/// # Safety
-/// When `len > 0`, `p` is NULL or points to `len` readable, aligned values valid for `'a`.
-pub unsafe fn try_slice<'a, T>(p: *const T, len: usize, name: &str) -> Result<&'a [T], String> {
-    if len == 0 {
-        return Ok(&[]);
-    }
-    if p.is_null() {
-        return Err(format!("`{name}` is NULL for {len} values"));
-    }
-    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
-        return Err(format!("`{name}` is not aligned"));
-    }
-    // SAFETY: non-NULL and aligned (checked), `len` values readable (the caller's promise).
-    Ok(unsafe { std::slice::from_raw_parts(p, len) })
-}
-
-/// A UTF-8 string from a NUL-terminated one.
-///
-/// # Safety
-/// `p` is NULL or a NUL-terminated string valid for `'a`.
-pub unsafe fn try_str<'a>(p: *const c_char, name: &str) -> Result<&'a str, String> {
-    if p.is_null() {
-        return Err(format!("`{name}` is NULL"));
-    }
-    // SAFETY: non-NULL, NUL-terminated (the caller's promise).
-    unsafe { CStr::from_ptr(p) }.to_str().map_err(|_| format!("`{name}` is not UTF-8"))
 }
 
 /// Runs `f` inside the boundary: an error or a panic becomes `MINT_BACKEND_ERROR` and this
@@ -79,7 +41,7 @@ fn guarded(f: impl FnOnce() -> Result<(), String>) -> i32 {
 /// `backend` is NULL or an instance made by `create::<B>` and not yet destroyed.
 unsafe fn instance<'a, B>(backend: *const mint_backend) -> Result<&'a Instance<B>, String> {
     // SAFETY: forwarded from the caller; `create::<B>` made it from a `Box<Instance<B>>`.
-    unsafe { try_ref(backend as *const Instance<B>, "backend") }
+    Ok(unsafe { try_ref(backend as *const Instance<B>, "backend") }?)
 }
 
 /// `mint_backend_api.create` for `B`.

@@ -186,6 +186,7 @@ pub const API_SIZE_1_0: usize = std::mem::offset_of!(mint_backend_api, cancel);
 /// The table's size from ABI 1.1 on, which holds `cancel`.
 pub const API_SIZE_1_1: usize = std::mem::size_of::<mint_backend_api>();
 
+pub mod args;
 pub mod boundary;
 pub mod score;
 
