@@ -8,7 +8,7 @@ modules; ``lib.rs``'s re-exports for users are not references.
 
     python3 scripts/check_layers.py [SRC]     # exit 1 with each climb and circle named
 
-Also: no shipped product (the FFI, the CLI, the Python bindings, the plugins) uses
+Also: no shipped product (the FFI, the CLI, the Python bindings, the crates, the plugins) uses
 `mint_audit::internals`, which only the benchmarks may. CI runs it beside clippy (.ci/run).
 """
 
@@ -136,7 +136,7 @@ def main():
     repo = src.resolve().parent
     internal = [
         str(f.relative_to(repo))
-        for folder in ("ffi", "cli", "python/src", "backends")
+        for folder in ("ffi", "cli", "python/src", "crates", "plugins")
         for f in sorted((repo / folder).rglob("*.rs"))
         if "mint_audit::internals" in f.read_text()
     ]

@@ -31,7 +31,7 @@ MASK = (1 << 64) - 1
 
 
 class SplitMix:
-    """cli/src/roc.rs's SplitMix64, to the bit."""
+    """crates/toolkit/src/roc.rs's SplitMix64, to the bit."""
 
     def __init__(self, seed):
         self.state = seed & MASK
@@ -50,7 +50,7 @@ class SplitMix:
 
 
 def check_part(n, fraction=0.5, seed=0):
-    """Positions of the check part, as cli/src/calibrate.rs's `parts` splits n non-members."""
+    """Positions of the check part, as crates/toolkit/src/calibrate.rs's `parts` splits n non-members."""
     order = list(range(n))
     SplitMix(seed ^ 0xCA11B7A7E5EED000).shuffle(order)
     k = min(n, int(n * fraction + 0.5))

@@ -24,13 +24,13 @@ use mint_audit::Config;
 use serde_json::json;
 use statrs::distribution::{ContinuousCDF, Normal};
 
-use crate::blind;
-use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::eval::score_sets;
-use crate::report::{self, Check};
-use crate::roc;
 use crate::split::Split;
+use mint_toolkit::blind;
+use mint_toolkit::data::{self, Images};
+use mint_toolkit::report::{self, Check};
+use mint_toolkit::roc;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Expect {
@@ -230,7 +230,7 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
     if let Some(limit) = args.reference_limit {
         r = r.truncated(limit);
     }
-    ensure!(s.len() > 0 && r.len() > 0, "both sets need samples");
+    ensure!(!s.is_empty() && !r.is_empty(), "both sets need samples");
     Ok((s, r, note))
 }
 

@@ -17,14 +17,14 @@ use mint_audit::config::TapKind;
 use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome, TappedModel};
 use serde_json::json;
 
-use crate::blind;
-use crate::calibrate;
-use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
-use crate::report::{self, Check, Curve};
-use crate::roc::{self, Figures};
 use crate::split::Split;
+use mint_toolkit::blind;
+use mint_toolkit::calibrate;
+use mint_toolkit::data::{self, Images};
+use mint_toolkit::report::{self, Check, Curve};
+use mint_toolkit::roc::{self, Figures};
 
 #[derive(clap::Args)]
 /// Evaluate a model + MINT head on member / non-member sets, write reports, gate on thresholds.
@@ -241,7 +241,7 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
         members = members.truncated(limit);
         non_members = non_members.truncated(limit);
     }
-    ensure!(members.len() > 0 && non_members.len() > 0, "both sets need samples");
+    ensure!(!members.is_empty() && !non_members.is_empty(), "both sets need samples");
     Ok((members, non_members, data_note))
 }
 

@@ -27,11 +27,11 @@ use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use mint_audit::Config;
 use serde_json::{json, Value};
 
-use crate::calibrate;
 use crate::descriptor::Descriptor;
 use crate::eval::score_sets;
-use crate::roc::SplitMix;
 use crate::split::Split;
+use mint_toolkit::calibrate;
+use mint_toolkit::roc::SplitMix;
 
 #[derive(clap::Args)]
 /// Validate the evidence tests on calibrated models (null, power, mixtures) and write docs/evidence.md's tables.
@@ -256,7 +256,7 @@ fn study(args: &Args, dir: &std::path::Path) -> Result<Value> {
         "model": config.model.id,
         "head_sha256": scored.head_sha256,
         "members": pos.len(), "non_members": neg.len(), "check": check.len(),
-        "auc": crate::roc::auc(pos, neg),
+        "auc": mint_toolkit::roc::auc(pos, neg),
         "calibration": {"threshold": threshold, "fpr": calibration.fpr, "tpr": calibration.tpr, "digest": calibration.digest,
                         "digest_matches": digest_matches},
         "live_fpr": live_fpr,

@@ -13,10 +13,10 @@ use anyhow::{bail, Context, Result};
 use mint_audit::{FeatureExtractor, TappedModel, TensorView};
 use serde_json::json;
 
-use crate::data::{self, Images};
 use crate::descriptor::Descriptor;
 use crate::progress;
 use crate::split::{SourceCache, Split};
+use mint_toolkit::data::{self, Images};
 
 #[derive(clap::Args)]
 /// Run the audited model over a data set and write MINT features (NPY).

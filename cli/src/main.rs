@@ -17,11 +17,8 @@
 //!   `mint verify-bundle` recomputes a bundle from the same images.
 //! - `mint evidence-study` validates those tests on calibrated models and writes docs/evidence.md's tables.
 
-mod blind;
-mod calibrate;
 mod conformance;
 mod console;
-mod data;
 mod dataset_test;
 mod descriptor;
 mod eval;
@@ -29,8 +26,6 @@ mod evidence_study;
 mod extract;
 mod inspect;
 mod progress;
-mod report;
-mod roc;
 mod split;
 mod train;
 

@@ -13,8 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::data::{self, Images};
-use crate::roc::SplitMix;
+use mint_toolkit::data::{self, Images};
+use mint_toolkit::roc::SplitMix;
 
 /// The split format this version writes; older files (without `format`) read the same.
 pub const SPLIT_VERSION: u64 = 1;

@@ -7,7 +7,7 @@ use common::repo;
 
 #[test]
 fn committed_headers_match_the_sources() {
-    for (crate_dir, header) in [("ffi", "include/mint_audit.h"), ("backends/abi", "include/mint_backend.h")] {
+    for (crate_dir, header) in [("ffi", "include/mint_audit.h"), ("crates/abi", "include/mint_backend.h")] {
         let crate_dir = repo().join(crate_dir);
         let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
         let bindings = cbindgen::Builder::new()

@@ -18,11 +18,11 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::registry::ConsoleModel;
 use super::uploads::Decoded;
-use crate::blind;
-use crate::data::Images;
 use crate::dataset_test::{finite, power_table};
 use crate::eval::score_sets_with;
-use crate::roc;
+use mint_toolkit::blind;
+use mint_toolkit::data::Images;
+use mint_toolkit::roc;
 
 /// The evidence's format; a new one when any field changes meaning.
 pub const EVIDENCE_FORMAT: &str = "mint-console-evidence/1";

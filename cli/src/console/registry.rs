@@ -16,13 +16,13 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::blind::DomainCheck;
-use crate::calibrate;
-use crate::data::Images;
 use crate::descriptor::Descriptor;
 use crate::eval::score_sets_with;
-use crate::roc;
 use crate::split::{SourceCache, Split};
+use mint_toolkit::blind::DomainCheck;
+use mint_toolkit::calibrate;
+use mint_toolkit::data::Images;
+use mint_toolkit::roc;
 
 /// `console.json`: how a model is shown and what its reference is.
 #[derive(Debug, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::data::{self, Images};
+use mint_toolkit::data::{self, Images};
 
 /// One uploaded file, as received.
 pub struct Upload {
@@ -224,7 +224,7 @@ fn decode_array(upload: &Upload, kind: Kind, input: [usize; 3], room: usize, per
             images.shape
         ));
     }
-    if images.len() == 0 {
+    if images.is_empty() {
         return Err("the file holds no images.".into());
     }
     Ok(images)

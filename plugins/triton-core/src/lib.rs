@@ -1,5 +1,5 @@
 //! The NVIDIA Triton backend of mint-audit (the code of `libmint_backend_triton.so`, which
-//! `backends/triton` exports; [`entry`] is its table, for hosts that link it): forwards batches of
+//! `plugins/triton` exports; [`entry`] is its table, for hosts that link it): forwards batches of
 //! full activation maps to a CNN MINT head served by Triton (or any KServe v2 server), the
 //! existing engine for scaling GPU inference beyond one box.
 //!

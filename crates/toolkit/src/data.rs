@@ -22,9 +22,15 @@ pub struct Images {
 }
 
 impl Images {
+    /// How many images.
     pub fn len(&self) -> usize {
         let per: usize = self.shape.iter().product();
         self.data.len().checked_div(per).unwrap_or(0)
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn per_sample(&self) -> usize {

@@ -1,5 +1,5 @@
 //! `libmint_backend_triton.so`, the NVIDIA Triton backend plugin of mint-audit: only its entry
-//! point. The code is `mint-backend-triton-core` (backends/triton-core), an ordinary Rust
+//! point. The code is `mint-backend-triton-core` (plugins/triton-core), an ordinary Rust
 //! library, so that hosts shipping as one object (the Python wheel) link it beside the CPU
 //! backend without two `mint_backend_entry` symbols colliding.
 

@@ -1,0 +1,19 @@
+//! `mint-toolkit`: the auditor's toolkit as a library, which the `mint` CLI (`cli/`) and the
+//! transparency console are clients of. What is here so far, bottom up:
+//!
+//! - [`data`]: the data an auditor brings (IDX, NPY and image folders; class labels), read
+//!   within stated bounds.
+//! - [`roc`]: ROC curves, AUC and TPR at a fixed FPR with bootstrap intervals, a seeded RNG.
+//! - [`blind`]: the distribution-shift control, a classifier on the raw inputs alone.
+//! - [`calibrate`]: the live threshold for a target false-positive rate, with exact and
+//!   bootstrap intervals for the rates it gives.
+//! - [`report`]: ROC plots (SVG) and JUnit reports.
+//!
+//! The commands' own logic (split, extract, train, eval, dataset tests, conformance) still
+//! lives in the CLI and moves here next (issue: the toolkit library).
+
+pub mod blind;
+pub mod calibrate;
+pub mod data;
+pub mod report;
+pub mod roc;
