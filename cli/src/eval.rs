@@ -17,14 +17,14 @@ use mint_audit::config::TapKind;
 use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome, TappedModel};
 use serde_json::json;
 
-use crate::descriptor::Descriptor;
 use crate::extract::for_each_batch;
-use crate::split::Split;
 use mint_toolkit::blind;
 use mint_toolkit::calibrate;
 use mint_toolkit::data::{self, Images};
+use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::report::{self, Check, Curve};
 use mint_toolkit::roc::{self, Figures};
+use mint_toolkit::split::Split;
 
 #[derive(clap::Args)]
 /// Evaluate a model + MINT head on member / non-member sets, write reports, gate on thresholds.

@@ -27,11 +27,11 @@ use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use mint_audit::Config;
 use serde_json::{json, Value};
 
-use crate::descriptor::Descriptor;
 use crate::eval::score_sets;
-use crate::split::Split;
 use mint_toolkit::calibrate;
+use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::roc::SplitMix;
+use mint_toolkit::split::Split;
 
 #[derive(clap::Args)]
 /// Validate the evidence tests on calibrated models (null, power, mixtures) and write docs/evidence.md's tables.

@@ -13,10 +13,10 @@ use anyhow::{bail, Context, Result};
 use mint_audit::{FeatureExtractor, TappedModel, TensorView};
 use serde_json::json;
 
-use crate::descriptor::Descriptor;
 use crate::progress;
-use crate::split::{SourceCache, Split};
 use mint_toolkit::data::{self, Images};
+use mint_toolkit::descriptor::Descriptor;
+use mint_toolkit::split::{SourceCache, Split};
 
 #[derive(clap::Args)]
 /// Run the audited model over a data set and write MINT features (NPY).

@@ -20,7 +20,6 @@
 mod conformance;
 mod console;
 mod dataset_test;
-mod descriptor;
 mod eval;
 mod evidence_study;
 mod extract;
@@ -31,7 +30,10 @@ mod train;
 
 use std::process::ExitCode;
 
+use std::path::PathBuf;
+
 use clap::{Parser, Subcommand};
+use mint_audit::config::ModelRuntime;
 
 #[derive(Parser)]
 #[command(name = "mint", version, about = "Membership Inference Test (MINT) toolkit for mint-audit")]
@@ -39,7 +41,20 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     #[command(flatten)]
-    runtime: descriptor::RuntimeChoice,
+    runtime: RuntimeArgs,
+}
+
+/// The runtime asked for on the command line, over every model's `model.runtime`.
+#[derive(Debug, Default, clap::Args)]
+struct RuntimeArgs {
+    /// What runs the audited model's forward pass: tract (built in) or onnxruntime; by
+    /// default the configuration's `model.runtime` (tract when absent).
+    #[arg(long, global = true, value_parser = str::parse::<ModelRuntime>)]
+    runtime: Option<ModelRuntime>,
+    /// onnxruntime's shared library (libonnxruntime.so.1.x, 1.24 or newer) for
+    /// `--runtime onnxruntime`; by default `model.onnxruntime_library`, then $ORT_DYLIB_PATH.
+    #[arg(long, global = true)]
+    onnxruntime_library: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -58,7 +73,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    descriptor::choose_runtime(cli.runtime);
+    mint_toolkit::descriptor::choose_runtime(mint_toolkit::descriptor::RuntimeChoice {
+        runtime: cli.runtime.runtime,
+        onnxruntime_library: cli.runtime.onnxruntime_library,
+    });
     let outcome = match cli.command {
         Command::Inspect(args) => inspect::run(args),
         Command::Extract(args) => extract::run(args),

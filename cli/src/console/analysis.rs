@@ -18,10 +18,10 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::registry::ConsoleModel;
 use super::uploads::Decoded;
-use crate::dataset_test::{finite, power_table};
 use crate::eval::score_sets_with;
 use mint_toolkit::blind;
 use mint_toolkit::data::Images;
+use mint_toolkit::power::{finite, power_table};
 use mint_toolkit::roc;
 
 /// The evidence's format; a new one when any field changes meaning.

@@ -1,12 +1,17 @@
 //! `mint-toolkit`: the auditor's toolkit as a library, which the `mint` CLI (`cli/`) and the
 //! transparency console are clients of. What is here so far, bottom up:
 //!
+//! - [`descriptor`]: the audited model as the toolkit reads it (the `model` and `taps`
+//!   sections of a configuration), compiled on tract or onnxruntime.
 //! - [`data`]: the data an auditor brings (IDX, NPY and image folders; class labels), read
 //!   within stated bounds.
 //! - [`roc`]: ROC curves, AUC and TPR at a fixed FPR with bootstrap intervals, a seeded RNG.
+//! - [`split`]: split files (which samples train and which evaluate a head, as members and
+//!   non-members), read with errors that name the field, sources pinned by sha256.
 //! - [`blind`]: the distribution-shift control, a classifier on the raw inputs alone.
 //! - [`calibrate`]: the live threshold for a target false-positive rate, with exact and
 //!   bootstrap intervals for the rates it gives.
+//! - [`power`]: how many suspect samples a dataset test needs at the effect seen.
 //! - [`report`]: ROC plots (SVG) and JUnit reports.
 //!
 //! The commands' own logic (split, extract, train, eval, dataset tests, conformance) still
@@ -15,5 +20,8 @@
 pub mod blind;
 pub mod calibrate;
 pub mod data;
+pub mod descriptor;
+pub mod power;
 pub mod report;
 pub mod roc;
+pub mod split;

@@ -12,22 +12,22 @@ use mint_audit::config::{ModelInfo, ModelRuntime, TapConfig, TapKind};
 use mint_audit::{Runtime, TappedModel};
 use serde::Deserialize;
 
-/// The runtime asked for on the command line, over every model's `model.runtime`.
-#[derive(Debug, Default, clap::Args)]
+/// A runtime chosen for every model, over each one's `model.runtime` (the CLI's `--runtime`
+/// and `--onnxruntime-library`).
+#[derive(Debug, Default, Clone)]
 pub struct RuntimeChoice {
-    /// What runs the audited model's forward pass: tract (built in) or onnxruntime; by
-    /// default the configuration's `model.runtime` (tract when absent).
-    #[arg(long, global = true, value_parser = str::parse::<ModelRuntime>)]
+    /// What runs the audited model's forward pass; by default the configuration's
+    /// `model.runtime` (tract when absent).
     pub runtime: Option<ModelRuntime>,
-    /// onnxruntime's shared library (libonnxruntime.so.1.x, 1.24 or newer) for
-    /// `--runtime onnxruntime`; by default `model.onnxruntime_library`, then $ORT_DYLIB_PATH.
-    #[arg(long, global = true)]
+    /// onnxruntime's shared library; by default `model.onnxruntime_library`, then
+    /// $ORT_DYLIB_PATH.
     pub onnxruntime_library: Option<PathBuf>,
 }
 
 static RUNTIME: OnceLock<RuntimeChoice> = OnceLock::new();
 
-/// Sets the command line's runtime choice for every model compiled after (once, from main).
+/// Sets the runtime choice for every model compiled after (once per process; later calls are
+/// ignored).
 pub fn choose_runtime(choice: RuntimeChoice) {
     let _ = RUNTIME.set(choice);
 }
@@ -109,7 +109,7 @@ impl Descriptor {
     }
 
     /// Compiles the audited model with every tap exposed, in descriptor order, on the runtime
-    /// of `--runtime` when given, else of `model.runtime`.
+    /// of [`choose_runtime`] when given, else of `model.runtime`.
     pub fn compile(&self) -> Result<TappedModel> {
         let tensors: Vec<&str> = self.taps.iter().map(|t| t.tensor.as_deref().expect("checked")).collect();
         let shape = self.input_shape();
