@@ -20,11 +20,11 @@ use mint_audit::config::HeadConfig;
 use mint_audit::{Config, FeatureExtractor};
 use serde_json::{json, Value};
 
-use crate::eval::score_sets_with;
-use crate::extract::{extract, read_npy, write_npy};
 use mint_toolkit::data::{self, Images};
 use mint_toolkit::descriptor::Descriptor;
+use mint_toolkit::extract::{extract, read_npy, write_npy};
 use mint_toolkit::report::{self, Check};
+use mint_toolkit::score::score_sets_with;
 
 pub const KIT_FORMAT: &str = "mint-conformance-kit/1";
 

@@ -23,13 +23,13 @@ use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use mint_audit::Config;
 use serde_json::json;
 
-use crate::eval::score_sets;
 use mint_toolkit::blind;
 use mint_toolkit::data::{self, Images};
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::power::{finite, power_table};
 use mint_toolkit::report::{self, Check};
 use mint_toolkit::roc;
+use mint_toolkit::score::score_sets;
 use mint_toolkit::split::Split;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -6,24 +6,21 @@
 //! puts baselines that need no head (the outcome's confidence, the loss when labels exist)
 //! and the distribution-shift control (a blind classifier on the raw inputs).
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
-use mint_audit::config::TapKind;
-use mint_audit::{AuditResult, Auditor, Config, DropReason, Outcome, TappedModel};
+use mint_audit::Config;
 use serde_json::json;
 
-use crate::extract::for_each_batch;
 use mint_toolkit::blind;
 use mint_toolkit::calibrate;
 use mint_toolkit::data::{self, Images};
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::report::{self, Check, Curve};
 use mint_toolkit::roc::{self, Figures};
+use mint_toolkit::score::{score_sets, Scored};
 use mint_toolkit::split::Split;
 
 #[derive(clap::Args)]
@@ -107,15 +104,6 @@ fn parse_pair(s: &str) -> Result<(f64, f64), String> {
     }
     Ok((a, b))
 }
-
-/// Scores of the audited samples, by id, as the auditor's sink receives them.
-#[derive(Default)]
-struct Collected {
-    scores: HashMap<u64, f32>,
-    lost: Vec<(u64, DropReason)>,
-}
-
-const NON_MEMBER_IDS: u64 = 1 << 32;
 
 /// `mint eval`, in phases: load both sets, score them through the library's runtime, compute
 /// the figures and baselines, check the gates, write the reports.
@@ -243,114 +231,6 @@ fn load_sets(args: &Args, input: [usize; 3]) -> Result<(Images, Images, serde_js
     }
     ensure!(!members.is_empty() && !non_members.is_empty(), "both sets need samples");
     Ok((members, non_members, data_note))
-}
-
-/// What scoring both sets through the auditor gave.
-pub(crate) struct Scored {
-    /// Head scores of the members, then of the non-members.
-    pub(crate) pos: Vec<f64>,
-    pub(crate) neg: Vec<f64>,
-    /// The model's outcome per sample of each set (for the baselines), `outcome_width` each.
-    outcomes: [Vec<f32>; 2],
-    outcome_width: usize,
-    has_outcome: bool,
-    pub(crate) head_sha256: String,
-}
-
-/// Runs both sets through the model and the auditor, as a vendor's serving path would, with
-/// every sample audited.
-pub(crate) fn score_sets(
-    threads: usize,
-    batch: usize,
-    config: &Config,
-    desc: &Descriptor,
-    members: &Images,
-    non_members: &Images,
-) -> Result<Scored> {
-    score_sets_with(&desc.compile()?, threads, batch, config, members, non_members)
-}
-
-/// [`score_sets`] with the audited model already compiled (the console compiles it once).
-pub(crate) fn score_sets_with(
-    model: &TappedModel,
-    threads: usize,
-    batch: usize,
-    config: &Config,
-    members: &Images,
-    non_members: &Images,
-) -> Result<Scored> {
-    let total = members.len() + non_members.len();
-    // Evaluation audits every sample: no sampling, no endpoint, and a queue that holds all.
-    let mut config = config.clone();
-    config.sampling.one_in = 1;
-    config.metrics.http = None;
-    config.queue.capacity = config.queue.capacity.max(total);
-    let config = &config;
-    let outcome_tap = config.taps.iter().position(|t| t.kind == TapKind::Outcome);
-    let outcome_width = outcome_tap.map(|i| config.taps[i].channels).unwrap_or(0);
-
-    let collected = Arc::new(Mutex::new(Collected::default()));
-    let sink = Arc::clone(&collected);
-    let auditor = Auditor::with_sink(
-        config.clone(),
-        Arc::new(move |results: &[AuditResult]| {
-            let mut c = sink.lock().unwrap();
-            for r in results {
-                match r.outcome {
-                    Outcome::Audited(_) => {
-                        c.scores.insert(r.sample_id, r.score);
-                    }
-                    Outcome::Dropped(reason) => c.lost.push((r.sample_id, reason)),
-                }
-            }
-        }),
-    )?;
-
-    // Keep the outcome for the baselines.
-    let mut outcomes: [Vec<f32>; 2] =
-        [vec![0.0; members.len() * outcome_width], vec![0.0; non_members.len() * outcome_width]];
-    for (set, (images, id_base)) in [(members, 0u64), (non_members, NON_MEMBER_IDS)].into_iter().enumerate() {
-        let kept = Mutex::new(std::mem::take(&mut outcomes[set]));
-        let what = if set == 0 { "members" } else { "non-members" };
-        for_each_batch(model, images, batch, threads, what, |start, views| {
-            let n = views[0].batch();
-            let ids: Vec<u64> = (0..n as u64).map(|i| id_base + start as u64 + i).collect();
-            auditor.submit(&ids, views).with_context(|| format!("submitting {what} {start}..{}", start + n))?;
-            if let Some(o) = outcome_tap {
-                let mut kept = kept.lock().unwrap();
-                for i in 0..n {
-                    let row = (start + i) * outcome_width;
-                    mint_audit::reduction::copy_vector(&views[o], i, &mut kept[row..row + outcome_width]);
-                }
-            }
-            Ok(())
-        })?;
-        outcomes[set] = kept.into_inner().unwrap();
-    }
-    let close = auditor.close(Duration::from_secs(600));
-    let collected = std::mem::take(&mut *collected.lock().unwrap());
-    if let Some(&(id, reason)) = collected.lost.first() {
-        bail!(
-            "{} samples were not scored (first: id {id}, {}); last worker error: {}",
-            collected.lost.len(),
-            reason.label(),
-            auditor.last_worker_error().unwrap_or_default()
-        );
-    }
-    ensure!(
-        close.stats.audited() == total as u64 && collected.scores.len() == total,
-        "{} of {total} samples were scored",
-        collected.scores.len()
-    );
-    let score = |id: u64| collected.scores[&id] as f64;
-    Ok(Scored {
-        pos: (0..members.len() as u64).map(score).collect(),
-        neg: (0..non_members.len() as u64).map(|i| score(NON_MEMBER_IDS + i)).collect(),
-        outcomes,
-        outcome_width,
-        has_outcome: outcome_tap.is_some(),
-        head_sha256: auditor.head_sha256().to_string(),
-    })
 }
 
 /// The head's figures, the baselines beside it, and the ROC curves of both.

@@ -27,10 +27,10 @@ use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use mint_audit::Config;
 use serde_json::{json, Value};
 
-use crate::eval::score_sets;
 use mint_toolkit::calibrate;
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::roc::SplitMix;
+use mint_toolkit::score::score_sets;
 use mint_toolkit::split::Split;
 
 #[derive(clap::Args)]

@@ -24,7 +24,6 @@ mod eval;
 mod evidence_study;
 mod extract;
 mod inspect;
-mod progress;
 mod split;
 mod train;
 

@@ -15,8 +15,8 @@ use mint_audit::config::ScoreOutput;
 use mint_head::HeadModel;
 use serde_json::{json, Value};
 
-use crate::extract::{read_npy, write_npy};
 use mint_toolkit::descriptor::Descriptor;
+use mint_toolkit::extract::{read_npy, write_npy};
 
 const RECIPE: &str = include_str!("../../scripts/train_head.py");
 const CNN_RECIPE: &str = include_str!("../../scripts/train_cnn_head.py");

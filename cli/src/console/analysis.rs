@@ -18,11 +18,11 @@ use statrs::distribution::{ContinuousCDF, Normal};
 
 use super::registry::ConsoleModel;
 use super::uploads::Decoded;
-use crate::eval::score_sets_with;
 use mint_toolkit::blind;
 use mint_toolkit::data::Images;
 use mint_toolkit::power::{finite, power_table};
 use mint_toolkit::roc;
+use mint_toolkit::score::score_sets_with;
 
 /// The evidence's format; a new one when any field changes meaning.
 pub const EVIDENCE_FORMAT: &str = "mint-console-evidence/1";

@@ -16,12 +16,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use crate::eval::score_sets_with;
 use mint_toolkit::blind::DomainCheck;
 use mint_toolkit::calibrate;
 use mint_toolkit::data::Images;
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::roc;
+use mint_toolkit::score::score_sets_with;
 use mint_toolkit::split::{SourceCache, Split};
 
 /// `console.json`: how a model is shown and what its reference is.

@@ -3,6 +3,10 @@
 //!
 //! - [`descriptor`]: the audited model as the toolkit reads it (the `model` and `taps`
 //!   sections of a configuration), compiled on tract or onnxruntime.
+//! - [`extract`]: the audited model run over a data set, batch by batch on several threads;
+//!   the records of every sample; NPY files.
+//! - [`score`]: member and non-member sets scored through an auditor, as serving would.
+//! - [`progress`]: progress bars, quiet when stderr is not a terminal.
 //! - [`data`]: the data an auditor brings (IDX, NPY and image folders; class labels), read
 //!   within stated bounds.
 //! - [`roc`]: ROC curves, AUC and TPR at a fixed FPR with bootstrap intervals, a seeded RNG.
@@ -14,14 +18,17 @@
 //! - [`power`]: how many suspect samples a dataset test needs at the effect seen.
 //! - [`report`]: ROC plots (SVG) and JUnit reports.
 //!
-//! The commands' own logic (split, extract, train, eval, dataset tests, conformance) still
-//! lives in the CLI and moves here next (issue: the toolkit library).
+//! Still in the CLI, to move here next: what the commands do beyond these parts (train's
+//! recipes, eval's figures and gates, the dataset test, conformance, the evidence study).
 
 pub mod blind;
 pub mod calibrate;
 pub mod data;
 pub mod descriptor;
+pub mod extract;
 pub mod power;
+pub mod progress;
 pub mod report;
 pub mod roc;
+pub mod score;
 pub mod split;
