@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
 
 use crate::capture::Assembly;
 use crate::config::{Config, MAX_CONFORMANCE_VALUES};
@@ -20,11 +20,87 @@ use crate::error::{Error, Result};
 /// The format of the file written.
 pub const RECORDING_FORMAT: &str = "mint-conformance-recording/1";
 
+/// The recording file (format [`RECORDING_FORMAT`]): what the library writes at close and
+/// `mint conformance check` reads, one type for both.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recording {
+    /// [`RECORDING_FORMAT`].
+    pub format: String,
+    /// The library that wrote it.
+    pub mint_version: String,
+    /// The audited model the recording was made for.
+    pub model: RecordingModel,
+    /// The head that scored.
+    pub head: RecordingHead,
+    /// The configuration's `sampling.one_in`: above 1, most samples never reach the head.
+    pub sampling_one_in: u64,
+    /// Values in one record.
+    pub width: usize,
+    /// Where each tap's values sit in a record.
+    pub layout: Vec<RecordingPart>,
+    /// The first `conformance.max_samples` samples, by id.
+    pub samples: Vec<RecordingSample>,
+    /// Samples seen past `max_samples`.
+    pub not_kept: u64,
+}
+
+/// The audited model the recording was made for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingModel {
+    /// `model.id`.
+    pub id: String,
+    /// `model.version`.
+    pub version: String,
+}
+
+/// The head that scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingHead {
+    /// `vanilla` or `cnn`.
+    pub kind: String,
+    /// The head file's sha256: a kit made for another head flags every score.
+    pub sha256: String,
+    /// The threshold a score was judged at.
+    pub threshold: f32,
+}
+
+/// One tap's values in a record: `width` values from `offset`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingPart {
+    /// The tap's name.
+    pub tap: String,
+    /// The tap's kind (`activation_map`, `outcome`, ...), or `full_map` for a CNN head's map.
+    pub kind: String,
+    /// Where its values start in a record.
+    pub offset: usize,
+    /// How many values it has.
+    pub width: usize,
+    /// `[C, H, W]` of a full map.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chw: Option<[usize; 3]>,
+}
+
+/// One sample as the head received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordingSample {
+    /// The id the vendor submitted it with.
+    pub id: u64,
+    /// None when the sample was dropped (or not scored by close).
+    pub score: Option<f32>,
+    /// Why it was dropped after its record was taken.
+    pub dropped: Option<String>,
+    /// The same id was submitted again (a kit's ids are each fed once).
+    pub repeated: bool,
+    /// The record the head received (`width` values, laid out as `layout` says).
+    pub record: Vec<f32>,
+}
+
 pub(crate) struct Recorder {
     path: PathBuf,
     max_samples: usize,
     width: usize,
-    header: Value,
+    /// The file's fields other than the samples.
+    header: Recording,
     state: Mutex<State>,
 }
 
@@ -64,29 +140,39 @@ impl Recorder {
                 ),
             ));
         }
-        let layout: Vec<Value> = match assembly {
+        let layout: Vec<RecordingPart> = match assembly {
             Assembly::Features { parts, .. } => parts
                 .iter()
                 .map(|p| {
                     let tap = &config.taps[p.tap];
-                    json!({"tap": tap.name, "kind": tap.kind.label(), "offset": p.offset, "width": p.channels})
+                    RecordingPart {
+                        tap: tap.name.clone(),
+                        kind: tap.kind.label().to_string(),
+                        offset: p.offset,
+                        width: p.channels,
+                        chw: None,
+                    }
                 })
                 .collect(),
-            Assembly::Map { tap, chw } => {
-                vec![
-                    json!({"tap": config.taps[*tap].name, "kind": "full_map", "offset": 0, "width": width, "chw": chw}),
-                ]
-            }
+            Assembly::Map { tap, chw } => vec![RecordingPart {
+                tap: config.taps[*tap].name.clone(),
+                kind: "full_map".into(),
+                offset: 0,
+                width,
+                chw: Some(*chw),
+            }],
         };
-        let header = json!({
-            "format": RECORDING_FORMAT,
-            "mint_version": crate::identity::VERSION,
-            "model": {"id": config.model.id, "version": config.model.version},
-            "head": {"kind": head_kind, "sha256": head_sha256, "threshold": config.threshold()},
-            "sampling_one_in": config.sampling.one_in,
-            "width": width,
-            "layout": layout,
-        });
+        let header = Recording {
+            format: RECORDING_FORMAT.into(),
+            mint_version: crate::identity::VERSION.into(),
+            model: RecordingModel { id: config.model.id.clone(), version: config.model.version.clone() },
+            head: RecordingHead { kind: head_kind.into(), sha256: head_sha256.into(), threshold: config.threshold() },
+            sampling_one_in: config.sampling.one_in,
+            width,
+            layout,
+            samples: Vec::new(),
+            not_kept: 0,
+        };
         Ok(Some(Recorder {
             path: c.record.clone(),
             max_samples: c.max_samples,
@@ -139,16 +225,18 @@ impl Recorder {
             return Ok(());
         }
         state.written = true;
-        let samples: Vec<Value> = state
+        let samples = state
             .samples
             .iter()
-            .map(|(id, s)| {
-                json!({"id": id, "score": s.score, "dropped": s.dropped, "repeated": s.repeated, "record": s.record})
+            .map(|(&id, s)| RecordingSample {
+                id,
+                score: s.score,
+                dropped: s.dropped.map(str::to_string),
+                repeated: s.repeated,
+                record: s.record.clone(),
             })
             .collect();
-        let mut out = self.header.clone();
-        out["samples"] = Value::Array(samples);
-        out["not_kept"] = json!(state.not_kept);
+        let out = Recording { samples, not_kept: state.not_kept, ..self.header.clone() };
         let text = serde_json::to_string(&out).map_err(|e| Error::io(&self.path, std::io::Error::other(e)))?;
         std::fs::write(&self.path, text).map_err(|e| Error::io(&self.path, e))
     }

@@ -73,7 +73,7 @@ pub use backend::link_backend;
 pub use capture::FeatureExtractor;
 pub use cohort::Cohort;
 pub use config::Config;
-pub use conformance::RECORDING_FORMAT;
+pub use conformance::{Recording, RecordingHead, RecordingModel, RecordingPart, RecordingSample, RECORDING_FORMAT};
 pub use error::{Error, ErrorKind, Result};
 pub use evidence::CohortEvidence;
 pub use identity::{reduce_isa, VERSION};

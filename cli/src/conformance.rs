@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
 use mint_audit::config::HeadConfig;
-use mint_audit::{Config, FeatureExtractor};
+use mint_audit::{Config, FeatureExtractor, Recording, RecordingPart};
 use serde_json::{json, Value};
 
 use mint_toolkit::data::{self, Images};
@@ -97,6 +97,12 @@ struct Part {
     width: usize,
     /// `[C, H, W]` of a full map.
     chw: Option<[usize; 3]>,
+}
+
+impl From<&RecordingPart> for Part {
+    fn from(p: &RecordingPart) -> Part {
+        Part { tap: p.tap.clone(), kind: p.kind.clone(), offset: p.offset, width: p.width, chw: p.chw }
+    }
 }
 
 impl Part {
@@ -266,6 +272,8 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         args.recording.display(),
         mint_audit::RECORDING_FORMAT
     );
+    let rec: Recording = serde_path_to_error::deserialize(rec)
+        .map_err(|e| anyhow::anyhow!("{}: {}: {}", args.recording.display(), e.path(), e.inner()))?;
     let n = kit["samples"].as_u64().context("kit.json: samples")? as usize;
     let width = kit["expected"]["width"].as_u64().context("kit.json: expected.width")? as usize;
     let layout: Vec<Part> =
@@ -282,8 +290,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
 
     let mut checks = Vec::new();
     // The head: the same file, or every score is suspect.
-    let (kit_head, rec_head) =
-        (kit["head"]["sha256"].as_str().unwrap_or(""), rec["head"]["sha256"].as_str().unwrap_or(""));
+    let (kit_head, rec_head) = (kit["head"]["sha256"].as_str().unwrap_or(""), rec.head.sha256.as_str());
     let same_head = kit_head == rec_head;
     checks.push(Check {
         name: "head: the auditor scores with the kit's head".into(),
@@ -298,8 +305,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         },
     });
     // The layout: same taps, same widths.
-    let rec_layout: Vec<Part> =
-        rec["layout"].as_array().context("recording: layout")?.iter().map(Part::from_json).collect::<Result<_>>()?;
+    let rec_layout: Vec<Part> = rec.layout.iter().map(Part::from).collect();
     let same_layout = rec_layout.len() == layout.len()
         && rec_layout.iter().zip(&layout).all(|(a, b)| a.tap == b.tap && a.width == b.width && a.offset == b.offset);
     let describe = |l: &[Part]| l.iter().map(|p| format!("{} ({})", p.tap, p.width)).collect::<Vec<_>>().join(", ");
@@ -320,31 +326,29 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     // The samples: each id 0..n once, audited.
     let mut received: Vec<Option<(Vec<f32>, Option<f32>)>> = vec![None; n];
     let mut problems = Vec::new();
-    for s in rec["samples"].as_array().context("recording: samples")? {
-        let id = s["id"].as_u64().context("recording: sample id")? as usize;
+    for s in rec.samples {
+        let id = usize::try_from(s.id).unwrap_or(usize::MAX);
         if id >= n {
-            problems.push(format!("sample id {id} is not in the kit (ids are 0..{})", n - 1));
+            problems.push(format!("sample id {} is not in the kit (ids are 0..{})", s.id, n - 1));
             continue;
         }
-        if s["repeated"] == true {
+        if s.repeated {
             problems.push(format!("sample {id} was submitted more than once"));
         }
-        if let Some(reason) = s["dropped"].as_str() {
+        if let Some(reason) = &s.dropped {
             problems.push(format!("sample {id} was dropped ({reason})"));
             continue;
         }
-        let record: Vec<f32> = serde_json::from_value(s["record"].clone()).context("recording: record")?;
-        let score = s["score"].as_f64().map(|x| x as f32);
-        received[id] = Some((record, score));
+        received[id] = Some((s.record, s.score));
     }
     let missing: Vec<usize> = (0..n).filter(|&i| received[i].is_none()).collect();
     if !missing.is_empty() {
         let first: Vec<String> = missing.iter().take(8).map(|i| i.to_string()).collect();
         let mut why = format!("{} of {n} samples did not reach the head (first: {})", missing.len(), first.join(", "));
-        if rec["sampling_one_in"].as_u64().is_some_and(|k| k > 1) {
-            why.push_str(&format!("; sampling.one_in is {}: set it to 1 for the kit", rec["sampling_one_in"]));
+        if rec.sampling_one_in > 1 {
+            why.push_str(&format!("; sampling.one_in is {}: set it to 1 for the kit", rec.sampling_one_in));
         }
-        if rec["not_kept"].as_u64().is_some_and(|k| k > 0) {
+        if rec.not_kept > 0 {
             why.push_str("; the recording was full: raise conformance.max_samples");
         }
         problems.push(why);
