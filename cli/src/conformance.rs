@@ -18,15 +18,14 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use mint_audit::config::HeadConfig;
 use mint_audit::{Config, FeatureExtractor, Recording, RecordingPart};
-use serde_json::{json, Value};
+use serde_json::Value;
 
+use mint_toolkit::conformance::{Kit, KitExpected, KitHead, KitInputs, KitModel, KitSource, Tolerance, KIT_FORMAT};
 use mint_toolkit::data::{self, Images};
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::extract::{extract, read_npy, write_npy};
 use mint_toolkit::report::{self, Check};
 use mint_toolkit::score::score_sets_with;
-
-pub const KIT_FORMAT: &str = "mint-conformance-kit/1";
 
 #[derive(clap::Args)]
 /// Golden vectors for a vendor's CI: write a kit from an auditor configuration, check what an integration recorded.
@@ -88,51 +87,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 }
 
-/// One tap's place in a record.
-#[derive(Debug, Clone)]
-struct Part {
-    tap: String,
-    kind: String,
-    offset: usize,
-    width: usize,
-    /// `[C, H, W]` of a full map.
-    chw: Option<[usize; 3]>,
-}
-
-impl From<&RecordingPart> for Part {
-    fn from(p: &RecordingPart) -> Part {
-        Part { tap: p.tap.clone(), kind: p.kind.clone(), offset: p.offset, width: p.width, chw: p.chw }
-    }
-}
-
-impl Part {
-    fn to_json(&self) -> Value {
-        json!({"tap": self.tap, "kind": self.kind, "offset": self.offset, "width": self.width, "chw": self.chw})
-    }
-
-    fn from_json(v: &Value) -> Result<Part> {
-        let chw = match &v["chw"] {
-            Value::Null => None,
-            c => Some(serde_json::from_value::<[usize; 3]>(c.clone()).context("layout: chw")?),
-        };
-        Ok(Part {
-            tap: v["tap"].as_str().context("layout: tap")?.to_string(),
-            kind: v["kind"].as_str().context("layout: kind")?.to_string(),
-            offset: v["offset"].as_u64().context("layout: offset")? as usize,
-            width: v["width"].as_u64().context("layout: width")? as usize,
-            chw,
-        })
-    }
-
-    /// "channel 5" or "channel 5 at (3, 7)" for value `j` of this part.
-    fn position(&self, j: usize) -> String {
-        match self.chw {
-            Some([_, h, w]) => {
-                let (c, at) = (j / (h * w), j % (h * w));
-                format!("channel {c} at ({}, {})", at / w, at % w)
-            }
-            None => format!("channel {j}"),
+/// "channel 5" or "channel 5 at (3, 7)" for value `j` of this part.
+fn position(part: &RecordingPart, j: usize) -> String {
+    match part.chw {
+        Some([_, h, w]) => {
+            let (c, at) = (j / (h * w), j % (h * w));
+            format!("channel {c} at ({}, {})", at / w, at % w)
         }
+        None => format!("channel {j}"),
     }
 }
 
@@ -147,11 +109,11 @@ fn write(args: WriteArgs) -> Result<ExitCode> {
         HeadConfig::Vanilla { .. } => {
             let used = config.head_taps()?;
             let mut offset = 0;
-            let layout: Vec<Part> = used
+            let layout: Vec<RecordingPart> = used
                 .iter()
                 .map(|&i| {
                     let t = &config.taps[i];
-                    let part = Part {
+                    let part = RecordingPart {
                         tap: t.name.clone(),
                         kind: t.kind.label().into(),
                         offset,
@@ -169,7 +131,7 @@ fn write(args: WriteArgs) -> Result<ExitCode> {
             let i = config.head_taps()?[0];
             let shape = model.tap_shape(i)?;
             let chw: [usize; 3] = shape.as_slice().try_into().context("the CNN head's tap is not a map")?;
-            let part = Part {
+            let part = RecordingPart {
                 tap: config.taps[i].name.clone(),
                 kind: "full_map".into(),
                 offset: 0,
@@ -197,31 +159,36 @@ fn write(args: WriteArgs) -> Result<ExitCode> {
         let v: Value = serde_json::from_str(&std::fs::read_to_string(notes).ok()?).ok()?;
         v["preprocessing"].as_str().map(str::to_string)
     });
-    let kit = json!({
-        "format": KIT_FORMAT,
-        "mint_version": mint_audit::VERSION,
-        "model": {"id": config.model.id, "version": config.model.version, "input_shape": input},
-        "head": {"kind": config.head.kind(), "sha256": scored.head_sha256, "threshold": config.threshold()},
-        "samples": n,
-        "inputs": {"file": "inputs.npy", "what": "the audited model's input tensor, float32 [N, C, H, W]",
-                   "images": pixels.then_some("images-idx3-ubyte"), "preprocessing": preprocessing},
-        "expected": {"records": "expected_records.npy", "scores": "expected_scores.npy", "width": width},
-        "layout": layout.iter().map(Part::to_json).collect::<Vec<_>>(),
-        "tolerance": {"record_rel": args.record_rel, "record_abs": args.record_abs, "score_abs": args.score_abs},
-        "how": [
-            "Add \"conformance\": {\"record\": \"received.json\"} to the auditor configuration your CI serves with, and sampling.one_in = 1.",
-            "Feed the kit's inputs through your serving path (sample i with sample id i), as your users' requests arrive: from images-idx3-ubyte with your own preprocessing, or inputs.npy when you feed model inputs directly.",
-            "Close the auditor (it writes the recording), then run: mint conformance check --kit KIT --recording received.json --junit conformance.xml",
+    let layout_len = layout.len();
+    let kit = Kit {
+        format: KIT_FORMAT.into(),
+        mint_version: mint_audit::VERSION.into(),
+        model: KitModel { id: config.model.id.clone(), version: config.model.version.clone(), input_shape: input },
+        head: KitHead { kind: config.head.kind().into(), sha256: scored.head_sha256.clone(), threshold: config.threshold() },
+        samples: n,
+        inputs: KitInputs {
+            file: "inputs.npy".into(),
+            what: "the audited model's input tensor, float32 [N, C, H, W]".into(),
+            images: pixels.then(|| "images-idx3-ubyte".into()),
+            preprocessing,
+        },
+        expected: KitExpected { records: "expected_records.npy".into(), scores: "expected_scores.npy".into(), width },
+        layout,
+        tolerance: Tolerance { record_rel: args.record_rel, record_abs: args.record_abs, score_abs: args.score_abs },
+        how: vec![
+            "Add \"conformance\": {\"record\": \"received.json\"} to the auditor configuration your CI serves with, and sampling.one_in = 1.".into(),
+            "Feed the kit's inputs through your serving path (sample i with sample id i), as your users' requests arrive: from images-idx3-ubyte with your own preprocessing, or inputs.npy when you feed model inputs directly.".into(),
+            "Close the auditor (it writes the recording), then run: mint conformance check --kit KIT --recording received.json --junit conformance.xml".into(),
         ],
-        "source": {"config": args.config, "data": args.data},
-    });
-    std::fs::write(out.join("kit.json"), serde_json::to_string_pretty(&kit)?)?;
+        source: KitSource { config: args.config.clone(), data: args.data.clone() },
+    };
+    kit.write(out)?;
     println!(
         "conformance kit for {} ({} head {}): {n} samples, records of {width} values ({} taps), in {}",
         config.model.id,
         config.head.kind(),
         &scored.head_sha256[..12],
-        layout.len(),
+        layout_len,
         out.display()
     );
     Ok(ExitCode::SUCCESS)
@@ -252,7 +219,7 @@ fn write_idx_if_bytes(path: &Path, images: &Images) -> Result<bool> {
 
 /// How one tap compared.
 struct TapOutcome {
-    part: Part,
+    part: RecordingPart,
     /// (sample, value index within the part) pairs out of tolerance.
     bad: usize,
     compared: usize,
@@ -263,8 +230,7 @@ struct TapOutcome {
 fn check(args: CheckArgs) -> Result<ExitCode> {
     let started = Instant::now();
     let kit_path = args.kit.join("kit.json");
-    let kit: Value = read_json(&kit_path)?;
-    ensure!(kit["format"] == KIT_FORMAT, "{}: not a {KIT_FORMAT} file", kit_path.display());
+    let kit = Kit::load(&kit_path)?;
     let rec: Value = read_json(&args.recording)?;
     ensure!(
         rec["format"] == mint_audit::RECORDING_FORMAT,
@@ -274,23 +240,15 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     );
     let rec: Recording = serde_path_to_error::deserialize(rec)
         .map_err(|e| anyhow::anyhow!("{}: {}: {}", args.recording.display(), e.path(), e.inner()))?;
-    let n = kit["samples"].as_u64().context("kit.json: samples")? as usize;
-    let width = kit["expected"]["width"].as_u64().context("kit.json: expected.width")? as usize;
-    let layout: Vec<Part> =
-        kit["layout"].as_array().context("kit.json: layout")?.iter().map(Part::from_json).collect::<Result<_>>()?;
+    let (n, width, layout) = (kit.samples, kit.expected.width, &kit.layout);
     let (shape, expected) = read_npy(&args.kit.join("expected_records.npy"))?;
     ensure!(shape == [n, width], "expected_records.npy is {shape:?}, kit.json says [{n}, {width}]");
     let (_, expected_scores) = read_npy(&args.kit.join("expected_scores.npy"))?;
-    let tol = &kit["tolerance"];
-    let (rel, abs, score_abs) = (
-        tol["record_rel"].as_f64().unwrap_or(1e-3),
-        tol["record_abs"].as_f64().unwrap_or(1e-4),
-        tol["score_abs"].as_f64().unwrap_or(1e-3),
-    );
+    let (rel, abs, score_abs) = (kit.tolerance.record_rel, kit.tolerance.record_abs, kit.tolerance.score_abs);
 
     let mut checks = Vec::new();
     // The head: the same file, or every score is suspect.
-    let (kit_head, rec_head) = (kit["head"]["sha256"].as_str().unwrap_or(""), rec.head.sha256.as_str());
+    let (kit_head, rec_head) = (kit.head.sha256.as_str(), rec.head.sha256.as_str());
     let same_head = kit_head == rec_head;
     checks.push(Check {
         name: "head: the auditor scores with the kit's head".into(),
@@ -305,20 +263,21 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
         },
     });
     // The layout: same taps, same widths.
-    let rec_layout: Vec<Part> = rec.layout.iter().map(Part::from).collect();
+    let rec_layout = &rec.layout;
     let same_layout = rec_layout.len() == layout.len()
-        && rec_layout.iter().zip(&layout).all(|(a, b)| a.tap == b.tap && a.width == b.width && a.offset == b.offset);
-    let describe = |l: &[Part]| l.iter().map(|p| format!("{} ({})", p.tap, p.width)).collect::<Vec<_>>().join(", ");
+        && rec_layout.iter().zip(layout).all(|(a, b)| a.tap == b.tap && a.width == b.width && a.offset == b.offset);
+    let describe =
+        |l: &[RecordingPart]| l.iter().map(|p| format!("{} ({})", p.tap, p.width)).collect::<Vec<_>>().join(", ");
     checks.push(Check {
         name: "layout: the auditor's records hold the kit's taps".into(),
         passed: same_layout,
         message: if same_layout {
-            format!("taps {}", describe(&layout))
+            format!("taps {}", describe(layout))
         } else {
             format!(
                 "the auditor's configuration records taps {}, the kit expects {}: serve the configuration the kit was made from",
-                describe(&rec_layout),
-                describe(&layout)
+                describe(rec_layout),
+                describe(layout)
             )
         },
     });
@@ -428,7 +387,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
                     "{} of {} values differ; worst: sample {i}, {}: expected {e}, received {g}. Likely cause: {cause}",
                     o.bad,
                     o.compared,
-                    p.position(j)
+                    position(p, j)
                 )
             }
         };
@@ -470,7 +429,7 @@ fn check(args: CheckArgs) -> Result<ExitCode> {
     });
 
     let passed = checks.iter().all(|c| c.passed);
-    let model = kit["model"]["id"].as_str().unwrap_or("model");
+    let model = &kit.model.id;
     let summary = format!(
         "conformance of {model}: {} ({} checks, {} failed)",
         if passed { "PASS" } else { "FAIL" },

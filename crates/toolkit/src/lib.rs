@@ -17,12 +17,15 @@
 //!   bootstrap intervals for the rates it gives.
 //! - [`power`]: how many suspect samples a dataset test needs at the effect seen.
 //! - [`report`]: ROC plots (SVG) and JUnit reports.
+//! - [`conformance`]: the conformance kit's file, shared by `mint conformance write` and
+//!   `check`.
 //!
 //! Still in the CLI, to move here next: what the commands do beyond these parts (train's
 //! recipes, eval's figures and gates, the dataset test, conformance, the evidence study).
 
 pub mod blind;
 pub mod calibrate;
+pub mod conformance;
 pub mod data;
 pub mod descriptor;
 pub mod extract;
