@@ -111,7 +111,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
     let meta = json!({
         "format": "mint-features",
-        "version": crate::train::FEATURES_VERSION,
+        "version": mint_toolkit::extract::FEATURES_VERSION,
         "model": desc.model.id,
         "kind": kind,
         "taps": used.iter().map(|&i| desc.taps[i].name.clone()).collect::<Vec<_>>(),

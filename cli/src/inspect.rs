@@ -139,7 +139,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     }
 
     if let Some(path) = &args.write_descriptor {
-        let onnx_path = crate::train::relative_to(
+        let onnx_path = mint_toolkit::paths::relative_to(
             &args.model,
             path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new(".")),
         );

@@ -54,10 +54,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
         ("non_members", &args.non_members, &args.non_members_labels, "--non-members"),
     ] {
         let n = data::count(images).with_context(|| flag.to_string())?;
-        let mut source = json!({"images": crate::train::relative_to(images, &base), "sha256": sha256_of(images)?});
+        let mut source =
+            json!({"images": mint_toolkit::paths::relative_to(images, &base), "sha256": sha256_of(images)?});
         if let Some(labels) = labels {
             data::load_labels(labels, n).with_context(|| format!("{flag}-labels"))?;
-            source["labels"] = json!(crate::train::relative_to(labels, &base));
+            source["labels"] = json!(mint_toolkit::paths::relative_to(labels, &base));
             source["labels_sha256"] = json!(sha256_of(labels)?);
         }
         sources.insert(name.to_string(), source);

@@ -16,7 +16,8 @@ use mint_head::HeadModel;
 use serde_json::{json, Value};
 
 use mint_toolkit::descriptor::Descriptor;
-use mint_toolkit::extract::{read_npy, write_npy};
+use mint_toolkit::extract::{read_npy, write_npy, FEATURES_VERSION};
+use mint_toolkit::paths::relative_to;
 
 const RECIPE: &str = include_str!("../../scripts/train_head.py");
 const CNN_RECIPE: &str = include_str!("../../scripts/train_cnn_head.py");
@@ -123,10 +124,6 @@ fn take_columns(path: &Path, sel: &Selection, out: &Path) -> Result<usize> {
     write_npy(out, &[n, width], &picked)?;
     Ok(width)
 }
-
-/// The features format `mint extract` writes (docs/formats.md); sidecars without `format` read
-/// as version 1.
-pub const FEATURES_VERSION: u64 = 1;
 
 /// Reads and checks a features sidecar: what features made elsewhere must provide.
 fn read_sidecar(path: &Path) -> Result<Value> {
@@ -404,25 +401,6 @@ pub fn tap_json(t: &mint_audit::config::TapConfig) -> Value {
         v["tensor"] = json!(tensor);
     }
     v
-}
-
-/// `path` relative to `base` when both are in one tree, else absolute.
-pub fn relative_to(path: &Path, base: &Path) -> String {
-    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().unwrap().join(p));
-    let (p, b) = (abs(path), abs(base));
-    let common = p.components().zip(b.components()).take_while(|(x, y)| x == y).count();
-    // Sharing only the root is no shared tree: an absolute path reads better than ../../..
-    if common <= 1 {
-        return p.display().to_string();
-    }
-    let mut rel = PathBuf::new();
-    for _ in b.components().skip(common) {
-        rel.push("..");
-    }
-    for c in p.components().skip(common) {
-        rel.push(c);
-    }
-    rel.display().to_string()
 }
 
 #[cfg(test)]

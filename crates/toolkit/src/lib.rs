@@ -6,7 +6,8 @@
 //! - [`extract`]: the audited model run over a data set, batch by batch on several threads;
 //!   the records of every sample; NPY files.
 //! - [`score`]: member and non-member sets scored through an auditor, as serving would.
-//! - [`progress`]: progress bars, quiet when stderr is not a terminal.
+//! - [`progress`]: progress bars, quiet when stderr is not a terminal; [`paths`]: paths
+//!   written into files, relative where that reads better.
 //! - [`data`]: the data an auditor brings (IDX, NPY and image folders; class labels), read
 //!   within stated bounds.
 //! - [`roc`]: ROC curves, AUC and TPR at a fixed FPR with bootstrap intervals, a seeded RNG.
@@ -29,6 +30,7 @@ pub mod conformance;
 pub mod data;
 pub mod descriptor;
 pub mod extract;
+pub mod paths;
 pub mod power;
 pub mod progress;
 pub mod report;
