@@ -307,17 +307,17 @@ class AuditHooks:
     def _model_hook(self, _module, inputs, output):
         captured = self._captured()
         self._local.captured = None
-        args, kwargs = getattr(self._local, "call", None) or (inputs or (), {})
-        self._local.call = None
+        # The call as `_begin` saw it (or only its positional inputs when it did not run), which
+        # `_selection` reads; cleared below, whatever happens.
+        args, kwargs = self._local.call = getattr(self._local, "call", None) or (inputs or (), {})
         skip, self._local.skip = getattr(self._local, "skip", None), None
-        if skip == "failed":
-            return
-        if skip is not None:
-            with self._lock:
-                self.skipped[skip] = self.skipped.get(skip, 0) + 1
-            return
         try:
-            self._local.call = (args, kwargs)
+            if skip == "failed":
+                return
+            if skip is not None:
+                with self._lock:
+                    self.skipped[skip] = self.skipped.get(skip, 0) + 1
+                return
             self._submit(captured, args, kwargs, output)
         except MintError as error:
             self._fail(getattr(error, "status", type(error).__name__), error)
