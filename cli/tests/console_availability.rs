@@ -103,6 +103,41 @@ fn one_client_cannot_shut_the_console_for_the_others() {
     });
 }
 
+/// An upload must say its length, and must keep arriving: one that declares 1 MiB and sends
+/// nothing is cut after its 10 s of grace (408), and one without a length is refused (411).
+#[test]
+fn an_upload_without_a_length_or_that_stops_arriving_is_refused() {
+    let dir = scratch("body");
+    let console = Console::start(&dir, &["--rate-per-minute", "1000"]);
+    let addr = addr(&console);
+    let answer = |stream: &mut TcpStream| {
+        stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        String::from_utf8_lossy(&reply).into_owned()
+    };
+    let started = Instant::now();
+    let mut silent = silent_upload(&addr, other(0), 1 << 20).unwrap();
+    let reply = answer(&mut silent);
+    assert!(reply.starts_with("HTTP/1.1 408"), "{reply}");
+    assert!(reply.contains("arrived too slowly"), "{reply}");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_secs(9) && waited < Duration::from_secs(40), "{waited:?}");
+    let mut chunked = connect_from(&addr, other(1)).unwrap();
+    chunked
+        .write_all(
+            format!(
+                "POST /api/analyze?model={MODEL} HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n\
+                 Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let reply = answer(&mut chunked);
+    assert!(reply.starts_with("HTTP/1.1 411"), "{reply}");
+    assert!(reply.contains("Content-Length"), "{reply}");
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1]
 }
