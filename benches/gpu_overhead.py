@@ -4,10 +4,10 @@ stage's map with `amax` on the device and hand over only the channel maxima.
 
 Run it on a machine with a CUDA build of PyTorch and the mint_audit package installed:
 
-    /usr/bin/python3 scripts/make_overhead_models.py target/overhead-models   # once
+    .venv/bin/python -m mint_research.make_overhead_models target/overhead-models   # once
     python benches/gpu_overhead.py [--device cuda] [--batch 1 8 64] [--pairs 40]
 
-For each model of scripts/make_overhead_models.py (a ResNet-18 at 224² and a ResNet-50 at
+For each model of research/mint_research/make_overhead_models.py (a ResNet-18 at 224² and a ResNet-50 at
 112², the same seeded weights as their ONNX files; four stage taps and the 1,000 logits, a
 Vanilla head, every sample audited) and each batch, in alternating pairs after a warm-up:
 the forward pass alone, then the forward pass with the hooks attached (which includes the
@@ -37,7 +37,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def load_model_script():
-    spec = importlib.util.spec_from_file_location("make_overhead_models", REPO / "scripts/make_overhead_models.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_overhead_models", REPO / "research/mint_research/make_overhead_models.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -125,7 +127,8 @@ def main():
     missing = [n for n in builder.SPECS if not (models_dir / n / "auditor.json").exists()]
     if missing:
         sys.exit(
-            f"missing {missing} under {models_dir}: run /usr/bin/python3 scripts/make_overhead_models.py {models_dir}"
+            f"missing {missing} under {models_dir}: "
+            f"run .venv/bin/python -m mint_research.make_overhead_models {models_dir}"
         )
     torch.backends.cudnn.benchmark = True
     accelerator = (

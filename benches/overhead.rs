@@ -1,5 +1,5 @@
 //! What auditing adds to a realistic model's own inference, the figure vendors ask first: a
-//! ResNet-18 at 224² and a ResNet-50 at 112² (random weights, `scripts/make_overhead_models.py`,
+//! ResNet-18 at 224² and a ResNet-50 at 112² (random weights, `research/mint_research/make_overhead_models.py`,
 //! made into target/overhead-models on first use), 4 stage taps and the logits, every sample
 //! audited by a Vanilla head on a worker.
 //!

@@ -28,17 +28,15 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 
+import fmnist_model  # examples/python, importable from the checkout's venv (scripts/setup.sh)
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-sys.path.insert(0, os.path.join(ROOT, "examples", "python"))
-import fmnist_model  # noqa: E402
+import mint_audit
+from mint_audit.torch import attach, module_for_tensor
 
-import mint_audit  # noqa: E402
-from mint_audit.torch import attach, module_for_tensor  # noqa: E402
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
 MODEL = os.path.join(ROOT, "models", "fmnist-memorizing")
 

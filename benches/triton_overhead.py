@@ -128,7 +128,7 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=2)
     args = ap.parse_args()
-    sys.path.insert(0, os.path.join(ROOT, "python", "tests"))
+    sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "tests"))
     from conftest import read_idx_images  # noqa: E402
 
     images = (

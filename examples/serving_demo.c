@@ -227,7 +227,7 @@ int main(int argc, char **argv) {
          sn ? 100.0 * fn / sn : 0.0);
 
   /* The false-positive rate calibration promised, against the one these non-members show (the
-   * demo's non-members are ones calibration did not use: scripts/demo_samples.py). */
+   * demo's non-members are ones calibration did not use: research/mint_research/demo_samples.py). */
   size_t need = 0;
   mint_auditor_render_metrics(auditor, NULL, 0, &need);
   char *text = malloc(need);

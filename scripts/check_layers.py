@@ -136,7 +136,7 @@ def main():
     repo = src.resolve().parent
     internal = [
         str(f.relative_to(repo))
-        for folder in ("ffi", "cli", "python/src", "crates", "plugins")
+        for folder in ("ffi", "cli", "bindings/python/src", "crates", "plugins")
         for f in sorted((repo / folder).rglob("*.rs"))
         if "mint_audit::internals" in f.read_text()
     ]

@@ -30,3 +30,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy
   /usr/bin/python3 -m venv --clear --system-site-packages .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt
 fi
+
+# The checkout's own Python packages, importable from .venv as an editable install makes them
+# (a .pth file naming their folders): the recipes `mint train` runs (mint_recipes), the
+# research drivers (mint_research) and the shipped models in PyTorch (examples/python).
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n' "$PWD/crates/toolkit/recipes" "$PWD/research" "$PWD/examples/python" > "$site/mint-checkout.pth"

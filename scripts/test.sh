@@ -22,6 +22,6 @@ cargo test --workspace --locked --no-run "$@"
 phase "build: cargo test --workspace --no-run (debug)"
 cargo test --workspace --locked "$@"
 phase "run: cargo test --workspace"
-# The Python package (python/): built into .venv and tested with pytest.
+# The Python package (bindings/python/): built into .venv and tested with pytest.
 bash scripts/python_tests.sh
 phase "Python package: build (maturin, dev) and pytest"

@@ -1,6 +1,6 @@
 //! The Python side of the bench binaries that compare against onnxruntime (included with
 //! `#[path]`): which interpreter, running a script that prints JSON, and the realistic models
-//! of `scripts/make_overhead_models.py`.
+//! of `research/mint_research/make_overhead_models.py`.
 
 #![allow(dead_code)]
 
@@ -32,11 +32,11 @@ pub fn overhead_models(models: &[&str]) -> PathBuf {
     let dir = repo.join("target/overhead-models");
     if !models.iter().all(|m| dir.join(m).join("auditor.json").is_file()) {
         let ok = Command::new("/usr/bin/python3")
-            .arg(repo.join("scripts/make_overhead_models.py"))
+            .arg(repo.join("research/mint_research/make_overhead_models.py"))
             .arg(&dir)
             .status()
             .is_ok_and(|s| s.success());
-        assert!(ok, "scripts/make_overhead_models.py failed (Debian's python3-torch and python3-onnx are needed)");
+        assert!(ok, "research/mint_research/make_overhead_models.py failed (Debian's python3-torch and python3-onnx are needed)");
     }
     dir
 }

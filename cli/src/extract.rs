@@ -9,11 +9,11 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use mint_audit::FeatureExtractor;
-use serde_json::json;
 
 use mint_toolkit::data::{self, Images};
 use mint_toolkit::descriptor::Descriptor;
 use mint_toolkit::extract::{extract, write_npy};
+use mint_toolkit::formats::features::{Column, FeaturesSidecar, Layout, FEATURES_FORMAT, FEATURES_VERSION};
 use mint_toolkit::split::{SourceCache, Split};
 
 #[derive(clap::Args)]
@@ -59,11 +59,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let i = desc.tap(tap)?;
             let shape = model.tap_shape(i)?;
             let chw: [usize; 3] = shape.as_slice().try_into().with_context(|| format!("tap '{tap}' is not a map"))?;
-            (FeatureExtractor::full_map(desc.taps.clone(), i, chw), "full_map", vec![i])
+            (FeatureExtractor::full_map(desc.taps.clone(), i, chw), Layout::FullMap, vec![i])
         }
         None => {
             let used = desc.taps_named(&args.taps)?;
-            (FeatureExtractor::vanilla(desc.taps.clone(), &used), "vanilla", used)
+            (FeatureExtractor::vanilla(desc.taps.clone(), &used), Layout::Vanilla, used)
         }
     };
     let record_shape: Vec<usize> = match &args.full_map {
@@ -90,14 +90,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(limit) = args.limit {
         sets = sets.into_iter().map(|(name, images)| (name, images.truncated(limit))).collect();
     }
-    let mut counts = serde_json::Map::new();
+    let mut counts = std::collections::BTreeMap::new();
     for (name, images) in &sets {
         let records = extract(&model, &extractor, images, args.batch, args.threads, name)?;
         let path = if name.is_empty() { args.out.clone() } else { args.out.join(format!("{name}.npy")) };
         let mut shape = vec![images.len()];
         shape.extend_from_slice(&record_shape);
         write_npy(&path, &shape, &records)?;
-        counts.insert(if name.is_empty() { "samples".into() } else { name.clone() }, json!(images.len()));
+        counts.insert(if name.is_empty() { "samples".into() } else { name.clone() }, images.len());
         eprintln!("wrote {} ({:?})", path.display(), shape);
     }
 
@@ -105,23 +105,23 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut offset = 0;
     for &i in &used {
         let t = &desc.taps[i];
-        let width = if kind == "vanilla" { t.feature_width() } else { record_shape.iter().product() };
-        columns.push(json!({"tap": t.name, "kind": t.kind.label(), "start": offset, "stop": offset + width}));
+        let width = if kind == Layout::Vanilla { t.feature_width() } else { record_shape.iter().product() };
+        columns.push(Column { tap: t.name.clone(), kind: t.kind.into(), start: offset, stop: offset + width });
         offset += width;
     }
-    let meta = json!({
-        "format": "mint-features",
-        "version": mint_toolkit::extract::FEATURES_VERSION,
-        "model": desc.model.id,
-        "kind": kind,
-        "taps": used.iter().map(|&i| desc.taps[i].name.clone()).collect::<Vec<_>>(),
-        "record_shape": record_shape,
-        "columns": columns,
-        "outcome_columns": desc.outcome_columns(&used).map(|(a, b)| vec![a, b]),
-        "counts": counts,
-        "reduce_isa": mint_audit::reduce_isa(),
-    });
+    let sidecar = FeaturesSidecar {
+        format: FEATURES_FORMAT.into(),
+        version: FEATURES_VERSION,
+        kind,
+        columns,
+        record_shape,
+        taps: used.iter().map(|&i| desc.taps[i].name.clone()).collect(),
+        model: Some(desc.model.id.clone()),
+        outcome_columns: desc.outcome_columns(&used).map(|(a, b)| [a, b]),
+        counts,
+        reduce_isa: Some(mint_audit::reduce_isa().to_string()),
+    };
     let meta_path = if args.split.is_some() { args.out.join("features.json") } else { args.out.with_extension("json") };
-    std::fs::write(&meta_path, serde_json::to_string_pretty(&meta)?)?;
+    sidecar.write(&meta_path)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,12 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{ensure, Context, Result};
-use serde_json::json;
+use anyhow::{Context, Result};
 
-use mint_toolkit::data;
-use mint_toolkit::roc::SplitMix;
-use mint_toolkit::split::{sha256_of, Split, SPLIT_VERSION};
+use mint_toolkit::split::{Balanced, Side, Split};
 
 #[derive(clap::Args)]
 /// Make a split file from a member source and a non-member source: balanced (as many
@@ -46,60 +43,18 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let base = args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
-    let mut sources = serde_json::Map::new();
-    let mut counts = Vec::new();
-    for (name, images, labels, flag) in [
-        ("members", &args.members, &args.members_labels, "--members"),
-        ("non_members", &args.non_members, &args.non_members_labels, "--non-members"),
-    ] {
-        let n = data::count(images).with_context(|| flag.to_string())?;
-        let mut source =
-            json!({"images": mint_toolkit::paths::relative_to(images, &base), "sha256": sha256_of(images)?});
-        if let Some(labels) = labels {
-            data::load_labels(labels, n).with_context(|| format!("{flag}-labels"))?;
-            source["labels"] = json!(mint_toolkit::paths::relative_to(labels, &base));
-            source["labels_sha256"] = json!(sha256_of(labels)?);
-        }
-        sources.insert(name.to_string(), source);
-        counts.push(n);
-    }
-    let available = counts[0].min(counts[1]) / 2;
-    let per_phase = args.per_phase.unwrap_or(available);
-    ensure!(
-        per_phase >= 1 && per_phase <= available,
-        "--per-phase {per_phase}: the smaller source ({} samples) allows 1 to {available} per phase (two disjoint phases)",
-        counts[0].min(counts[1])
-    );
-    let draw = |n: usize, salt: u64| {
-        let mut order: Vec<usize> = (0..n).collect();
-        SplitMix::new(args.seed ^ salt).shuffle(&mut order);
-        let (mut train, mut eval) = (order[..per_phase].to_vec(), order[per_phase..2 * per_phase].to_vec());
-        train.sort_unstable();
-        eval.sort_unstable();
-        (train, eval)
-    };
-    let (m_train, m_eval) = draw(counts[0], 0x6d65_6d62);
-    let (n_train, n_eval) = draw(counts[1], 0x6e6f_6e6d);
-    let split = json!({
-        "format": "mint-split",
-        "version": SPLIT_VERSION,
-        "sources": sources,
-        "protocols": {
-            args.protocol.clone(): {
-                "description": args.description,
-                "head_train": {"members": {"source": "members", "indices": m_train},
-                               "non_members": {"source": "non_members", "indices": n_train}},
-                "eval": {"members": {"source": "members", "indices": m_eval},
-                         "non_members": {"source": "non_members", "indices": n_eval}},
-            }
-        },
-        "made_by": {"command": "mint split", "seed": args.seed, "per_phase": per_phase},
-    });
-    std::fs::write(&args.out, serde_json::to_string_pretty(&split)?)
-        .with_context(|| format!("writing {} (--out)", args.out.display()))?;
-    // What was written must read back: the same checks every command makes.
-    Split::load(&args.out)?;
+    let split = Split::balanced(&Balanced {
+        members: Side { images: args.members, labels: args.members_labels },
+        non_members: Side { images: args.non_members, labels: args.non_members_labels },
+        per_phase: args.per_phase,
+        protocol: args.protocol.clone(),
+        description: args.description,
+        seed: args.seed,
+        base: args.out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(),
+    })?;
+    // What is written is read back with the checks every command makes.
+    split.write(&args.out).with_context(|| format!("--out {}", args.out.display()))?;
+    let per_phase = split.protocol(&args.protocol)?.eval.members.indices.len();
     eprintln!(
         "wrote {}: protocol '{}', {per_phase} members and {per_phase} non-members per phase (head_train, eval), seed {}",
         args.out.display(),

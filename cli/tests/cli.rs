@@ -81,6 +81,11 @@ fn eval_of_the_shipped_head_reproduces_the_docs_table() {
     }
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"0\""), "{junit}");
+    // The report reads back as its type and matches its documented schema.
+    let typed: mint_toolkit::formats::reports::EvalReport =
+        mint_toolkit::formats::reports::load(&out.join("report.json")).unwrap();
+    assert_eq!(typed.head.taps.len(), report["head"]["taps"].as_array().unwrap().len());
+    valid_by_schema("eval_report.schema.json", &[&out.join("report.json")]);
 }
 
 #[test]
@@ -158,8 +163,10 @@ fn inspect_suggests_the_last_convolution_of_each_stage() {
 #[test]
 fn inspect_finds_outcome_and_stages_of_models_it_never_saw() {
     let dir = scratch("inspect-torch");
-    let python = std::env::var("MINT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
-    let made = Command::new(python).arg(repo().join("scripts/make_test_models.py")).arg(&dir).output().unwrap();
+    // The research package, importable from the checkout's venv (scripts/setup.sh).
+    let python =
+        std::env::var("MINT_TEST_PYTHON").map(PathBuf::from).unwrap_or_else(|_| repo().join(".venv/bin/python"));
+    let made = Command::new(python).args(["-m", "mint_research.make_test_models"]).arg(&dir).output().unwrap();
     assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
     let expected = json(&dir.join("expected.json"));
     for (variant, want) in expected.as_object().unwrap() {
@@ -391,7 +398,7 @@ for path in sys.argv[2:]:
     std::fs::write(dir.join("negative.json"), negative.to_string()).unwrap();
     let python = std::env::var("MINT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
     let checked = Command::new(python)
-        .args(["-c", validate, s(&repo().join("docs/split.schema.json"))])
+        .args(["-c", validate, s(&repo().join("docs/schemas/split.schema.json"))])
         .args([
             repo().join("models/fmnist-memorizing/split.json"),
             repo().join("models/fmnist-generalizing/split.json"),
@@ -572,7 +579,29 @@ fn trained_heads_score_alike_in_onnxruntime_and_the_library() {
         // The configuration it wrote is one the library accepts and runs.
         let cfg = json(&config);
         assert_eq!(cfg["head"]["sha256"], head_model.sha256());
+        // The training report as written matches its documented schema.
+        valid_by_schema("train_report.schema.json", &[&dir.join(format!("{recipe}.onnx.json"))]);
     }
+    valid_by_schema("features.schema.json", &[&feats.join("features.json")]);
+}
+
+/// Checks files against a schema of docs/schemas/ with Python's jsonschema (Debian's), an
+/// implementation that is not ours.
+fn valid_by_schema(schema: &str, files: &[&Path]) {
+    let validate = r#"
+import json, sys, jsonschema
+schema = json.load(open(sys.argv[1]))
+jsonschema.Draft202012Validator.check_schema(schema)
+for path in sys.argv[2:]:
+    jsonschema.Draft202012Validator(schema).validate(json.load(open(path)))
+"#;
+    let python = std::env::var("MINT_PYTHON").unwrap_or_else(|_| "/usr/bin/python3".into());
+    let out = Command::new(python)
+        .args(["-c", validate, s(&repo().join("docs/schemas").join(schema))])
+        .args(files)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{schema}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// `mint eval --calibrate` chooses a threshold for 1% FPR on half the non-members, checks it on
@@ -661,6 +690,10 @@ fn the_dataset_test_finds_members_and_its_exit_code_follows_the_expectation() {
     assert_eq!(refused.status.code(), Some(1), "{}", String::from_utf8_lossy(&refused.stdout));
     let junit = std::fs::read_to_string(out.join("junit.xml")).unwrap();
     assert!(junit.contains("failures=\"1\""), "{junit}");
+    let typed: mint_toolkit::formats::reports::DatasetTestReport =
+        mint_toolkit::formats::reports::load(&out.join("report.json")).unwrap();
+    assert!(!typed.passed && typed.evidence);
+    valid_by_schema("dataset_test_report.schema.json", &[&out.join("report.json")]);
 }
 
 /// Numbers agree within `tolerance` (absolute, or relative for large ones), everything else

@@ -7,7 +7,7 @@ the auditor configuration by itself.
     model = fmnist_model.load("models/fmnist-memorizing")   # reads model.pt, eval mode
 
 The weights (model.pt, a state_dict) are written from model.onnx by
-scripts/export_torch_weights.py, which checks them against the training run's own outputs.
+research/mint_research/export_torch_weights.py, which checks them against the training run's own outputs.
 """
 
 import json

@@ -20,12 +20,11 @@ import sys
 
 import torch
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(ROOT, "scripts"))
-import train_lm  # noqa: E402
+import mint_audit
+from mint_audit.torch import attach
+from mint_research import train_lm  # the model's definition; .venv imports it (scripts/setup.sh)
 
-import mint_audit  # noqa: E402
-from mint_audit.torch import attach  # noqa: E402
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 MODEL = os.path.join(ROOT, "models", "fortunes-lm-memorizing")
 

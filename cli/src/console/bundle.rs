@@ -1,70 +1,21 @@
-//! The evidence bundle a data owner files with a regulator, and `mint verify-bundle`, which
-//! recomputes it from the same images and model.
+//! `mint verify-bundle`: recomputes an evidence bundle ([`Bundle`]) from the same images and
+//! model and compares the evidence's JSON byte for byte.
 //!
-//! A bundle is `{"format", "issued_at", "evidence_sha256", "evidence"}`: the evidence is what
-//! [`analysis`](super::analysis) computed (model, head digest, calibration, library version,
-//! each image's sha256 and score, the tests), with no image in it; its sha256 is over its
-//! compact JSON. Verification recomputes the evidence and compares that JSON byte for byte.
 //! Scores come from floating-point kernels chosen for the CPU, so a bundle made on a machine
 //! with other instruction sets may differ in the last digits: the command then says what
 //! differs and whether the conclusions do.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
 use anyhow::{bail, ensure, Context, Result};
-use serde_json::{json, Value};
+use mint_toolkit::formats::bundle::{digest, Bundle};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::analysis;
-use super::registry::Registry;
-use super::uploads::{self, Limits, Upload};
-
-pub const BUNDLE_FORMAT: &str = "mint-evidence-bundle/1";
-
-pub struct Bundle {
-    issued_at: SystemTime,
-    evidence: Value,
-}
-
-impl Bundle {
-    pub fn new(evidence: Value, issued_at: SystemTime) -> Bundle {
-        Bundle { issued_at, evidence }
-    }
-
-    pub fn to_json(&self) -> Value {
-        json!({
-            "format": BUNDLE_FORMAT,
-            "issued_at": rfc3339(self.issued_at),
-            "evidence_sha256": digest(&self.evidence),
-            "evidence": self.evidence,
-            "verify_with": "mint verify-bundle --bundle THIS_FILE IMAGE_FILES...",
-        })
-    }
-}
-
-/// sha256 of the evidence's compact JSON.
-fn digest(evidence: &Value) -> String {
-    format!("{:x}", Sha256::digest(evidence.to_string().as_bytes()))
-}
-
-/// `YYYY-MM-DDTHH:MM:SSZ`, UTC.
-fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
+use mint_toolkit::console::analysis;
+use mint_toolkit::console::registry::Registry;
+use mint_toolkit::console::uploads::{self, Limits, Upload};
 
 #[derive(clap::Args)]
 /// Re-verify an evidence bundle from the console: recompute it from the same images and model, byte for byte.
@@ -84,20 +35,12 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.bundle).with_context(|| format!("reading {}", args.bundle.display()))?;
-    let bundle: Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", args.bundle.display()))?;
-    ensure!(bundle["format"] == BUNDLE_FORMAT, "{}: not a {BUNDLE_FORMAT} file", args.bundle.display());
-    let evidence = &bundle["evidence"];
-    ensure!(
-        bundle["evidence_sha256"].as_str() == Some(digest(evidence).as_str()),
-        "{}: evidence_sha256 does not match the evidence: the file was changed after it was issued",
-        args.bundle.display()
-    );
+    let bundle = Bundle::load(&args.bundle)?;
+    let evidence = &bundle.evidence;
     let id = evidence["model"]["id"].as_str().context("the bundle names no model")?;
     let model_path = match &args.model {
         Some(p) => p.clone(),
-        None => super::shipped_models()
+        None => mint_toolkit::console::registry::shipped_models()
             .into_iter()
             .find(|p| p.file_name().and_then(|n| n.to_str()) == Some(id))
             .with_context(|| format!("no shipped model '{id}': give --model"))?,
@@ -191,14 +134,7 @@ fn differences(a: &Value, b: &Value, path: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn dates_are_utc_civil_dates() {
-        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_796_169_600 + 3_723), "2026-12-02T01:02:03Z");
-    }
+    use serde_json::json;
 
     #[test]
     fn differences_name_the_path() {

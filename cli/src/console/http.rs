@@ -27,11 +27,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
-use super::analysis;
-use super::bundle;
 use super::clients::{Client, Clients};
-use super::registry::{Registry, State};
-use super::uploads::{self, Limits, Upload};
+use mint_toolkit::console::analysis;
+use mint_toolkit::console::registry::{Registry, State};
+use mint_toolkit::console::uploads::{self, Limits, Upload};
+use mint_toolkit::formats::bundle;
 
 const PAGE: &str = include_str!("assets/console.html");
 const SCRIPT: &str = include_str!("assets/console.js");

@@ -1,18 +1,15 @@
 //! `mint serve`: the MINT transparency console, where a data owner uploads images and learns,
 //! with the caveats that apply, whether the audited models were trained on them.
 //!
-//! The path of an upload: [`http`] receives the form (bounded, rate-limited, in memory) →
-//! [`uploads`] decodes it into the model's input → [`analysis`] scores it through the
-//! library's runtime and tests it against the model's reference non-members
-//! ([`registry`] loaded them at start) → [`bundle`] wraps the evidence for filing, and
-//! `mint verify-bundle` recomputes it.
+//! The path of an upload: [`http`] receives the form (bounded, rate-limited, in memory, fair
+//! between [`clients`]) → the toolkit's console part (`mint_toolkit::console`: uploads →
+//! analysis against the registry's reference) computes the evidence →
+//! `mint_toolkit::formats::bundle` seals it for filing, and [`bundle`] (`mint verify-bundle`)
+//! recomputes it.
 
-pub mod analysis;
 pub mod bundle;
 mod clients;
 mod http;
-pub mod registry;
-pub mod uploads;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,19 +17,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
-use registry::Registry;
-use uploads::Limits;
-
-/// The shipped models the console serves by default, from the working directory's `models/`
-/// or, failing that, the source tree this `mint` was built from.
-pub fn shipped_models() -> Vec<PathBuf> {
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let root = [PathBuf::from("models"), built_from]
-        .into_iter()
-        .find(|r| r.join("fmnist-memorizing/console.json").is_file())
-        .unwrap_or_else(|| PathBuf::from("models"));
-    ["fmnist-memorizing", "fmnist-generalizing"].iter().map(|m| root.join(m)).collect()
-}
+use mint_toolkit::console::registry::{shipped_models, Registry};
+use mint_toolkit::console::uploads::Limits;
 
 /// The subfolders of `dir` that hold a `console.json`, sorted by name.
 fn registered_in(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -1,7 +1,7 @@
 //! The audited model as the toolkit reads it: the `model` and `taps` sections of an auditor
 //! configuration (any other keys, such as training notes, are ignored).
 //!
-//! `scripts/train_audited.py` writes one (`model.json`) beside each shipped model;
+//! `research/mint_research/train_audited.py` writes one (`model.json`) beside each shipped model;
 //! `mint inspect --write-descriptor` writes one for any ONNX model.
 
 use std::path::{Path, PathBuf};

@@ -12,10 +12,6 @@ use mint_audit::{FeatureExtractor, TappedModel, TensorView};
 use crate::data::Images;
 use crate::progress;
 
-/// The features format `mint extract` writes (docs/formats.md); sidecars without `format` read
-/// as version 1.
-pub const FEATURES_VERSION: u64 = 1;
-
 /// Runs the model over `images` on `threads` threads, calling `f(first_sample, views)` for
 /// every batch (from the thread that ran it).
 pub fn for_each_batch(

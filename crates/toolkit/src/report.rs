@@ -5,10 +5,11 @@ use std::path::Path;
 use anyhow::Result;
 use plotters::prelude::*;
 use quick_xml::escape::escape;
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// One threshold a CI run gates on.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Check {
     pub name: String,
     pub passed: bool,

@@ -1,7 +1,8 @@
 //! Binary-classification figures for membership scores (higher = more likely a member), with
 //! stratified bootstrap intervals.
 
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// Area under the ROC curve: the probability that a random member outscores a random
 /// non-member, ties counting one half (Mann–Whitney U).
@@ -63,12 +64,23 @@ pub fn accuracy(pos: &[f64], neg: &[f64], threshold: f64) -> (f64, f64) {
     ((tp + tn) / (p + n), (tp / p + tn / n) / 2.0)
 }
 
-/// A figure with its 95% bootstrap interval.
-#[derive(Debug, Clone, Copy, Serialize)]
+/// A figure with its 95% bootstrap interval (`null` in JSON where it is not defined).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Estimate {
+    #[serde(deserialize_with = "nan_if_null")]
+    #[schemars(with = "Option<f64>")]
     pub value: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    #[schemars(with = "Option<f64>")]
     pub low: f64,
+    #[serde(deserialize_with = "nan_if_null")]
+    #[schemars(with = "Option<f64>")]
     pub high: f64,
+}
+
+/// JSON has no NaN: serde_json writes it as `null`, which reads back as NaN here.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl std::fmt::Display for Estimate {
@@ -78,7 +90,7 @@ impl std::fmt::Display for Estimate {
 }
 
 /// The figures of one scorer on one member / non-member pair of sets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Figures {
     pub members: usize,
     pub non_members: usize,

@@ -1,5 +1,5 @@
 //! Split files: named data sources and, per protocol, which of their samples train the head
-//! and which evaluate it, as members and non-members (docs/formats.md, `docs/split.schema.json`).
+//! and which evaluate it, as members and non-members (docs/formats.md, docs/schemas/split.schema.json).
 //! Read with errors that name the field; index lists inline or in NPY/NPZ files; a source may
 //! pin its files' sha256. `mint split` makes one: balanced, seeded and hash-pinned.
 //! One type ([`Split`]) for the format, which readers share.
@@ -9,7 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use serde::Deserialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -18,33 +19,38 @@ use crate::data::{self, Images};
 /// The split format this version writes; older files (without `format`) read the same.
 pub const SPLIT_VERSION: u64 = 1;
 
-#[derive(Debug, Deserialize)]
+/// A split file (docs/formats.md, schema docs/schemas/split.schema.json): written by
+/// `mint split` ([`Split::new`], [`Split::write`]), read by every command that takes `--split`.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 pub struct Split {
     /// `"mint-split"` when given.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     format: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     version: Option<u64>,
     pub sources: BTreeMap<String, Source>,
     pub protocols: BTreeMap<String, Protocol>,
+    /// Informative: the command and options that made the file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made_by: Option<serde_json::Value>,
     #[serde(skip)]
     base: PathBuf,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Source {
     pub images: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels: Option<String>,
     /// sha256 of the images file (and of the labels file), checked before they are read.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub labels_sha256: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Protocol {
     pub description: String,
@@ -52,14 +58,14 @@ pub struct Protocol {
     pub eval: Phase,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Phase {
     pub members: Subset,
     pub non_members: Subset,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Subset {
     pub source: String,
@@ -75,14 +81,122 @@ pub struct Subset {
 
 /// An index list inline, or the path of an NPY file (`.npy`) or of one array of an NPZ archive
 /// (`file.npz:key`, or `file.npz` holding one array), relative to the split file.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 enum Indices {
     List(Vec<usize>),
     File(String),
 }
 
+/// One side of a balanced split: its samples and, optionally, their class labels.
+#[derive(Debug, Clone)]
+pub struct Side {
+    pub images: PathBuf,
+    pub labels: Option<PathBuf>,
+}
+
+/// What [`Split::balanced`] draws from.
+#[derive(Debug, Clone)]
+pub struct Balanced {
+    pub members: Side,
+    pub non_members: Side,
+    /// Samples of each class per phase (default: as many as the smaller source allows).
+    pub per_phase: Option<usize>,
+    pub protocol: String,
+    pub description: String,
+    pub seed: u64,
+    /// The folder the split file is written in: paths are written relative to it.
+    pub base: PathBuf,
+}
+
+impl Subset {
+    /// The samples at `indices` of `source`, listed inline.
+    pub fn listed(source: &str, indices: Vec<usize>) -> Subset {
+        Subset { source: source.into(), spec: Indices::List(indices.clone()), indices, field: String::new() }
+    }
+}
+
 impl Split {
+    /// A split of the current format and version.
+    pub fn new(
+        sources: BTreeMap<String, Source>,
+        protocols: BTreeMap<String, Protocol>,
+        made_by: Option<serde_json::Value>,
+    ) -> Split {
+        Split {
+            format: Some("mint-split".into()),
+            version: Some(SPLIT_VERSION),
+            sources,
+            protocols,
+            made_by,
+            base: PathBuf::new(),
+        }
+    }
+
+    /// A balanced, seeded split of one member source and one non-member source, pinned by
+    /// sha256: `per_phase` of each in `head_train` and as many others in `eval` (default: as
+    /// many as the smaller source allows).
+    pub fn balanced(how: &Balanced) -> Result<Split> {
+        let mut sources = BTreeMap::new();
+        let mut counts = Vec::new();
+        for (name, side, flag) in
+            [("members", &how.members, "--members"), ("non_members", &how.non_members, "--non-members")]
+        {
+            let n = data::count(&side.images).with_context(|| flag.to_string())?;
+            let mut source = Source {
+                images: crate::paths::relative_to(&side.images, &how.base),
+                labels: None,
+                sha256: Some(sha256_of(&side.images)?),
+                labels_sha256: None,
+            };
+            if let Some(labels) = &side.labels {
+                data::load_labels(labels, n).with_context(|| format!("{flag}-labels"))?;
+                source.labels = Some(crate::paths::relative_to(labels, &how.base));
+                source.labels_sha256 = Some(sha256_of(labels)?);
+            }
+            sources.insert(name.to_string(), source);
+            counts.push(n);
+        }
+        let available = counts[0].min(counts[1]) / 2;
+        let per_phase = how.per_phase.unwrap_or(available);
+        ensure!(
+            per_phase >= 1 && per_phase <= available,
+            "--per-phase {per_phase}: the smaller source ({} samples) allows 1 to {available} per phase (two disjoint phases)",
+            counts[0].min(counts[1])
+        );
+        let draw = |n: usize, salt: u64| {
+            let mut order: Vec<usize> = (0..n).collect();
+            crate::roc::SplitMix::new(how.seed ^ salt).shuffle(&mut order);
+            let (mut train, mut eval) = (order[..per_phase].to_vec(), order[per_phase..2 * per_phase].to_vec());
+            train.sort_unstable();
+            eval.sort_unstable();
+            (train, eval)
+        };
+        let (m_train, m_eval) = draw(counts[0], 0x6d65_6d62);
+        let (n_train, n_eval) = draw(counts[1], 0x6e6f_6e6d);
+        let phase = |m: Vec<usize>, n: Vec<usize>| Phase {
+            members: Subset::listed("members", m),
+            non_members: Subset::listed("non_members", n),
+        };
+        let protocol = Protocol {
+            description: how.description.clone(),
+            head_train: phase(m_train, n_train),
+            eval: phase(m_eval, n_eval),
+        };
+        Ok(Split::new(
+            sources,
+            [(how.protocol.clone(), protocol)].into(),
+            Some(json!({"command": "mint split", "seed": how.seed, "per_phase": per_phase})),
+        ))
+    }
+
+    /// Writes the split and reads it back with every check a reader makes.
+    pub fn write(&self, path: &Path) -> Result<Split> {
+        std::fs::write(path, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+        Split::load(path)
+    }
+
     pub fn load(path: &Path) -> Result<Split> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         let mut split: Split = serde_path_to_error::deserialize(&mut serde_json::Deserializer::from_str(&text))
