@@ -268,6 +268,18 @@ int main(int argc, char **argv) {
         printf("             all scores against the reference: AUC %.3f, z %.2f, p = %.3g\n", e.overall_auc,
                e.overall_rank_z, e.overall_rank_p);
       }
+      /* Valid at every look: what a regulator reads continuously. */
+      mint_cohort_anytime a;
+      if ((s = mint_auditor_cohort_anytime(auditor, cohorts[set], &a)) != MINT_OK) die("cohort anytime", s);
+      printf("             anytime: flags e = %.3g (p = %.3g)", a.flags_e_value, a.flags_p_value);
+      if (set == 0)
+        printf(", scores vs reference e = %.3g (p = %.3g)", a.scores_e_value, a.scores_p_value);
+      printf("; member share in [%.2f, %.2f] (95%%, every look)\n", a.member_fraction_low, a.member_fraction_high);
+      if (a.certificate == a.certificate) /* not NaN */
+        printf("             certificate: fewer than %.1f%% of this cohort were training members (95%%)\n",
+               100.0 * a.certificate);
+      else
+        printf("             certificate: cannot certify with this head\n");
     }
   }
 

@@ -51,9 +51,10 @@
  * and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
  * `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return);
  * 1.4 added token sequences (`MINT_FORM_SEQUENCE`, `MINT_LAYOUT_NTC`, `MINT_LAYOUT_NCT`,
- * `mint_tokens` with lengths, masks and the token ids of logits, `mint_auditor_submit_tokens`).
+ * `mint_tokens` with lengths, masks and the token ids of logits, `mint_auditor_submit_tokens`);
+ * 1.5 added anytime-valid evidence (`mint_cohort_anytime`, `mint_auditor_cohort_anytime`).
  */
-#define MINT_ABI_VERSION_MINOR 4
+#define MINT_ABI_VERSION_MINOR 5
 
 /**
  * How long past its deadline `mint_auditor_close` waits for workers still inside the result
@@ -457,6 +458,40 @@ typedef struct {
   double overall_auc;
 } mint_cohort_evidence;
 
+/**
+ * The anytime-valid evidence on one cohort (docs/evidence.md says how each is built and what
+ * it assumes): read it as often as you like, after every sample if you wish; a non-member
+ * cohort's e-value ever reaches 1/alpha with probability at most alpha. NaN where a value
+ * cannot exist (no calibration; the scores test on the `reference` cohort itself, or without
+ * one). Since ABI 1.5.
+ */
+typedef struct {
+  /**
+   * E-value of the cohort's flags against the calibrated FPR's upper bound (1 at start).
+   */
+  double flags_e_value;
+  /**
+   * E-value of the cohort's scores against the `reference` cohort's (1 at start).
+   */
+  double scores_e_value;
+  /**
+   * `min(1, 1 / the largest e-value so far)`, per test: p-values valid at every look.
+   */
+  double flags_p_value;
+  double scores_p_value;
+  /**
+   * Share of members in the cohort: a 95% confidence sequence, valid at every look.
+   */
+  double member_fraction_low;
+  double member_fraction_high;
+  /**
+   * The non-membership certificate: fewer than this share of the cohort's samples were
+   * training members, at 95%; NaN when the head cannot certify (uncalibrated, or its TPR
+   * not surely above its FPR).
+   */
+  double certificate;
+} mint_cohort_anytime;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -661,6 +696,14 @@ mint_status mint_auditor_cohort_stats(const mint_auditor *auditor,
 mint_status mint_auditor_cohort_evidence(const mint_auditor *auditor,
                                          uint32_t cohort,
                                          mint_cohort_evidence *out);
+
+/**
+ * Reads the anytime-valid evidence on one cohort. A cohort the configuration does not
+ * declare is `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.5.
+ */
+mint_status mint_auditor_cohort_anytime(const mint_auditor *auditor,
+                                        uint32_t cohort,
+                                        mint_cohort_anytime *out);
 
 /**
  * The message of the last failed call on this thread, or "" after a successful call.

@@ -25,8 +25,9 @@ pub const MINT_ABI_VERSION_MAJOR: u32 = 1;
 /// and evidence (`mint_auditor_cohort_evidence`); 1.3 added `MINT_ERR_TIMED_OUT` and
 /// `MINT_CLOSE_GRACE_MS` (closing no longer waits for a result callback that does not return);
 /// 1.4 added token sequences (`MINT_FORM_SEQUENCE`, `MINT_LAYOUT_NTC`, `MINT_LAYOUT_NCT`,
-/// `mint_tokens` with lengths, masks and the token ids of logits, `mint_auditor_submit_tokens`).
-pub const MINT_ABI_VERSION_MINOR: u32 = 4;
+/// `mint_tokens` with lengths, masks and the token ids of logits, `mint_auditor_submit_tokens`);
+/// 1.5 added anytime-valid evidence (`mint_cohort_anytime`, `mint_auditor_cohort_anytime`).
+pub const MINT_ABI_VERSION_MINOR: u32 = 5;
 
 /// How long past its deadline `mint_auditor_close` waits for workers still inside the result
 /// callback or a backend before it returns `MINT_ERR_TIMED_OUT` without them.

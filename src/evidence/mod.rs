@@ -1,17 +1,23 @@
 //! Live membership evidence per cohort, from sufficient statistics kept by the workers.
 //!
-//! Each cohort keeps binned scores and flag counts, for its current window and since start.
-//! When a window of `evidence.window` audited samples completes, it is tested once, then
-//! forgotten: a binomial test of its flags against the calibrated false-positive rate, and a
-//! rank test of its scores against every `reference` sample so far. A window's tests are fixed
-//! sample tests, so an alarm at `alpha` is a false alarm with probability at most `alpha`
-//! per window of non-members, and one is expected every `window / alpha` such samples
-//! (docs/evidence.md says why windows, rather than a test repeated on a growing sample).
-//! The member fraction is estimated on everything since start.
+//! The primary evidence is anytime-valid ([`anytime`]): for every cohort, an e-process of its
+//! flags against the calibrated false-positive rate's upper bound and one of its scores
+//! against the `reference` cohort's, each with its anytime p-value, and a confidence sequence
+//! for the share of members with the non-membership certificate it gives. A regulator may read
+//! them after every sample: the probability that a non-member cohort's e-value *ever* reaches
+//! `1/alpha` is at most `alpha`, and the sequence holds the member share at every look with
+//! probability at least 95%.
+//!
+//! The fixed windows of earlier versions are kept beside them, for dashboards and alert rules
+//! written for them: when a window of `evidence.window` audited samples completes, it is
+//! tested once (a binomial test of its flags, a rank test of its scores against every
+//! reference sample so far); an alarm at `alpha` is a false alarm with probability at most
+//! `alpha` per window of non-members, so one is expected every `window / alpha` such samples.
 //!
 //! The vendor's thread never comes here: a worker takes a cohort's lock once per run of
 //! samples of that cohort in a batch.
 
+pub mod anytime;
 pub mod stats;
 
 use std::sync::Mutex;
@@ -21,6 +27,7 @@ use prometheus::{Gauge, GaugeVec, IntCounter, IntCounterVec, IntGauge, Opts};
 
 use crate::config::{Config, REFERENCE_COHORT};
 use crate::error::{Error, Result};
+use anytime::{RateCounts, ScoresEProcess, CS_ALPHA, ROUND};
 use stats::{Interval, ScoreBins, Test};
 
 /// The tests run on each completed window.
@@ -71,6 +78,47 @@ pub struct CohortEvidence {
     /// Rank test of every score so far against every reference score so far, with the AUC:
     /// a fixed-sample test, valid when looked at once (at the planned size, at close).
     pub overall_rank: Option<(Test, f64)>,
+    /// The anytime-valid evidence, valid at every look.
+    pub anytime: AnytimeEvidence,
+}
+
+/// A cohort's anytime-valid evidence ([`anytime`] says how each is built and what it assumes).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct AnytimeEvidence {
+    /// E-values now, indexed like [`AnytimeTest::ALL`]: 1 at start; NaN where the test cannot
+    /// run (flags without calibration; scores for the reference itself or without one).
+    pub e_value: [f64; 2],
+    /// `min(1, 1 / max e)` so far, indexed like [`AnytimeTest::ALL`]: a p-value at every look.
+    pub p_value: [f64; 2],
+    /// The share of members in the cohort, at 95% at every look (`[0, 1]` when nothing can be
+    /// said; NaN without calibration).
+    pub member_fraction: (f64, f64),
+    /// Fewer than this share of the cohort's samples were training members, at 95%, valid
+    /// whenever it is read; `None` when the head cannot certify (uncalibrated, or no signal).
+    pub certificate: Option<f64>,
+}
+
+/// The anytime-valid tests of a cohort.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnytimeTest {
+    /// Flags against the calibrated false-positive rate's upper bound.
+    Flags,
+    /// Scores against the `reference` cohort's, round by round.
+    Scores,
+}
+
+impl AnytimeTest {
+    /// Both tests, in index order.
+    pub const ALL: [AnytimeTest; 2] = [AnytimeTest::Flags, AnytimeTest::Scores];
+
+    /// The `test` label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            AnytimeTest::Flags => "flags",
+            AnytimeTest::Scores => "scores",
+        }
+    }
 }
 
 #[derive(Default)]
@@ -82,6 +130,13 @@ struct CohortState {
     windows: u64,
     last_window: [Option<Test>; 2],
     alarms: [u64; 2],
+    /// The cohort's scores in the current round of the scores e-process.
+    round: ScoreBins,
+    /// The reference's scores when the current round began.
+    reference_at_round: ScoreBins,
+    scores: ScoresEProcess,
+    /// The largest flag e-value so far.
+    flags_max_e: f64,
 }
 
 /// The metric handles of one cohort.
@@ -89,6 +144,11 @@ struct CohortSeries {
     p_value: [Gauge; 2],
     windows: [[IntCounter; 3]; 2],
     member_fraction: [Gauge; 3],
+    e_value: [Gauge; 2],
+    anytime_p_value: [Gauge; 2],
+    fraction_sequence: [Gauge; 2],
+    certificate: Gauge,
+    flagged: IntCounter,
 }
 
 /// Evidence of every cohort of an auditor.
@@ -101,6 +161,8 @@ pub(crate) struct Evidence {
     min_reference: u64,
     /// Calibrated rates; the binomial test's null is the FPR's upper bound (conservative).
     rates: Option<(Interval, Interval)>,
+    /// The calibration's counts: non-members at or above the threshold, members at or above.
+    counts: Option<(RateCounts, RateCounts)>,
     collectors: Vec<Box<dyn Collector>>,
 }
 
@@ -135,6 +197,46 @@ impl Evidence {
             &["cohort", "bound"],
         )
         .map_err(metrics_error)?;
+        let e_value = GaugeVec::new(
+            Opts::new(
+                "mint_cohort_e_value",
+                "Anytime-valid e-value of the cohort (1 at start; NaN where the test cannot run): flags, against the calibrated FPR's upper bound; scores, against the reference cohort's. Under the null it ever reaches 1/alpha with probability at most alpha.",
+            ),
+            &["cohort", "test"],
+        )
+        .map_err(metrics_error)?;
+        let anytime_p = GaugeVec::new(
+            Opts::new(
+                "mint_cohort_anytime_p_value",
+                "min(1, 1 / the largest e-value so far): a p-value valid at every look.",
+            ),
+            &["cohort", "test"],
+        )
+        .map_err(metrics_error)?;
+        let sequence = GaugeVec::new(
+            Opts::new(
+                "mint_cohort_member_fraction_sequence",
+                "Share of members in the cohort, a 95% confidence sequence valid at every look (bound=low|high); NaN without calibration.",
+            ),
+            &["cohort", "bound"],
+        )
+        .map_err(metrics_error)?;
+        let certificate = GaugeVec::new(
+            Opts::new(
+                "mint_cohort_non_membership_certificate",
+                "Fewer than this share of the cohort's samples were training members, at 95%, valid whenever read; NaN when the head cannot certify (uncalibrated, or TPR not surely above FPR).",
+            ),
+            &["cohort"],
+        )
+        .map_err(metrics_error)?;
+        let flagged = IntCounterVec::new(
+            Opts::new(
+                "mint_cohort_flagged_total",
+                "Samples of the cohort scored at or above the threshold; with mint_membership_score_count, the counts a fleet's flag evidence sums.",
+            ),
+            &["cohort"],
+        )
+        .map_err(metrics_error)?;
         let alpha = Gauge::new("mint_evidence_alpha", "Significance level of each evidence window's tests.")
             .map_err(metrics_error)?;
         alpha.set(config.evidence.alpha);
@@ -156,13 +258,22 @@ impl Evidence {
                     g.set(f64::NAN);
                     g
                 }),
+                e_value: AnytimeTest::ALL.map(|t| e_value.with_label_values(&[cohort, t.label()])),
+                anytime_p_value: AnytimeTest::ALL.map(|t| anytime_p.with_label_values(&[cohort, t.label()])),
+                fraction_sequence: ["low", "high"].map(|b| sequence.with_label_values(&[cohort, b])),
+                certificate: certificate.with_label_values(&[cohort]),
+                flagged: flagged.with_label_values(&[cohort]),
             })
             .collect();
         let rates = config.calibration().map(|c| {
             let interval = |r: crate::config::Rate| Interval { estimate: r.estimate, low: r.low, high: r.high };
             (interval(c.fpr), interval(c.tpr))
         });
-        Ok(Evidence {
+        let counts = config.calibration().map(|c| {
+            let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
+            (hits(c.fpr.estimate, c.non_members), hits(c.tpr.estimate, c.members))
+        });
+        let evidence = Evidence {
             states: names.iter().map(|_| Mutex::default()).collect(),
             series,
             reference: names.iter().position(|&n| n == REFERENCE_COHORT),
@@ -170,14 +281,25 @@ impl Evidence {
             alpha: config.evidence.alpha,
             min_reference: config.evidence.min_reference,
             rates,
+            counts,
             collectors: vec![
                 Box::new(p_value),
                 Box::new(windows),
                 Box::new(fraction),
                 Box::new(alpha),
                 Box::new(window),
+                Box::new(e_value),
+                Box::new(anytime_p),
+                Box::new(sequence),
+                Box::new(certificate),
+                Box::new(flagged),
             ],
-        })
+        };
+        for cohort in 0..names.len() {
+            let state = evidence.states[cohort].lock().unwrap_or_else(|e| e.into_inner());
+            evidence.publish(cohort, &state);
+        }
+        Ok(evidence)
     }
 
     /// The gauges and counters, for the auditor's registry.
@@ -189,16 +311,44 @@ impl Evidence {
     /// threshold), completing and testing windows as they fill.
     pub(crate) fn record(&self, cohort: usize, scores: impl Iterator<Item = (f32, bool)>) {
         let mut state = self.states[cohort].lock().unwrap_or_else(|e| e.into_inner());
+        let mut flagged_now = 0;
         for (score, flagged) in scores {
             state.window.add(score);
             state.all.add(score);
+            state.round.add(score);
             state.window_flagged += flagged as u64;
             state.flagged += flagged as u64;
+            flagged_now += flagged as u64;
             if state.window.total() >= self.window {
                 self.complete_window(cohort, &mut state);
             }
+            if state.round.total() >= ROUND {
+                self.try_round(cohort, &mut state);
+            }
         }
-        self.publish_fraction(cohort, &state);
+        self.series[cohort].flagged.inc_by(flagged_now);
+        // The flag e-value changes only here: its running maximum over every look is its
+        // maximum over these updates.
+        let e = self.flags_e_value(&state);
+        if e.is_finite() {
+            state.flags_max_e = state.flags_max_e.max(e);
+        }
+        self.publish(cohort, &state);
+    }
+
+    /// Closes the cohort's round of the scores e-process when the reference has had
+    /// [`ROUND`] new samples too.
+    fn try_round(&self, cohort: usize, state: &mut CohortState) {
+        let Some(r) = self.reference.filter(|&r| r != cohort) else { return };
+        let reference = self.states[r].lock().unwrap_or_else(|e| e.into_inner());
+        let new = reference.all.since(&state.reference_at_round);
+        if new.total() < ROUND {
+            return;
+        }
+        let CohortState { scores, round, reference_at_round, .. } = state;
+        scores.round(round, reference_at_round, &new);
+        *reference_at_round = reference.all.clone();
+        round.clear();
     }
 
     fn complete_window(&self, cohort: usize, state: &mut CohortState) {
@@ -242,11 +392,45 @@ impl Evidence {
         }
     }
 
-    fn publish_fraction(&self, cohort: usize, state: &CohortState) {
+    /// The flag e-value of a cohort's counts (NaN without calibration).
+    fn flags_e_value(&self, state: &CohortState) -> f64 {
+        match self.rates {
+            Some((fpr, _)) => anytime::flag_e_value(state.flagged, state.all.total(), fpr.high),
+            None => f64::NAN,
+        }
+    }
+
+    /// The anytime evidence of a cohort's state.
+    fn anytime(&self, cohort: usize, state: &CohortState) -> AnytimeEvidence {
+        let flags_e = self.flags_e_value(state);
+        let scores_apply = self.reference.is_some_and(|r| r != cohort);
+        let scores_e = if scores_apply { state.scores.e_value() } else { f64::NAN };
+        let flags_p = if flags_e.is_nan() { f64::NAN } else { (1.0 / state.flags_max_e.max(flags_e)).min(1.0) };
+        let scores_p = if scores_apply { state.scores.anytime_p_value() } else { f64::NAN };
+        let (member_fraction, certificate) = match self.counts {
+            Some((fpr, tpr)) => {
+                let s = anytime::member_fraction_sequence(state.flagged, state.all.total(), fpr, tpr, CS_ALPHA);
+                ((s.low, s.high), s.certificate)
+            }
+            None => ((f64::NAN, f64::NAN), None),
+        };
+        AnytimeEvidence { e_value: [flags_e, scores_e], p_value: [flags_p, scores_p], member_fraction, certificate }
+    }
+
+    fn publish(&self, cohort: usize, state: &CohortState) {
         let f = self.fraction(state);
-        for (gauge, value) in self.series[cohort].member_fraction.iter().zip([f.estimate, f.low, f.high]) {
+        let series = &self.series[cohort];
+        for (gauge, value) in series.member_fraction.iter().zip([f.estimate, f.low, f.high]) {
             gauge.set(value);
         }
+        let a = self.anytime(cohort, state);
+        for i in 0..2 {
+            series.e_value[i].set(a.e_value[i]);
+            series.anytime_p_value[i].set(a.p_value[i]);
+        }
+        series.fraction_sequence[0].set(a.member_fraction.0);
+        series.fraction_sequence[1].set(a.member_fraction.1);
+        series.certificate.set(a.certificate.unwrap_or(f64::NAN));
     }
 
     /// The evidence on `cohort` now.
@@ -269,6 +453,7 @@ impl Evidence {
             last_window: state.last_window,
             alarms: state.alarms,
             overall_rank,
+            anytime: self.anytime(cohort, &state),
         }
     }
 }
@@ -350,6 +535,41 @@ mod tests {
         assert!(f.low < 0.5 && 0.5 < f.high && (f.estimate - 0.5).abs() < 0.05, "{f:?}");
         let (overall, auc) = s.overall_rank.unwrap();
         assert!(overall.p_value < 1e-50 && auc > 0.7, "{overall:?} {auc}");
+    }
+
+    #[test]
+    fn anytime_evidence_grows_on_members_and_certifies_non_members() {
+        let calibrated = |seed| uniform(seed).map(|u| if u < 0.99 { u * 0.9 / 0.99 } else { 0.9 + (u - 0.99) * 10.0 });
+        let e = evidence();
+        let fresh = e.snapshot(SUSPECT).anytime;
+        assert_eq!((fresh.e_value, fresh.p_value), ([1.0, 1.0], [1.0, 1.0]));
+        // Reference and suspect interleaved as a serving process would see them.
+        for k in 0..50u64 {
+            record(&e, REFERENCE, calibrated(100 + k).take(40));
+            record(&e, SUSPECT, calibrated(200 + k).take(100));
+        }
+        let quiet = e.snapshot(SUSPECT).anytime;
+        assert!(quiet.e_value.iter().all(|&v| v < 20.0), "{quiet:?}");
+        // 5,000 non-members: fewer than 3% members, at 95%.
+        assert!(quiet.certificate.is_some_and(|c| c < 0.03), "{quiet:?}");
+        assert!(quiet.member_fraction.0 == 0.0 && quiet.member_fraction.1 == quiet.certificate.unwrap());
+        // The reference is not tested against itself.
+        let r = e.snapshot(REFERENCE).anytime;
+        assert!(r.e_value[1].is_nan() && r.p_value[1].is_nan() && r.e_value[0].is_finite());
+
+        // Members (60% flagged, as calibrated): both e-values pass 1/alpha within 200 samples.
+        let e = evidence();
+        record(&e, REFERENCE, calibrated(7).take(400));
+        let members = uniform(8).map(|v| if v < 0.6 { 0.9 + v / 6.0 } else { 0.5 + v * 0.3 });
+        let mut members = members.peekable();
+        for _ in 0..10 {
+            record(&e, SUSPECT, members.by_ref().take(20));
+            record(&e, REFERENCE, calibrated(9).take(20));
+        }
+        let a = e.snapshot(SUSPECT).anytime;
+        assert!(a.e_value[0] > 1e6 && a.e_value[1] > 100.0, "{a:?}");
+        assert!(a.p_value[0] < 1e-6 && a.p_value[1] < 0.01, "{a:?}");
+        assert!(a.member_fraction.0 > 0.5, "{a:?}");
     }
 
     #[test]

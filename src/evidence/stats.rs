@@ -54,9 +54,29 @@ impl ScoreBins {
         self.total += other.total;
     }
 
+    /// The counts, bin by bin.
+    pub fn counts(&self) -> &[u64] {
+        &self.counts[..]
+    }
+
+    /// Scores counted in bin `b` (0 beyond the last bin).
+    pub fn count(&self, b: usize) -> u64 {
+        self.counts.get(b).copied().unwrap_or(0)
+    }
+
     /// Scores counted.
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// The scores counted here and not in `earlier` (an earlier state of the same counts).
+    pub fn since(&self, earlier: &ScoreBins) -> ScoreBins {
+        let mut out = ScoreBins::default();
+        for (o, (a, b)) in out.counts.iter_mut().zip(self.counts.iter().zip(earlier.counts.iter())) {
+            *o = a.saturating_sub(*b);
+        }
+        out.total = out.counts.iter().sum();
+        out
     }
 
     /// Forgets every score.
@@ -103,12 +123,17 @@ pub fn binomial_test(members: u64, n: u64, fpr: f64) -> Test {
 /// with ties (shared bins) at mid-rank, the tie-corrected variance and a continuity
 /// correction; also gives the AUC of suspect against reference (0.5: no difference).
 pub fn rank_test(suspect: &ScoreBins, reference: &ScoreBins) -> (Test, f64) {
-    let (n, m) = (suspect.total as f64, reference.total as f64);
+    rank_test_counts(suspect.counts(), reference.counts())
+}
+
+/// [`rank_test`] on counts in any fixed bins ordered by score (a fleet's histogram buckets).
+pub fn rank_test_counts(suspect: &[u64], reference: &[u64]) -> (Test, f64) {
+    let (n, m) = (suspect.iter().sum::<u64>() as f64, reference.iter().sum::<u64>() as f64);
     if n == 0.0 || m == 0.0 {
         return (Test { statistic: f64::NAN, p_value: f64::NAN }, f64::NAN);
     }
     let (mut u, mut below, mut ties) = (0.0f64, 0.0f64, 0.0f64);
-    for (&s, &r) in suspect.counts.iter().zip(reference.counts.iter()) {
+    for (&s, &r) in suspect.iter().zip(reference.iter()) {
         let (s, r) = (s as f64, r as f64);
         u += s * (below + r / 2.0);
         below += r;

@@ -252,19 +252,23 @@ fn the_membership_alerts_fire_on_the_demos_members_only_and_every_dashboard_quer
     let firing = loop {
         let now = alerts(&base);
         let on_suspect = alert_on(&now, "MintCohortMembershipEvidence", "suspect");
-        if on_suspect.iter().filter(|(_, state)| state == "firing").count() == 2 {
+        let fleet = alert_on(&now, "MintFleetMembershipEvidence", "suspect");
+        let firing = |alerts: &[(String, String)]| alerts.iter().filter(|(_, state)| state == "firing").count();
+        if firing(&on_suspect) == 2 && firing(&fleet) == 2 {
             break now;
         }
         assert!(Instant::now() < deadline, "the evidence alert never fired on the members: {now:?}");
         std::thread::sleep(Duration::from_millis(500));
     };
-    // Both tests found the members; the member fraction alert waits its two minutes.
+    // Both anytime tests found the members, and the member-fraction sequence did.
     let mut tests: Vec<String> =
         alert_on(&firing, "MintCohortMembershipEvidence", "suspect").into_iter().map(|(t, _)| t).collect();
     tests.sort();
-    assert_eq!(tests, ["binomial", "rank"]);
+    assert_eq!(tests, ["flags", "scores"]);
     assert_eq!(alert_on(&firing, "MintCohortMemberFraction", "suspect").len(), 1, "{firing:?}");
-    for name in ["MintCohortMembershipEvidence", "MintCohortMemberFraction"] {
+    // One replica: the fleet's average is its e-value, and fires on the members only.
+    assert!(!alert_on(&firing, "MintFleetMembershipEvidence", "suspect").is_empty(), "{firing:?}");
+    for name in ["MintCohortMembershipEvidence", "MintCohortMemberFraction", "MintFleetMembershipEvidence"] {
         for cohort in ["reference", "default"] {
             assert!(alert_on(&firing, name, cohort).is_empty(), "{name} on the non-members: {firing:?}");
         }
@@ -274,7 +278,8 @@ fn the_membership_alerts_fire_on_the_demos_members_only_and_every_dashboard_quer
     for a in &firing {
         let name = a["labels"]["alertname"].as_str().unwrap();
         let pending_start = name == "MintTargetDown" && a["state"] == "pending";
-        assert!(name.starts_with("MintCohort") || pending_start, "a health alert on a healthy demo: {a}");
+        let membership = name.starts_with("MintCohort") || name.starts_with("MintFleet");
+        assert!(membership || pending_start, "a health alert on a healthy demo: {a}");
     }
 
     // Every query of the dashboard, with its variables set as Grafana would (those over a range

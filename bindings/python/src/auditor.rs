@@ -133,7 +133,11 @@ impl Auditor {
     /// The membership evidence on one cohort now, as a dict: ``audited``, ``flagged``,
     /// ``member_fraction`` (estimate, low, high; NaN without calibration), ``windows``,
     /// ``window_progress``, ``last_window`` (per test: statistic and p-value, or None),
-    /// ``alarms`` (per test) and ``overall_rank`` (statistic, p-value, AUC, or None).
+    /// ``alarms`` (per test), ``overall_rank`` (statistic, p-value, AUC, or None), and
+    /// ``anytime``: the evidence valid at every look, ``e_value`` and ``p_value`` per test
+    /// (``flags``, ``scores``; NaN where a test cannot run), ``member_fraction`` (low, high:
+    /// a 95% confidence sequence) and ``certificate`` (fewer than this share of the cohort
+    /// were members, at 95%; None when the head cannot certify).
     #[pyo3(signature = (cohort="default"))]
     fn evidence<'py>(&self, py: Python<'py>, cohort: &str) -> PyResult<Bound<'py, PyDict>> {
         let id = self.inner.cohort(cohort).map_err(to_py)?;
@@ -155,6 +159,18 @@ impl Auditor {
         d.set_item("last_window", last)?;
         d.set_item("alarms", alarms)?;
         d.set_item("overall_rank", e.overall_rank.map(|(t, auc)| (t.statistic, t.p_value, auc)))?;
+        let a = e.anytime;
+        let anytime = PyDict::new(py);
+        let (e_values, p_values) = (PyDict::new(py), PyDict::new(py));
+        for (i, test) in mint_audit::evidence::AnytimeTest::ALL.iter().enumerate() {
+            e_values.set_item(test.label(), a.e_value[i])?;
+            p_values.set_item(test.label(), a.p_value[i])?;
+        }
+        anytime.set_item("e_value", e_values)?;
+        anytime.set_item("p_value", p_values)?;
+        anytime.set_item("member_fraction", a.member_fraction)?;
+        anytime.set_item("certificate", a.certificate)?;
+        d.set_item("anytime", anytime)?;
         Ok(d)
     }
 

@@ -34,6 +34,7 @@
 //! - [`conformance`]: the conformance kit a vendor's CI checks its integration with.
 //! - [`evidence_study`]: the validation of the evidence tests, regenerating docs/evidence.md.
 //! - [`console`]: the transparency console's registry, upload decoding and analysis.
+//! - [`fleet`]: a fleet's evidence from its replicas' series, read through the Prometheus API.
 
 pub mod baselines;
 pub mod blind;
@@ -46,6 +47,7 @@ pub mod descriptor;
 pub mod eval;
 pub mod evidence_study;
 pub mod extract;
+pub mod fleet;
 pub mod formats;
 pub mod inspect;
 pub mod paths;

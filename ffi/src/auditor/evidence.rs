@@ -126,6 +126,62 @@ pub unsafe extern "C" fn mint_auditor_cohort_evidence(
     })
 }
 
+/// The anytime-valid evidence on one cohort (docs/evidence.md says how each is built and what
+/// it assumes): read it as often as you like, after every sample if you wish; a non-member
+/// cohort's e-value ever reaches 1/alpha with probability at most alpha. NaN where a value
+/// cannot exist (no calibration; the scores test on the `reference` cohort itself, or without
+/// one). Since ABI 1.5.
+#[repr(C)]
+#[derive(Default)]
+#[allow(non_camel_case_types)]
+pub struct mint_cohort_anytime {
+    /// E-value of the cohort's flags against the calibrated FPR's upper bound (1 at start).
+    pub flags_e_value: f64,
+    /// E-value of the cohort's scores against the `reference` cohort's (1 at start).
+    pub scores_e_value: f64,
+    /// `min(1, 1 / the largest e-value so far)`, per test: p-values valid at every look.
+    pub flags_p_value: f64,
+    pub scores_p_value: f64,
+    /// Share of members in the cohort: a 95% confidence sequence, valid at every look.
+    pub member_fraction_low: f64,
+    pub member_fraction_high: f64,
+    /// The non-membership certificate: fewer than this share of the cohort's samples were
+    /// training members, at 95%; NaN when the head cannot certify (uncalibrated, or its TPR
+    /// not surely above its FPR).
+    pub certificate: f64,
+}
+
+impl From<mint_audit::evidence::AnytimeEvidence> for mint_cohort_anytime {
+    fn from(a: mint_audit::evidence::AnytimeEvidence) -> Self {
+        mint_cohort_anytime {
+            flags_e_value: a.e_value[0],
+            scores_e_value: a.e_value[1],
+            flags_p_value: a.p_value[0],
+            scores_p_value: a.p_value[1],
+            member_fraction_low: a.member_fraction.0,
+            member_fraction_high: a.member_fraction.1,
+            certificate: a.certificate.unwrap_or(f64::NAN),
+        }
+    }
+}
+
+/// Reads the anytime-valid evidence on one cohort. A cohort the configuration does not
+/// declare is `MINT_ERR_INVALID_ARGUMENT`. Since ABI 1.5.
+#[no_mangle]
+pub unsafe extern "C" fn mint_auditor_cohort_anytime(
+    auditor: *const mint_auditor,
+    cohort: u32,
+    out: *mut mint_cohort_anytime,
+) -> mint_status {
+    boundary("mint_auditor_cohort_anytime", || {
+        // SAFETY: NULL (refused) or valid for the call, per the header.
+        let (a, out) = unsafe { (auditor_ref(auditor)?, try_mut(out, "out")?) };
+        let evidence = a.evidence(Cohort::from_number(cohort)).map_err(undeclared)?;
+        *out = evidence.anytime.into();
+        Ok(())
+    })
+}
+
 /// Reading a cohort that is not declared is a bad argument (nothing was lost).
 fn undeclared(e: mint_audit::Error) -> Failure {
     Failure::new(MINT_ERR_INVALID_ARGUMENT, e.to_string())

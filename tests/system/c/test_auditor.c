@@ -724,6 +724,17 @@ static void test_cohorts(void) {
   CHECK(e.audited == 20 && isnan(e.window_rank_p) && isnan(e.overall_auc)); /* not ranked against itself */
   EXPECT(mint_auditor_cohort_evidence(a, 3, &e), MINT_ERR_INVALID_ARGUMENT);
   EXPECT(mint_auditor_cohort_evidence(a, suspect, NULL), MINT_ERR_NULL_ARGUMENT);
+  /* Anytime evidence (ABI 1.5): uncalibrated, so no flag e-value, sequence or certificate;
+   * equal scores keep the scores e-value near 1. */
+  mint_cohort_anytime any;
+  EXPECT(mint_auditor_cohort_anytime(a, suspect, &any), MINT_OK);
+  CHECK(isnan(any.flags_e_value) && isnan(any.flags_p_value) && isnan(any.certificate));
+  CHECK(isnan(any.member_fraction_low) && isnan(any.member_fraction_high));
+  CHECK(any.scores_e_value > 0 && any.scores_e_value < 20 && any.scores_p_value > 0.05 && any.scores_p_value <= 1);
+  EXPECT(mint_auditor_cohort_anytime(a, reference, &any), MINT_OK);
+  CHECK(isnan(any.scores_e_value)); /* not tested against itself */
+  EXPECT(mint_auditor_cohort_anytime(a, 3, &any), MINT_ERR_INVALID_ARGUMENT);
+  EXPECT(mint_auditor_cohort_anytime(a, suspect, NULL), MINT_ERR_NULL_ARGUMENT);
 
   size_t need = text_len(a);
   char *text = malloc(need);

@@ -12,12 +12,14 @@
 //! | evidence bundle | [`bundle::Bundle`] | the console | `mint verify-bundle` |
 //! | eval report | [`reports::EvalReport`] | `mint eval` | CI systems, `mint_toolkit::eval` |
 //! | dataset-test report | [`reports::DatasetTestReport`] | `mint dataset-test` | CI systems, regulators |
+//! | fleet evidence | [`fleet::FleetEvidence`] | `mint evidence` | regulators, CI systems |
 //!
 //! The auditor configuration (with its calibration block) and the conformance recording are
 //! the library's own types (`mint_audit::Config`, `mint_audit::Recording`).
 
 pub mod bundle;
 pub mod features;
+pub mod fleet;
 pub mod reports;
 pub mod train_report;
 
@@ -34,6 +36,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("evidence_bundle.schema.json", of::<bundle::Bundle>()),
         ("eval_report.schema.json", of::<reports::EvalReport>()),
         ("dataset_test_report.schema.json", of::<reports::DatasetTestReport>()),
+        ("fleet_evidence.schema.json", of::<fleet::FleetEvidence>()),
     ]
 }
 

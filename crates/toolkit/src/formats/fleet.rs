@@ -1,0 +1,101 @@
+//! The fleet evidence report `mint evidence --json` writes (schema
+//! docs/schemas/fleet_evidence.schema.json).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The value of `format`.
+pub const FLEET_FORMAT: &str = "mint-fleet-evidence/1";
+
+/// An e-process read at the end of the range.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct EProcess {
+    /// The e-value at the end (1 at start).
+    pub e_value: f64,
+    /// `min(1, 1 / the largest e-value over the range)`: a p-value valid at every look.
+    pub anytime_p_value: f64,
+}
+
+/// The scores e-process, and how many scrape intervals bet.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct ScoresEvidence {
+    #[serde(flatten)]
+    pub process: EProcess,
+    /// Scrape intervals in which the cohort and the reference both had new samples.
+    pub rounds: u64,
+}
+
+/// The fixed-sample tests at the end of the range: valid for one look planned in advance.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct PlannedLook {
+    /// Binomial test of the flags against the calibrated FPR's upper bound (calibrated only).
+    pub binomial_p_value: Option<f64>,
+    /// Mann-Whitney test of the cohort's bins against the reference's (not for the reference).
+    pub rank_z: Option<f64>,
+    pub rank_p_value: Option<f64>,
+    pub auc: Option<f64>,
+}
+
+/// One cohort's evidence over the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CohortFleetEvidence {
+    pub cohort: String,
+    /// Replicas that served the cohort.
+    pub replicas: usize,
+    pub audited: u64,
+    pub flagged: u64,
+    /// Audited samples per score bucket (the `le` bounds of the report), summed over replicas.
+    pub bins: Vec<u64>,
+    /// Flags against the calibrated FPR's upper bound (calibrated only).
+    pub flags: Option<EProcess>,
+    /// Scores against the reference cohort's, one round per scrape interval (not for the
+    /// reference itself, nor without one).
+    pub scores: Option<ScoresEvidence>,
+    /// The e-value decisions use: the average of the cohort's e-values (an e-value itself).
+    pub e_value: f64,
+    /// 95% confidence sequence of the share of members (calibrated only).
+    pub member_fraction: Option<[f64; 2]>,
+    /// Fewer than this share of the cohort were training members, at 95%; absent when the head
+    /// cannot certify.
+    pub certificate: Option<f64>,
+    pub planned_look: PlannedLook,
+    /// Whether e-BH at the report's `fdr` counts the cohort as holding members.
+    pub discovered: bool,
+}
+
+/// The calibration every replica serves with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FleetCalibration {
+    /// The flag e-process's null: the calibrated FPR's upper bound.
+    pub fpr_high: f64,
+    pub fpr_estimate: f64,
+    pub non_members: u64,
+    pub tpr_estimate: f64,
+    pub members: u64,
+}
+
+/// `mint evidence`'s report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct FleetEvidence {
+    /// [`FLEET_FORMAT`].
+    pub format: String,
+    /// The Prometheus API read, and the selector of the fleet's series.
+    pub prometheus: String,
+    pub selector: String,
+    /// The range read (Unix seconds) and its step (the scrape interval's batching).
+    pub start: f64,
+    pub end: f64,
+    pub step: f64,
+    /// Level of each cohort's decision (e-value at least 1/alpha).
+    pub alpha: f64,
+    /// Level of the false discovery rate over the suspect cohorts (e-BH).
+    pub fdr: f64,
+    /// Replicas seen.
+    pub replicas: usize,
+    pub calibration: Option<FleetCalibration>,
+    /// Upper bounds of the score buckets (`le`), shared by every replica.
+    pub buckets: Vec<f64>,
+    pub cohorts: Vec<CohortFleetEvidence>,
+    /// The suspect cohorts e-BH counts as holding members.
+    pub discoveries: Vec<String>,
+}
