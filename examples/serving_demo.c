@@ -10,9 +10,11 @@
  * declares those cohorts; else all is "default"). At the end the demo prints how many of each
  * the head flagged, the membership evidence per cohort, and the metrics a regulator scrapes.
  *
- *   serving_demo CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]
+ *   serving_demo CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS] [--part I/N]
  *
  * --linger keeps the /metrics endpoint up that long after serving, for a scraper.
+ * --part I/N serves only the requests a load balancer would send to replica I of N (every
+ * N-th of each set, from the I-th): N such processes are a fleet serving the whole stream.
  * Build: cc -O2 -std=c11 -pthread serving_demo.c $(pkg-config --cflags --libs mint_audit)
  */
 #define _POSIX_C_SOURCE 200809L
@@ -133,8 +135,21 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4 && !(argc == 6 && strcmp(argv[4], "--linger") == 0)) {
-    fprintf(stderr, "usage: %s CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS]\n", argv[0]);
+  double linger = 0;
+  unsigned part = 0, parts = 1;
+  int usage = argc < 4;
+  for (int i = 4; i < argc && !usage; i += 2) {
+    if (i + 1 >= argc)
+      usage = 1;
+    else if (strcmp(argv[i], "--linger") == 0)
+      linger = atof(argv[i + 1]);
+    else if (strcmp(argv[i], "--part") == 0)
+      usage = sscanf(argv[i + 1], "%u/%u", &part, &parts) != 2 || parts == 0 || part >= parts;
+    else
+      usage = 1;
+  }
+  if (usage) {
+    fprintf(stderr, "usage: %s CONFIG MEMBERS_IDX NON_MEMBERS_IDX [--linger SECONDS] [--part I/N]\n", argv[0]);
     return 2;
   }
   /* Cohorts arrived in ABI 1.2: a library older than the header cannot serve this program. */
@@ -152,6 +167,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "the two sets have different image sizes\n");
     return 1;
   }
+  /* This replica's share: every parts-th sample of each set, from the part-th; ids stay those
+   * of the whole stream. */
+  size_t keep_m = nm / parts + (part < nm % parts), keep_n = nn / parts + (part < nn % parts);
+  for (size_t k = 0; k < keep_m; k++) memmove(members + k * pm, members + (k * parts + part) * pm, pm * sizeof(float));
+  for (size_t k = 0; k < keep_n; k++)
+    memmove(non_members + k * pn, non_members + (k * parts + part) * pn, pn * sizeof(float));
+  nm = keep_m;
+  nn = keep_n;
   size_t count = nm + nn;
   float *images = malloc(count * pm * sizeof(float));
   uint64_t *ids = malloc(count * sizeof(uint64_t));
@@ -166,7 +189,7 @@ int main(int argc, char **argv) {
     for (size_t k = 0; k < n; k++, i++) {
       const float *src = take_member ? members + a * pm : non_members + b * pm;
       memcpy(images + i * pm, src, pm * sizeof(float));
-      ids[i] = take_member ? a++ : NON_MEMBER_IDS + b++;
+      ids[i] = take_member ? (a++) * parts + part : NON_MEMBER_IDS + (b++) * parts + part;
     }
   }
 
@@ -207,8 +230,7 @@ int main(int argc, char **argv) {
   for (int c = 0; c < CLASSES; c++) printf(" %lu", atomic_load(&w.predictions[c]));
   printf("\n");
 
-  if (argc == 6) {
-    double linger = atof(argv[5]);
+  if (linger > 0) {
     printf("metrics endpoint up for %.0f s more\n", linger);
     fflush(stdout);
     struct timespec pause = {(time_t)linger, (long)((linger - (time_t)linger) * 1e9)};

@@ -21,6 +21,7 @@ mod conformance;
 mod console;
 mod dataset_test;
 mod eval;
+mod evidence;
 mod evidence_study;
 mod extract;
 mod inspect;
@@ -63,6 +64,7 @@ enum Command {
     Train(train::Args),
     Eval(eval::Args),
     DatasetTest(dataset_test::Args),
+    Evidence(evidence::Args),
     EvidenceStudy(evidence_study::Args),
     Split(split::Args),
     Serve(console::Args),
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::DatasetTest(args) => dataset_test::run(args),
+        Command::Evidence(args) => evidence::run(args),
         Command::EvidenceStudy(args) => evidence_study::run(args),
         Command::Split(args) => split::run(args),
         Command::Serve(args) => console::run(args),

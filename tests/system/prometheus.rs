@@ -295,3 +295,120 @@ fn the_membership_alerts_fire_on_the_demos_members_only_and_every_dashboard_quer
         }
     }
 }
+
+/// Starts the serving demo with `args` after its three files; returns it and its metrics
+/// address once it has served and keeps its endpoint up.
+fn start_demo(exe: &Path, args: &[&str]) -> (Server, String) {
+    let models = repo().join("models/fmnist-memorizing");
+    let mut demo = Server(
+        Command::new(exe)
+            .arg(models.join("auditor.json"))
+            .arg(models.join("demo-members-idx3-ubyte"))
+            .arg(models.join("demo-non-members-idx3-ubyte"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut lines = std::io::BufReader::new(demo.0.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first.split("http://").nth(1).and_then(|r| r.strip_suffix("/metrics")).expect(&first).to_string();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("metrics endpoint up") {
+            break;
+        }
+    }
+    (demo, addr)
+}
+
+/// The fleet of the issue: the demo's 500 members and 500 non-members spread over four
+/// replicas (250 requests each, no fixed window ever completes in any of them), scraped by a
+/// real Prometheus, beside one process serving the whole stream. Read through the query API,
+/// the fleet's summed counts are exactly the single process's (same bins, counts and planned
+/// look p-values, bit for bit; the same flag e-value), its evidence finds the members and not
+/// the non-members, and a malformed API answer is a clear error.
+#[test]
+fn a_fleet_of_four_replicas_gives_one_processs_evidence_through_prometheus() {
+    if !ready("the fleet evidence test", &[PROMETHEUS, CC, PKG_CONFIG]) {
+        return;
+    }
+    let prometheus = require("prometheus", "prometheus");
+    let dir = scratch("fleet");
+    let exe = dir.join("serving_demo");
+    compile_c(&[&repo().join("examples/serving_demo.c")], &exe, &[]);
+    let mut replicas = Vec::new();
+    for i in 0..4 {
+        replicas.push(start_demo(&exe, &["--linger", "120", "--part", &format!("{i}/4")]));
+    }
+    let single = start_demo(&exe, &["--linger", "120"]);
+    let targets: Vec<String> = replicas.iter().map(|(_, a)| format!("'{a}'")).collect();
+    let (_server, base) = start_prometheus(
+        &prometheus,
+        &dir,
+        &format!(
+            "  - job_name: mint-fleet\n    static_configs:\n      - targets: [{}]\n  - job_name: mint-single\n    static_configs:\n      - targets: ['{}']\n",
+            targets.join(", "),
+            single.1
+        ),
+    );
+    // Every replica scraped after serving, twice (so that a range read sees the final counts).
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while query(&base, "count(count_over_time(mint_samples_audited_total{job=\"mint-fleet\"}[1m]) >= 2)")
+        .is_none_or(|(_, n)| n < 4.0)
+        || wait_for(&base, &dir, "sum(mint_samples_audited_total{job=\"mint-fleet\"})") < 1000.0
+        || wait_for(&base, &dir, "sum(mint_samples_audited_total{job=\"mint-single\"})") < 1000.0
+    {
+        assert!(Instant::now() < deadline, "the fleet was never scraped whole");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+
+    let client = mint_toolkit::fleet::prometheus::Client::new(&base, None, Duration::from_secs(30));
+    let end = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let read = |job: &str| {
+        let request = mint_toolkit::fleet::Request {
+            selector: format!("job=\"{job}\""),
+            start: end - 300.0,
+            end,
+            step: 1.0,
+            alpha: 0.01,
+            fdr: 0.05,
+        };
+        mint_toolkit::fleet::read(&client, &base, &request).unwrap()
+    };
+    let (fleet, one) = (read("mint-fleet"), read("mint-single"));
+    assert_eq!((fleet.replicas, one.replicas), (4, 1));
+    assert_eq!(fleet.buckets, one.buckets);
+    assert_eq!(fleet.calibration, one.calibration);
+    for (f, o) in fleet.cohorts.iter().zip(&one.cohorts) {
+        assert_eq!((&f.cohort, f.audited, f.flagged, &f.bins), (&o.cohort, o.audited, o.flagged, &o.bins));
+        assert_eq!(f.planned_look, o.planned_look, "cohort {}: the planned look differs", f.cohort);
+        assert_eq!(f.flags, o.flags, "cohort {}: the flag e-process depends on counts only", f.cohort);
+        assert_eq!((f.member_fraction, f.certificate), (o.member_fraction, o.certificate));
+    }
+    let cohort = |e: &mint_toolkit::formats::fleet::FleetEvidence, name: &str| {
+        e.cohorts.iter().find(|c| c.cohort == name).unwrap().clone()
+    };
+    let (suspect, reference) = (cohort(&fleet, "suspect"), cohort(&fleet, "reference"));
+    assert_eq!((suspect.audited, reference.audited), (500, 500));
+    // The members are found (the scores e-process, one round per scrape step), the
+    // non-members are not, and e-BH counts the suspect cohort.
+    assert!(suspect.e_value >= 100.0 && suspect.scores.unwrap().rounds >= 1, "{suspect:?}");
+    assert!(reference.e_value < 100.0, "{reference:?}");
+    assert_eq!(fleet.discoveries, ["suspect"]);
+    assert!(suspect.planned_look.rank_p_value.unwrap() < 1e-20);
+
+    // A server that is not a Prometheus API: a clear error, naming the query.
+    let wrong =
+        mint_toolkit::fleet::prometheus::Client::new(&format!("http://{}", single.1), None, Duration::from_secs(10));
+    let request = mint_toolkit::fleet::Request {
+        selector: "job=\"mint-fleet\"".into(),
+        start: end - 300.0,
+        end,
+        step: 1.0,
+        alpha: 0.01,
+        fdr: 0.05,
+    };
+    let err = format!("{:#}", mint_toolkit::fleet::read(&wrong, "wrong", &request).unwrap_err());
+    assert!(err.contains("query_range") && err.contains("not the Prometheus API's JSON"), "{err}");
+}

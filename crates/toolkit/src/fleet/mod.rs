@@ -57,14 +57,13 @@ pub struct Request {
     pub fdr: f64,
 }
 
+/// Labels that tell a replica's series apart, not replicas.
+const SERIES_LABELS: [&str; 6] = ["__name__", "cohort", "le", "rate", "bound", "set"];
+
 /// The labels that name a replica: every label but the metric's name and those of the series
 /// within a replica.
 fn replica_of(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
-    labels
-        .iter()
-        .filter(|(k, _)| !matches!(k.as_str(), "__name__" | "cohort" | "le"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+    labels.iter().filter(|(k, _)| !SERIES_LABELS.contains(&k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 fn label<'a>(s: &'a Series, name: &str, query: &str) -> Result<&'a str> {
