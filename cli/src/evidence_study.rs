@@ -51,6 +51,32 @@ pub struct Args {
     threads: usize,
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// Validate the anytime-valid evidence (e-processes, confidence sequences, certificates,
+    /// e-BH) by simulation instead of the fixed windows; its own generated section.
+    #[arg(long)]
+    anytime: bool,
+    /// Anytime: non-member streams of the type I experiment.
+    #[arg(long, default_value_t = 10_000)]
+    streams: usize,
+    /// Anytime: samples per type I and coverage stream.
+    #[arg(long, default_value_t = 1000)]
+    stream_length: usize,
+    /// Anytime: streams per power, coverage and certificate cell.
+    #[arg(long, default_value_t = 200)]
+    stream_draws: usize,
+    /// Anytime: longest power stream.
+    #[arg(long, default_value_t = 5000)]
+    max_length: usize,
+    /// Anytime: the fixed window compared with (the library's default evidence.window).
+    #[arg(long, default_value_t = 500)]
+    compare_window: usize,
+    /// Anytime: cohorts and repetitions of the FDR experiment, and its level.
+    #[arg(long, default_value_t = 1000)]
+    fdr_cohorts: usize,
+    #[arg(long, default_value_t = 20)]
+    fdr_repeats: usize,
+    #[arg(long, default_value_t = 0.05)]
+    fdr_q: f64,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -70,6 +96,18 @@ pub fn run(args: Args) -> Result<ExitCode> {
         doc: args.doc,
         threads: args.threads,
         batch: args.batch,
+        anytime: args.anytime.then_some(mint_toolkit::anytime_study::Settings {
+            streams: args.streams,
+            length: args.stream_length,
+            draws: args.stream_draws,
+            max_length: args.max_length,
+            window: args.compare_window,
+            fdr_cohorts: args.fdr_cohorts,
+            fdr_repeats: args.fdr_repeats,
+            fdr_q: args.fdr_q,
+            alpha: args.alpha,
+            seed: args.seed,
+        }),
     })?;
     println!("{tables}");
     Ok(ExitCode::SUCCESS)

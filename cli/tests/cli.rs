@@ -738,3 +738,64 @@ fn the_evidence_study_reproduces_the_docs_figures() {
     assert!(m["null"]["rank"]["alarms"]["low"].as_f64().unwrap() <= 0.01, "rank alarms above alpha: {m}");
     assert!(m["null"]["binomial"]["alarms"]["low"].as_f64().unwrap() <= 0.01, "binomial alarms above alpha: {m}");
 }
+
+/// `mint evidence` refuses what it cannot use with a clear error (exit 2): a Prometheus that
+/// does not answer, a malformed expectation.
+#[test]
+fn the_fleet_command_says_what_is_wrong() {
+    let run = mint(&["evidence", "--prometheus", "http://127.0.0.1:9", "--timeout", "5"]);
+    assert_eq!(run.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert!(err.contains("query_range mint_membership_score_bucket") && err.contains("127.0.0.1:9"), "{err}");
+    let run = mint(&["evidence", "--prometheus", "http://127.0.0.1:9", "--expect", "suspect=maybe"]);
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("COHORT=evidence or COHORT=no-evidence"));
+}
+
+/// The anytime study on the memorising model, at a size a debug build runs in seconds: its
+/// claims hold (type I at most alpha under continuous monitoring, the sequence's coverage,
+/// members found sooner than by the fixed windows, e-BH's FDR). docs/evidence.md's tables
+/// come from the full-size run of the same command.
+#[test]
+fn the_anytime_study_holds_its_claims() {
+    let out = scratch("anytime-study");
+    let json_out = out.join("anytime.json");
+    ok(&mint(&[
+        "evidence-study",
+        "--anytime",
+        "--model",
+        "models/fmnist-memorizing",
+        "--streams",
+        "300",
+        "--stream-length",
+        "400",
+        "--stream-draws",
+        "30",
+        "--max-length",
+        "1500",
+        "--fdr-cohorts",
+        "200",
+        "--fdr-repeats",
+        "2",
+        "--json",
+        s(&json_out),
+    ]));
+    let m = &json(&json_out)["models"][0];
+    for test in ["flags_check_part", "flags_at_the_boundary", "scores_one_replica", "scores_fleet_of_four", "average"] {
+        let low = m["type_one"][test]["low"].as_f64().unwrap();
+        assert!(low <= 0.01, "{test}: ever-rejection above alpha: {}", m["type_one"][test]);
+    }
+    for row in m["coverage"]["rows"].as_array().unwrap() {
+        assert!(row["left"]["low"].as_f64().unwrap() <= 0.05, "coverage: {row}");
+    }
+    let members = &m["power"]["rows"][0];
+    let (anytime, windows) =
+        (members["anytime"]["median"].as_u64().unwrap(), members["windows"]["median"].as_u64().unwrap());
+    assert!(anytime < windows, "members: anytime {anytime} vs windows {windows}");
+    assert!(
+        m["fdr"]["realised_fdr"].as_f64().unwrap() <= 0.05 && m["fdr"]["power"].as_f64().unwrap() > 0.5,
+        "{}",
+        m["fdr"]
+    );
+    assert!(m["certificates"]["rows"][2]["median_epsilon"].as_f64().is_some_and(|e| e < 0.5), "{}", m["certificates"]);
+}

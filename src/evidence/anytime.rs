@@ -203,12 +203,23 @@ pub fn member_fraction_sequence(
     alpha: f64,
 ) -> FractionSequence {
     let part = alpha / 3.0;
-    let (r_lo, r_hi) = flag_rate_sequence(flagged, audited, part);
-    let (f_lo, f_hi) = fpr_interval(fpr, part);
-    let (t_lo, t_hi) = clopper_pearson(tpr, part);
+    member_fraction_within(flagged, audited, fpr_interval(fpr, part), clopper_pearson(tpr, part), part)
+}
+
+/// [`member_fraction_sequence`] with the calibrated rates' intervals already computed (each
+/// at `part`, the flag-rate sequence's level too): what a monitor reading after every sample
+/// recomputes.
+pub fn member_fraction_within(
+    flagged: u64,
+    audited: u64,
+    (f_lo, f_hi): (f64, f64),
+    (t_lo, t_hi): (f64, f64),
+    part: f64,
+) -> FractionSequence {
     if t_lo <= f_hi {
         return FractionSequence { low: 0.0, high: 1.0, certificate: None };
     }
+    let (r_lo, r_hi) = flag_rate_sequence(flagged, audited, part);
     // π = (r − f) / (t − f) grows with r and, in the range that matters, falls with f and t:
     // the extremes of the box give its bounds.
     let low = ((r_lo - f_hi) / (t_hi - f_hi)).clamp(0.0, 1.0);
@@ -216,34 +227,34 @@ pub fn member_fraction_sequence(
     FractionSequence { low, high, certificate: (high < 1.0).then_some(high) }
 }
 
-/// `ln(e^a + e^b)`.
-fn ln_add_exp(a: f64, b: f64) -> f64 {
-    let (hi, lo) = if a >= b { (a, b) } else { (b, a) };
-    if lo == f64::NEG_INFINITY {
-        hi
-    } else {
-        hi + (lo - hi).exp().ln_1p()
-    }
-}
-
 /// `ln E[exp(λ·S)]`, `S` the sum of `k` of the pooled values drawn without replacement (every
 /// subset of size `k` equally likely): the elementary symmetric polynomial `e_k` of
-/// `exp(λ·v)` over the pool, divided by `C(N, k)`, computed in logs. `O(N·k)`.
+/// `exp(λ·v)` over the pool, divided by `C(N, k)`. `O(N·k)` multiply-adds: the terms are
+/// scaled to at most 1 by the largest `λ·v`, and the running polynomial is rescaled (its
+/// scale kept in logs) before it could overflow.
 fn ln_subset_mgf(pool: &[(f64, u64)], k: usize, lambda: f64) -> f64 {
-    let mut e = vec![f64::NEG_INFINITY; k + 1];
-    e[0] = 0.0;
+    let top = pool.iter().map(|&(v, _)| lambda * v).fold(f64::NEG_INFINITY, f64::max);
+    let mut e = vec![0.0f64; k + 1];
+    e[0] = 1.0;
+    let mut ln_scale = 0.0;
     let mut seen = 0usize;
     for &(v, count) in pool {
+        let x = (lambda * v - top).exp();
         for _ in 0..count {
             seen += 1;
             for j in (1..=k.min(seen)).rev() {
-                e[j] = ln_add_exp(e[j], e[j - 1] + lambda * v);
+                e[j] += e[j - 1] * x;
+            }
+            let largest = e.iter().copied().fold(0.0, f64::max);
+            if largest > 1e200 {
+                e.iter_mut().for_each(|c| *c /= largest);
+                ln_scale += largest.ln();
             }
         }
     }
     let n = seen as f64;
     let ln_choose = ln_gamma(n + 1.0) - ln_gamma(k as f64 + 1.0) - ln_gamma(n - k as f64 + 1.0);
-    e[k] - ln_choose
+    e[k].ln() + ln_scale + k as f64 * top - ln_choose
 }
 
 /// The cohort-versus-reference e-process (see the module's notes), fed round by round.

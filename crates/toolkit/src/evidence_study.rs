@@ -22,10 +22,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{ensure, Context, Result};
+use mint_audit::evidence::anytime::RateCounts;
 use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use mint_audit::Config;
 use serde_json::{json, Value};
 
+use crate::anytime_study;
 use crate::calibrate;
 use crate::descriptor::Descriptor;
 use crate::roc::SplitMix;
@@ -60,16 +62,24 @@ pub struct Options {
     pub doc: Option<PathBuf>,
     pub threads: usize,
     pub batch: usize,
+    /// Validate the anytime-valid evidence instead of the windows ([`crate::anytime_study`]),
+    /// with these settings; its tables go to their own generated section.
+    pub anytime: Option<anytime_study::Settings>,
 }
 
 const POWER_SIZES: [usize; 11] = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500];
 const MIXTURES: [f64; 5] = [0.0, 0.05, 0.2, 0.5, 1.0];
 const BEGIN: &str = "<!-- BEGIN GENERATED: mint evidence-study -->";
 const END: &str = "<!-- END GENERATED -->";
+const ANYTIME_BEGIN: &str = "<!-- BEGIN GENERATED: mint evidence-study --anytime -->";
+const ANYTIME_END: &str = "<!-- END GENERATED: anytime -->";
 
 /// Runs the study; writes the JSON and the document's tables when asked, and returns the
 /// tables.
 pub fn run(args: &Options) -> Result<String> {
+    if let Some(settings) = &args.anytime {
+        return run_anytime(args, settings);
+    }
     let started = Instant::now();
     let mut models = Vec::new();
     for dir in &args.models {
@@ -87,12 +97,93 @@ pub fn run(args: &Options) -> Result<String> {
     }
     let tables = render(&all);
     if let Some(path) = &args.doc {
-        let text = std::fs::read_to_string(path).unwrap_or_else(|_| format!("{BEGIN}\n{END}\n"));
-        let (head, rest) = text.split_once(BEGIN).context("the doc has no generated section")?;
-        let (_, tail) = rest.split_once(END).context("the doc's generated section has no end")?;
-        std::fs::write(path, format!("{head}{BEGIN}\n{tables}{END}{tail}"))?;
+        replace_section(path, BEGIN, END, &tables)?;
     }
     Ok(tables)
+}
+
+/// Replaces the text between `begin` and `end` in the Markdown file at `path`.
+fn replace_section(path: &std::path::Path, begin: &str, end: &str, tables: &str) -> Result<()> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|_| format!("{begin}\n{end}\n"));
+    let (head, rest) = text.split_once(begin).with_context(|| format!("{} has no section {begin}", path.display()))?;
+    let (_, tail) =
+        rest.split_once(end).with_context(|| format!("{}: the section {begin} has no end", path.display()))?;
+    std::fs::write(path, format!("{head}{begin}\n{tables}{end}{tail}"))?;
+    Ok(())
+}
+
+/// The anytime study of every model (see [`crate::anytime_study`]).
+fn run_anytime(args: &Options, settings: &anytime_study::Settings) -> Result<String> {
+    let started = Instant::now();
+    let mut models = Vec::new();
+    for dir in &args.models {
+        let pools = pools_of(args, dir).with_context(|| format!("studying {}", dir.display()))?;
+        let c = &pools.calibration;
+        let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
+        let p = anytime_study::Pools {
+            members: &pools.scored.pos,
+            non_members: &pools.scored.neg,
+            check: &pools.check,
+            threshold: pools.config.threshold(),
+            fpr_high: c.fpr.high,
+            fpr: hits(c.fpr.estimate, c.non_members),
+            tpr: hits(c.tpr.estimate, c.members),
+        };
+        let mut study = anytime_study::study(&p, settings);
+        study["model"] = json!(pools.config.model.id);
+        study["auc"] = json!(crate::roc::auc(&pools.scored.pos, &pools.scored.neg));
+        models.push(study);
+    }
+    let command = format!(
+        "mint evidence-study --anytime {}",
+        args.models.iter().map(|m| format!("--model {}", m.display())).collect::<Vec<_>>().join(" ")
+    );
+    let s = settings;
+    let all = json!({"command": command, "seconds": started.elapsed().as_secs_f64().round(), "models": models,
+                     "settings": {"streams": s.streams, "length": s.length, "draws": s.draws, "max_length": s.max_length,
+                                  "window": s.window, "fdr_cohorts": s.fdr_cohorts, "fdr_repeats": s.fdr_repeats,
+                                  "fdr_q": s.fdr_q, "alpha": s.alpha, "seed": s.seed}});
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&all)? + "\n")?;
+    }
+    let mut tables = format!(
+        "Regenerate with `{} --json docs/evidence-anytime.json --doc docs/evidence.md` (release build; {} s here).\n\n",
+        all["command"].as_str().unwrap_or(""),
+        all["seconds"]
+    );
+    for m in all["models"].as_array().into_iter().flatten() {
+        tables.push_str(&format!(
+            "### {} (per-sample AUC {:.3})\n\n",
+            m["model"].as_str().unwrap_or(""),
+            m["auc"].as_f64().unwrap_or(f64::NAN)
+        ));
+        tables.push_str(&anytime_study::render(m, s.alpha));
+        tables.push('\n');
+    }
+    if let Some(path) = &args.doc {
+        replace_section(path, ANYTIME_BEGIN, ANYTIME_END, &tables)?;
+    }
+    Ok(tables)
+}
+
+/// A calibrated model's scored eval sets and the check part of its non-members.
+struct ModelPools {
+    config: Config,
+    calibration: mint_audit::config::Calibration,
+    scored: crate::score::Scored,
+    check: Vec<usize>,
+}
+
+fn pools_of(args: &Options, dir: &std::path::Path) -> Result<ModelPools> {
+    let config = Config::from_path(dir.join("auditor.json"))?;
+    let calibration =
+        config.calibration().context("the configuration is not calibrated (mint eval --calibrate)")?.clone();
+    let desc = Descriptor::from_config(&config)?;
+    let (members, non_members, _) =
+        Split::load(&dir.join("split.json"))?.load_eval(&args.protocol, desc.input_shape())?;
+    let scored = score_sets(args.threads, args.batch, &config, &desc, &members, &non_members)?;
+    let (_, check) = calibrate::parts(scored.neg.len(), args.calibration_fraction, args.calibration_seed);
+    Ok(ModelPools { config, calibration, scored, check })
 }
 
 /// `k` distinct positions of `pool`, drawn at random.
@@ -140,15 +231,9 @@ fn rate(k: usize, n: usize) -> Value {
 }
 
 fn study(args: &Options, dir: &std::path::Path) -> Result<Value> {
-    let config = Config::from_path(dir.join("auditor.json"))?;
-    let calibration =
-        config.calibration().context("the configuration is not calibrated (mint eval --calibrate)")?.clone();
-    let desc = Descriptor::from_config(&config)?;
-    let (members, non_members, _) =
-        Split::load(&dir.join("split.json"))?.load_eval(&args.protocol, desc.input_shape())?;
-    let scored = score_sets(args.threads, args.batch, &config, &desc, &members, &non_members)?;
+    let ModelPools { config, calibration, scored, check } = pools_of(args, dir)?;
     let (pos, neg) = (&scored.pos, &scored.neg);
-    let (calibration_part, check) = calibrate::parts(neg.len(), args.calibration_fraction, args.calibration_seed);
+    let (calibration_part, _) = calibrate::parts(neg.len(), args.calibration_fraction, args.calibration_seed);
     let threshold = config.threshold();
     let flagged = |at: &[usize], scores: &[f64]| at.iter().filter(|&&i| scores[i] as f32 >= threshold).count();
     // The same non-members as calibration: the digest says so to the bit on the machine that

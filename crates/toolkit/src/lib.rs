@@ -32,10 +32,12 @@
 //! - [`eval`]: a head's figures beside the baselines and the shift control, gates, calibration.
 //! - [`dataset_test`]: was a suspect set in the training set, against known non-members.
 //! - [`conformance`]: the conformance kit a vendor's CI checks its integration with.
-//! - [`evidence_study`]: the validation of the evidence tests, regenerating docs/evidence.md.
+//! - [`evidence_study`]: the validation of the evidence tests, regenerating docs/evidence.md;
+//!   [`anytime_study`]: that of the anytime-valid evidence, by simulation from the pools.
 //! - [`console`]: the transparency console's registry, upload decoding and analysis.
 //! - [`fleet`]: a fleet's evidence from its replicas' series, read through the Prometheus API.
 
+pub mod anytime_study;
 pub mod baselines;
 pub mod blind;
 pub mod calibrate;

@@ -339,3 +339,76 @@ pub fn compute(
         discoveries,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    /// Cumulative bucket series of one replica and cohort, from per-step counts per bucket.
+    fn histogram(instance: &str, cohort: &str, les: &[&str], steps: &[Vec<u64>]) -> Vec<Series> {
+        les.iter()
+            .enumerate()
+            .map(|(b, le)| {
+                let mut total = 0.0;
+                let points = steps
+                    .iter()
+                    .enumerate()
+                    .map(|(t, counts)| {
+                        total += counts[..=b].iter().sum::<u64>() as f64;
+                        (t as f64, total)
+                    })
+                    .collect();
+                Series { labels: labels(&[("instance", instance), ("cohort", cohort), ("le", le)]), points }
+            })
+            .collect()
+    }
+
+    fn request() -> Request {
+        Request { selector: "job=\"mint\"".into(), start: 0.0, end: 10.0, step: 1.0, alpha: 0.01, fdr: 0.05 }
+    }
+
+    const LES: [&str; 3] = ["0.5", "0.9", "+Inf"];
+
+    #[test]
+    fn replicas_sum_to_one_process_and_a_reset_is_a_new_count() {
+        // Two replicas, each with a suspect and a reference cohort; replica b restarts at step 2.
+        let a = [vec![1, 2, 3], vec![0, 1, 1], vec![2, 0, 0]];
+        let mut series = histogram("a", "suspect", &LES, &a);
+        series.extend(histogram("a", "reference", &LES, &[vec![3, 1, 0], vec![2, 1, 0], vec![1, 0, 0]]));
+        let mut b = histogram("b", "suspect", &LES, &[vec![0, 1, 1], vec![1, 0, 0], vec![0, 0, 2]]);
+        // The restart: step 2's cumulative counts start again from zero (it served 0, 0, 2).
+        for s in &mut b {
+            let le = s.labels["le"].clone();
+            s.points[2].1 = if le == "+Inf" { 2.0 } else { 0.0 };
+        }
+        series.extend(b);
+        let evidence = compute(&series, &[], None, &request()).unwrap();
+        let suspect = evidence.cohorts.iter().find(|c| c.cohort == "suspect").unwrap();
+        assert_eq!(suspect.bins, vec![1 + 0 + 2 + 0 + 1 + 0, 2 + 1 + 0 + 1 + 0 + 0, 3 + 1 + 0 + 1 + 0 + 2]);
+        assert_eq!((suspect.replicas, evidence.replicas), (2, 2));
+        assert_eq!(evidence.buckets, vec![0.5, 0.9]);
+        // The first step only teaches the ranking: two rounds bet.
+        assert!(suspect.flags.is_none() && suspect.scores.is_some_and(|s| s.rounds == 2));
+    }
+
+    #[test]
+    fn replicas_on_other_grids_are_refused() {
+        let mut series = histogram("a", "suspect", &LES, &[vec![1, 1, 1]]);
+        series.extend(histogram("b", "suspect", &["0.5", "+Inf"], &[vec![1, 1]]));
+        let err = compute(&series, &[], None, &request()).unwrap_err().to_string();
+        assert!(err.contains("do not share one score grid"), "{err}");
+    }
+
+    #[test]
+    fn replicas_with_other_calibrations_are_refused() {
+        let r = |instance: &str, v: f64| (labels(&[("instance", instance), ("rate", "fpr"), ("bound", "high")]), v);
+        let s = |instance: &str| (labels(&[("instance", instance), ("set", "non_members")]), 1000.0);
+        assert!(calibration_of(&[r("a", 0.02), r("b", 0.02)], &[s("a"), s("b")]).unwrap().is_some());
+        let err = calibration_of(&[r("a", 0.02), r("b", 0.03)], &[s("a"), s("b")]).unwrap_err().to_string();
+        assert!(err.contains("different calibrations"), "{err}");
+    }
+}
