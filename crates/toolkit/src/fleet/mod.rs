@@ -388,7 +388,9 @@ mod tests {
         series.extend(b);
         let evidence = compute(&series, &[], None, &request()).unwrap();
         let suspect = evidence.cohorts.iter().find(|c| c.cohort == "suspect").unwrap();
-        assert_eq!(suspect.bins, vec![1 + 0 + 2 + 0 + 1 + 0, 2 + 1 + 0 + 1 + 0 + 0, 3 + 1 + 0 + 1 + 0 + 2]);
+        // Replica a's three steps, then b's (its third counted from the restart).
+        let sum = |rows: [[u64; 3]; 6]| (0..3).map(|b| rows.iter().map(|r| r[b]).sum()).collect::<Vec<u64>>();
+        assert_eq!(suspect.bins, sum([[1, 2, 3], [0, 1, 1], [2, 0, 0], [0, 1, 1], [1, 0, 0], [0, 0, 2]]));
         assert_eq!((suspect.replicas, evidence.replicas), (2, 2));
         assert_eq!(evidence.buckets, vec![0.5, 0.9]);
         // The first step only teaches the ranking: two rounds bet.
