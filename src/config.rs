@@ -34,7 +34,7 @@ pub const MAX_COPY_BUDGET_BYTES: usize = 1 << 34;
 /// Most connections the `/metrics` endpoint holds at once (`metrics.http.max_connections`).
 pub const MAX_HTTP_CONNECTIONS: usize = 1024;
 /// Most cohorts one auditor declares, `default` included.
-pub const MAX_COHORTS: usize = 64;
+pub const MAX_COHORTS: usize = 1024;
 /// Longest cohort name.
 pub const MAX_COHORT_NAME: usize = 64;
 /// Most non-member quantiles a calibration block lists.

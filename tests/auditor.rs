@@ -241,3 +241,34 @@ fn cohorts_are_counted_apart_and_an_unknown_one_is_refused_and_counted() {
         assert!(metrics.contains(series), "{series} missing from\n{metrics}");
     }
 }
+
+/// An auditor may declare up to 1,024 cohorts (`MAX_COHORTS`), each one data owner a regulator
+/// follows. What each costs in the scrape is bounded here (docs/evidence.md states it): the
+/// series per cohort are its counters, its score histogram and its evidence gauges.
+#[test]
+fn a_thousand_cohorts_are_declared_scraped_and_tested_apart() {
+    let names = |n: usize| (0..n).map(|i| format!("owner-{i:04}")).collect::<Vec<_>>();
+    let scrape = |cohorts: Vec<String>| {
+        let (auditor, _) = auditor_with(|c| c.cohorts = cohorts);
+        (auditor.render_metrics(), auditor)
+    };
+    let (one, _) = scrape(names(1));
+    let (many, auditor) = scrape(names(mint_audit::config::MAX_COHORTS - 1));
+    let per_cohort = (many.len() - one.len()) as f64 / (mint_audit::config::MAX_COHORTS - 2) as f64;
+    let series = |text: &str| text.lines().filter(|l| !l.starts_with('#')).count();
+    let series_per_cohort = (series(&many) - series(&one)) as f64 / (mint_audit::config::MAX_COHORTS - 2) as f64;
+    eprintln!("per cohort: {per_cohort:.0} bytes of exposition, {series_per_cohort:.1} series");
+    assert!(per_cohort < 12_000.0 && series_per_cohort < 80.0, "{per_cohort} bytes, {series_per_cohort} series");
+    // The last declared cohort works like the first.
+    let last = auditor.cohort("owner-1022").unwrap();
+    assert_eq!(last.index(), mint_audit::config::MAX_COHORTS - 1);
+    let data = synthetic_reduced(20, 3);
+    auditor.submit_in(last, &(0..20).collect::<Vec<_>>(), &reduced_views(&data, 20)).unwrap();
+    auditor.close(Duration::from_secs(60));
+    assert_eq!(auditor.evidence(last).unwrap().audited, 20);
+    // One more is refused, naming the limit.
+    let mut config = shipped_auditor_config();
+    config.cohorts = names(mint_audit::config::MAX_COHORTS);
+    let e = config.validate().unwrap_err().to_string();
+    assert!(e.contains("at most 1023 cohorts"), "{e}");
+}

@@ -13,17 +13,27 @@ pub const BINS: usize = 1024;
 const LOGIT_RANGE: f64 = 16.0;
 
 /// Counts of scores in [`BINS`] fixed bins on the logit scale.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct ScoreBins {
-    counts: Box<[u64; BINS]>,
+    /// Empty until the first score: a declared cohort that is never served costs nothing.
+    counts: Vec<u64>,
     total: u64,
 }
 
 impl Default for ScoreBins {
     fn default() -> Self {
-        ScoreBins { counts: Box::new([0; BINS]), total: 0 }
+        ScoreBins { counts: Vec::new(), total: 0 }
     }
 }
+
+/// Equal counts are equal bins, allocated or not.
+impl PartialEq for ScoreBins {
+    fn eq(&self, other: &Self) -> bool {
+        self.total == other.total && (0..BINS).all(|b| self.count(b) == other.count(b))
+    }
+}
+
+impl Eq for ScoreBins {}
 
 impl std::fmt::Debug for ScoreBins {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -42,12 +52,18 @@ pub fn bin_of(score: f32) -> usize {
 impl ScoreBins {
     /// Counts one score.
     pub fn add(&mut self, score: f32) {
+        if self.counts.is_empty() {
+            self.counts = vec![0; BINS];
+        }
         self.counts[bin_of(score)] += 1;
         self.total += 1;
     }
 
     /// Adds every count of `other`.
     pub fn merge(&mut self, other: &ScoreBins) {
+        if self.counts.is_empty() && !other.counts.is_empty() {
+            self.counts = vec![0; BINS];
+        }
         for (a, b) in self.counts.iter_mut().zip(other.counts.iter()) {
             *a += b;
         }
@@ -72,8 +88,12 @@ impl ScoreBins {
     /// The scores counted here and not in `earlier` (an earlier state of the same counts).
     pub fn since(&self, earlier: &ScoreBins) -> ScoreBins {
         let mut out = ScoreBins::default();
-        for (o, (a, b)) in out.counts.iter_mut().zip(self.counts.iter().zip(earlier.counts.iter())) {
-            *o = a.saturating_sub(*b);
+        if self.counts.is_empty() {
+            return out;
+        }
+        out.counts = vec![0; BINS];
+        for (b, o) in out.counts.iter_mut().enumerate() {
+            *o = self.counts[b].saturating_sub(earlier.count(b));
         }
         out.total = out.counts.iter().sum();
         out
