@@ -242,7 +242,7 @@ fn cohorts_are_counted_apart_and_an_unknown_one_is_refused_and_counted() {
     }
 }
 
-/// An auditor may declare up to 1,024 cohorts (`MAX_COHORTS`), each one data owner a regulator
+/// An auditor may declare up to 1,024 cohorts (`MAX_COHORTS`, `default` included), each one data owner a regulator
 /// follows. What each costs in the scrape is bounded here (docs/evidence.md states it): the
 /// series per cohort are its counters, its score histogram and its evidence gauges.
 #[test]

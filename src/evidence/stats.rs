@@ -13,17 +13,11 @@ pub const BINS: usize = 1024;
 const LOGIT_RANGE: f64 = 16.0;
 
 /// Counts of scores in [`BINS`] fixed bins on the logit scale.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct ScoreBins {
     /// Empty until the first score: a declared cohort that is never served costs nothing.
     counts: Vec<u64>,
     total: u64,
-}
-
-impl Default for ScoreBins {
-    fn default() -> Self {
-        ScoreBins { counts: Vec::new(), total: 0 }
-    }
 }
 
 /// Equal counts are equal bins, allocated or not.
