@@ -219,25 +219,7 @@ fn the_membership_alerts_fire_on_the_demos_members_only_and_every_dashboard_quer
     compile_c(&[&repo().join("examples/serving_demo.c")], &exe, &[]);
     // The demo as shipped: members tagged "suspect", non-members "reference", calibrated head;
     // it keeps its endpoint up while Prometheus scrapes it.
-    let models = repo().join("models/fmnist-memorizing");
-    let mut demo = Server(
-        Command::new(&exe)
-            .arg(models.join("auditor.json"))
-            .arg(models.join("demo-members-idx3-ubyte"))
-            .arg(models.join("demo-non-members-idx3-ubyte"))
-            .args(["--linger", "150"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
-    let mut lines = std::io::BufReader::new(demo.0.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let addr = first.split("http://").nth(1).and_then(|r| r.strip_suffix("/metrics")).expect(&first).to_string();
-    for line in lines.by_ref() {
-        if line.unwrap().starts_with("metrics endpoint up") {
-            break;
-        }
-    }
+    let (_demo, addr) = start_demo(&exe, &["--linger", "150"]);
 
     let rules = monitoring().join("mint-rules.yml");
     let (_server, base) = start_prometheus_with(
