@@ -412,6 +412,7 @@ impl HeadConfig {
 
 /// A rate measured on a calibration set, with its 95% interval (for the FPR, the exact
 /// interval of the threshold's rate on new non-members; for the TPR, a bootstrap interval).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rate {
@@ -424,6 +425,7 @@ pub struct Rate {
 }
 
 /// A non-member score quantile of the calibration set.
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quantile {
@@ -435,6 +437,7 @@ pub struct Quantile {
 
 /// How the live threshold was chosen: on held-out non-members, for a target false-positive
 /// rate, with the rates it achieved (written by `mint eval --calibrate`).
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]

@@ -23,6 +23,7 @@ pub const RECORDING_FORMAT: &str = "mint-conformance-recording/1";
 /// The recording file (format [`RECORDING_FORMAT`]): what the library writes at close and
 /// `mint conformance check` reads, one type for both.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Recording {
     /// [`RECORDING_FORMAT`].
     pub format: String,
@@ -46,6 +47,7 @@ pub struct Recording {
 
 /// The audited model the recording was made for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordingModel {
     /// `model.id`.
     pub id: String,
@@ -55,6 +57,7 @@ pub struct RecordingModel {
 
 /// The head that scored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordingHead {
     /// `vanilla` or `cnn`.
     pub kind: String,
@@ -66,6 +69,7 @@ pub struct RecordingHead {
 
 /// One tap's values in a record: `width` values from `offset`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordingPart {
     /// The tap's name.
     pub tap: String,
@@ -82,6 +86,7 @@ pub struct RecordingPart {
 
 /// One sample as the head received it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RecordingSample {
     /// The id the vendor submitted it with.
     pub id: u64,

@@ -38,9 +38,7 @@ pub struct Kit {
     pub inputs: KitInputs,
     /// What the head must receive and give.
     pub expected: KitExpected,
-    /// Where each tap's values sit in a record (`mint_audit::RecordingPart`: `tap`, `kind`,
-    /// `start`, `stop`, ...).
-    #[schemars(with = "Vec<serde_json::Map<String, serde_json::Value>>")]
+    /// Where each tap's values sit in a record.
     pub layout: Vec<RecordingPart>,
     /// How close a vendor's records and scores must be.
     #[serde(default)]

@@ -14,8 +14,10 @@
 //! | dataset-test report | [`reports::DatasetTestReport`] | `mint dataset-test` | CI systems, regulators |
 //! | fleet evidence | [`fleet::FleetEvidence`] | `mint evidence` | regulators, CI systems |
 //!
-//! The auditor configuration (with its calibration block) and the conformance recording are
-//! the library's own types (`mint_audit::Config`, `mint_audit::Recording`).
+//! The calibration block of an auditor configuration (`mint_audit::config::Calibration`) and
+//! the conformance recording (`mint_audit::Recording`) are the library's own types; their
+//! schemas come from the library's `schema` feature, which the toolkit enables and the shipped
+//! library does not.
 
 pub mod bundle;
 pub mod features;
@@ -37,6 +39,8 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("eval_report.schema.json", of::<reports::EvalReport>()),
         ("dataset_test_report.schema.json", of::<reports::DatasetTestReport>()),
         ("fleet_evidence.schema.json", of::<fleet::FleetEvidence>()),
+        ("calibration.schema.json", of::<mint_audit::config::Calibration>()),
+        ("conformance_recording.schema.json", of::<mint_audit::Recording>()),
     ]
 }
 
