@@ -128,12 +128,10 @@ def main():
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=2)
     args = ap.parse_args()
-    sys.path.insert(0, os.path.join(ROOT, "bindings", "python", "tests"))
-    from conftest import read_idx_images  # noqa: E402
+    from mint_recipes.data import read_idx  # the checkout's venv imports it (scripts/setup.sh)
 
     images = (
-        read_idx_images(os.path.join(ROOT, "models/fmnist-memorizing/demo-members-idx3-ubyte")).astype(np.float32)
-        / 255.0
+        read_idx(os.path.join(ROOT, "models/fmnist-memorizing/demo-members-idx3-ubyte")).astype(np.float32) / 255.0
     )[:, None]
     import mint_audit
 

@@ -1,12 +1,12 @@
 """Shared fixtures: the repository's shipped models and the `mint` binary."""
 
-import gzip
 import os
 import shutil
-import struct
 
 import numpy as np
 import pytest
+
+from mint_recipes.data import read_idx
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
 MODELS = os.path.join(ROOT, "models")
@@ -42,13 +42,10 @@ def mint_bin():
 
 
 def read_idx_images(path):
-    """A uint8 [N, H, W] array from an IDX file (gzipped or not)."""
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as f:
-        data = f.read()
-    magic, n, h, w = struct.unpack(">IIII", data[:16])
-    assert magic == 0x803, f"{path}: not an IDX image file"
-    return np.frombuffer(data, np.uint8, count=n * h * w, offset=16).reshape(n, h, w)
+    """A uint8 [N, H, W] array from an IDX file (gzipped or not): the recipes' reader."""
+    images = read_idx(path)
+    assert images.ndim == 3, f"{path}: not an IDX image file"
+    return images
 
 
 def random_taps(n, seed=0, dtype=np.float32):
