@@ -372,6 +372,14 @@ fn a_fleet_of_four_replicas_gives_one_processs_evidence_through_prometheus() {
         e.cohorts.iter().find(|c| c.cohort == name).unwrap().clone()
     };
     let (suspect, reference) = (cohort(&fleet, "suspect"), cohort(&fleet, "reference"));
+    for c in [&suspect, &reference] {
+        eprintln!(
+            "fleet of 4, cohort {}: {} samples, {} flagged; flags e {:?}, scores e {:?}; decision e {:.3e}; share {:?}, certificate {:?}; planned look {:?}",
+            c.cohort, c.audited, c.flagged, c.flags, c.scores, c.e_value, c.member_fraction, c.certificate, c.planned_look
+        );
+    }
+    let single_suspect = cohort(&one, "suspect");
+    eprintln!("one process, suspect: scores e {:?}, decision e {:.3e}", single_suspect.scores, single_suspect.e_value);
     assert_eq!((suspect.audited, reference.audited), (500, 500));
     // The members are found (the scores e-process, one round per scrape step), the
     // non-members are not, and e-BH counts the suspect cohort.
