@@ -12,8 +12,13 @@ use mint_toolkit::evidence_study::{self, Options};
 /// Validate the evidence tests on calibrated models (null, power, mixtures) and write docs/evidence.md's tables.
 pub struct Args {
     /// A model folder with a calibrated auditor.json and its split.json (repeatable).
-    #[arg(long = "model", required = true)]
+    #[arg(long = "model", required_unless_present = "pools")]
     models: Vec<PathBuf>,
+    /// With --anytime: a folder of pools scored elsewhere (members.npy, non_members.npy,
+    /// pools.json; a language model's, from `python -m mint_research.lm_pools`), calibrated
+    /// here at 1% FPR (repeatable).
+    #[arg(long = "pools", requires = "anytime")]
+    pools: Vec<PathBuf>,
     #[arg(long, default_value = "same_distribution")]
     protocol: String,
     /// Draws of each null experiment.
@@ -108,6 +113,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             alpha: args.alpha,
             seed: args.seed,
         }),
+        pools: args.pools,
     })?;
     println!("{tables}");
     Ok(ExitCode::SUCCESS)

@@ -65,6 +65,10 @@ pub struct Options {
     /// Validate the anytime-valid evidence instead of the windows ([`crate::anytime_study`]),
     /// with these settings; its tables go to their own generated section.
     pub anytime: Option<anytime_study::Settings>,
+    /// Anytime study only: folders of scored pools made elsewhere (`members.npy`,
+    /// `non_members.npy`, `pools.json`: a language model's, by `mint_research.lm_pools`),
+    /// calibrated here at 1% FPR on a seeded half of their non-members.
+    pub pools: Vec<PathBuf>,
 }
 
 const POWER_SIZES: [usize; 11] = [5, 10, 20, 30, 50, 75, 100, 150, 200, 300, 500];
@@ -134,9 +138,17 @@ fn run_anytime(args: &Options, settings: &anytime_study::Settings) -> Result<Str
         study["auc"] = json!(crate::roc::auc(&pools.scored.pos, &pools.scored.neg));
         models.push(study);
     }
+    for dir in &args.pools {
+        models.push(anytime_of_pools(args, settings, dir).with_context(|| format!("studying {}", dir.display()))?);
+    }
     let command = format!(
         "mint evidence-study --anytime {}",
-        args.models.iter().map(|m| format!("--model {}", m.display())).collect::<Vec<_>>().join(" ")
+        args.models
+            .iter()
+            .map(|m| format!("--model {}", m.display()))
+            .chain(args.pools.iter().map(|p| format!("--pools {}", p.display())))
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let s = settings;
     let all = json!({"command": command, "seconds": started.elapsed().as_secs_f64().round(), "models": models,
@@ -157,6 +169,18 @@ fn run_anytime(args: &Options, settings: &anytime_study::Settings) -> Result<Str
             m["model"].as_str().unwrap_or(""),
             m["auc"].as_f64().unwrap_or(f64::NAN)
         ));
+        if let Some(c) = m.get("calibrated_here") {
+            tables.push_str(&format!(
+                "Pools: {}. Calibrated here at 1% FPR on half of the non-members ({} of them): threshold {:.6}, FPR in [{:.4}, {:.4}], TPR {:.3} on {} members.\n\n",
+                m["source"].as_str().unwrap_or(""),
+                c["non_members"],
+                c["threshold"].as_f64().unwrap_or(f64::NAN),
+                c["fpr_interval"][0].as_f64().unwrap_or(f64::NAN),
+                c["fpr_interval"][1].as_f64().unwrap_or(f64::NAN),
+                c["tpr"].as_f64().unwrap_or(f64::NAN),
+                c["members"],
+            ));
+        }
         tables.push_str(&anytime_study::render(m, s.alpha));
         tables.push('\n');
     }
@@ -164,6 +188,36 @@ fn run_anytime(args: &Options, settings: &anytime_study::Settings) -> Result<Str
         replace_section(path, ANYTIME_BEGIN, ANYTIME_END, &tables)?;
     }
     Ok(tables)
+}
+
+/// The anytime study of pools scored elsewhere, calibrated here as `mint eval --calibrate 0.01`
+/// would (a seeded half of the non-members chooses the threshold; the other half is the check
+/// part).
+fn anytime_of_pools(args: &Options, settings: &anytime_study::Settings, dir: &std::path::Path) -> Result<Value> {
+    let read = |name: &str| -> Result<Vec<f64>> {
+        let (_, values) = crate::extract::read_npy(&dir.join(name))?;
+        Ok(values.into_iter().map(f64::from).collect())
+    };
+    let (pos, neg) = (read("members.npy")?, read("non_members.npy")?);
+    let about: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("pools.json"))?)
+        .with_context(|| format!("{}/pools.json", dir.display()))?;
+    let c = calibrate::calibrate(&pos, &neg, 0.01, args.calibration_fraction, 200, args.calibration_seed)?;
+    let p = anytime_study::Pools {
+        members: &pos,
+        non_members: &neg,
+        check: &c.check_part,
+        threshold: c.threshold,
+        fpr_high: c.fpr_interval.1,
+        fpr: RateCounts { hits: c.flagged.0 as u64, of: c.flagged.1 as u64 },
+        tpr: RateCounts { hits: (c.tpr.0 * c.members as f64).round() as u64, of: c.members as u64 },
+    };
+    let mut study = anytime_study::study(&p, settings);
+    study["model"] = about["model"].clone();
+    study["source"] = about["source"].clone();
+    study["calibrated_here"] = json!({"threshold": c.threshold, "fpr_interval": [c.fpr_interval.0, c.fpr_interval.1],
+                                      "tpr": c.tpr.0, "non_members": c.flagged.1, "members": c.members});
+    study["auc"] = json!(crate::roc::auc(&pos, &neg));
+    Ok(study)
 }
 
 /// A calibrated model's scored eval sets and the check part of its non-members.
