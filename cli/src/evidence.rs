@@ -97,10 +97,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
 
     let mut checks = Vec::new();
     for (cohort, want) in &expectations {
-        let Some(c) = evidence.cohorts.iter().find(|c| &c.cohort == cohort) else {
-            let served: Vec<&str> = evidence.cohorts.iter().map(|c| c.cohort.as_str()).collect();
-            bail!("--expect {cohort}: no replica serves a cohort '{cohort}' (they serve: {})", served.join(", "));
-        };
+        let c = evidence.cohort(cohort).with_context(|| format!("--expect {cohort}"))?;
         let found = c.e_value * args.alpha >= 1.0;
         checks.push(Check {
             name: format!(

@@ -372,6 +372,8 @@ fn a_fleet_of_four_replicas_gives_one_processs_evidence_through_prometheus() {
         e.cohorts.iter().find(|c| c.cohort == name).unwrap().clone()
     };
     let (suspect, reference) = (cohort(&fleet, "suspect"), cohort(&fleet, "reference"));
+    let undeclared = fleet.cohort("owner-99").unwrap_err().to_string();
+    assert!(undeclared.contains("owner-99") && undeclared.contains("suspect"), "{undeclared}");
     for c in [&suspect, &reference] {
         eprintln!(
             "fleet of 4, cohort {}: {} samples, {} flagged; flags e {:?}, scores e {:?}; decision e {:.3e}; share {:?}, certificate {:?}; planned look {:?}",

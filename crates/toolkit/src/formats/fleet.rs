@@ -99,3 +99,14 @@ pub struct FleetEvidence {
     /// The suspect cohorts e-BH counts as holding members.
     pub discoveries: Vec<String>,
 }
+
+impl FleetEvidence {
+    /// The evidence on `cohort`; an error naming the cohorts the replicas serve when none
+    /// serves it (a cohort the configuration does not declare, or a typo).
+    pub fn cohort(&self, cohort: &str) -> anyhow::Result<&CohortFleetEvidence> {
+        self.cohorts.iter().find(|c| c.cohort == cohort).ok_or_else(|| {
+            let served: Vec<&str> = self.cohorts.iter().map(|c| c.cohort.as_str()).collect();
+            anyhow::anyhow!("no replica serves a cohort '{cohort}' (they serve: {})", served.join(", "))
+        })
+    }
+}
