@@ -191,7 +191,12 @@ impl Auditor {
     pub fn cohort(&self, name: &str) -> Result<Cohort> {
         let names = self.config.cohort_names();
         names.iter().position(|&n| n == name).and_then(Cohort::from_index).ok_or_else(|| {
-            Error::InvalidInput(format!("no cohort is named '{name}': the configuration declares {}", names.join(", ")))
+            // Bounded whatever the caller passed and however many cohorts are declared.
+            let shown: String = name.chars().take(crate::config::MAX_COHORT_NAME).collect();
+            let cut = if shown.len() < name.len() { format!("... ({} bytes)", name.len()) } else { String::new() };
+            let listed = names.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+            let more = if names.len() > 10 { format!(" and {} more", names.len() - 10) } else { String::new() };
+            Error::InvalidInput(format!("no cohort is named '{shown}{cut}': the configuration declares {listed}{more}"))
         })
     }
 

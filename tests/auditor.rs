@@ -266,6 +266,9 @@ fn a_thousand_cohorts_are_declared_scraped_and_tested_apart() {
     auditor.submit_in(last, &(0..20).collect::<Vec<_>>(), &reduced_views(&data, 20)).unwrap();
     auditor.close(Duration::from_secs(60));
     assert_eq!(auditor.evidence(last).unwrap().audited, 20);
+    // An unknown name, however long, gets a short error.
+    let e = auditor.cohort(&"x".repeat(1 << 20)).unwrap_err().to_string();
+    assert!(e.len() < 400 && e.contains("1048576 bytes") && e.contains("and 1014 more"), "{}", &e[..e.len().min(400)]);
     // One more is refused, naming the limit.
     let mut config = shipped_auditor_config();
     config.cohorts = names(mint_audit::config::MAX_COHORTS);
