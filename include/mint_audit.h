@@ -375,7 +375,8 @@ typedef struct {
  */
 typedef struct {
   /**
-   * Samples in the call.
+   * Samples of the call the auditor took in and counted: the call's `n`, or 0 when the
+   * call could not be read at all (a NULL auditor or `sample_ids`), as its counters say.
    */
   size_t seen;
   /**

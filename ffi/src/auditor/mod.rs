@@ -96,7 +96,8 @@ pub struct mint_result_sink {
 #[derive(Default)]
 #[allow(non_camel_case_types)]
 pub struct mint_submit_report {
-    /// Samples in the call.
+    /// Samples of the call the auditor took in and counted: the call's `n`, or 0 when the
+    /// call could not be read at all (a NULL auditor or `sample_ids`), as its counters say.
     pub seen: usize,
     /// Samples chosen for audit by sampling.
     pub chosen: usize,

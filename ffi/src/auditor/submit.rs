@@ -101,12 +101,16 @@ unsafe fn submit_with(
     n_taps: usize,
     report: *mut mint_submit_report,
 ) -> Result<(), Failure> {
+    // Nothing taken in until the call can be read: the report agrees with the counters.
     // SAFETY: `report` is NULL or writable, per the header.
-    unsafe { write_report(report, n, 0, 0) };
+    unsafe { write_report(report, 0, 0, 0) };
     // SAFETY: NULL or a live handle, per the header.
     let a = unsafe { auditor_ref(auditor) }?;
     // SAFETY: `n` readable ids, per the header.
     let ids = unsafe { try_slice(sample_ids, n, "sample_ids") }?;
+    // From here the core counts the batch, whatever becomes of it.
+    // SAFETY: as above.
+    unsafe { write_report(report, n, 0, 0) };
     // A batch whose descriptors cannot be read is handed over as such: the core counts it.
     let mut views = smallvec::SmallVec::<[mint_audit::TensorView<'_>; 8]>::new();
     // SAFETY: `taps` is NULL or `n_taps` descriptors, `tokens` NULL or `n_taps` entries, per the header.

@@ -232,8 +232,17 @@ static void test_errors(void) {
   uint64_t ids[8] = {0, 1, 2, 3, 4, 5, 6, 7};
   mint_submit_report r;
 
+  mint_stats before;
+  EXPECT(mint_auditor_stats(a, &before), MINT_OK);
+  /* Unreadable ids: nothing taken in, and the report says so, as the counters do. */
   EXPECT(mint_auditor_submit(a, NULL, 8, b.taps, NTAPS, &r), MINT_ERR_NULL_ARGUMENT);
+  mint_stats after;
+  EXPECT(mint_auditor_stats(a, &after), MINT_OK);
+  CHECK(r.seen == 0 && after.seen == before.seen);
+  /* Readable ids with unreadable taps: taken in, counted, dropped as invalid input. */
   EXPECT(mint_auditor_submit(a, ids, 8, NULL, NTAPS, &r), MINT_ERR_NULL_ARGUMENT);
+  EXPECT(mint_auditor_stats(a, &after), MINT_OK);
+  CHECK(r.seen == 8 && after.seen == before.seen + 8);
 
   /* Wrong rank, wrong channel count, too few taps, unknown dtype, NULL data: invalid input,
      the batch dropped and counted. */
