@@ -161,8 +161,9 @@ pub(crate) struct Evidence {
     min_reference: u64,
     /// Calibrated rates; the binomial test's null is the FPR's upper bound (conservative).
     rates: Option<(Interval, Interval)>,
-    /// The calibration's counts: non-members at or above the threshold, members at or above.
-    counts: Option<(RateCounts, RateCounts)>,
+    /// The calibrated FPR's and TPR's intervals the member-share sequence uses (each at
+    /// `CS_ALPHA / 3`), computed once: they depend on the calibration only.
+    rate_intervals: Option<((f64, f64), (f64, f64))>,
     collectors: Vec<Box<dyn Collector>>,
 }
 
@@ -269,9 +270,13 @@ impl Evidence {
             let interval = |r: crate::config::Rate| Interval { estimate: r.estimate, low: r.low, high: r.high };
             (interval(c.fpr), interval(c.tpr))
         });
-        let counts = config.calibration().map(|c| {
+        let rate_intervals = config.calibration().map(|c| {
             let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
-            (hits(c.fpr.estimate, c.non_members), hits(c.tpr.estimate, c.members))
+            let part = CS_ALPHA / 3.0;
+            (
+                anytime::fpr_interval(hits(c.fpr.estimate, c.non_members), part),
+                anytime::clopper_pearson(hits(c.tpr.estimate, c.members), part),
+            )
         });
         let evidence = Evidence {
             states: names.iter().map(|_| Mutex::default()).collect(),
@@ -281,7 +286,7 @@ impl Evidence {
             alpha: config.evidence.alpha,
             min_reference: config.evidence.min_reference,
             rates,
-            counts,
+            rate_intervals,
             collectors: vec![
                 Box::new(p_value),
                 Box::new(windows),
@@ -407,9 +412,10 @@ impl Evidence {
         let scores_e = if scores_apply { state.scores.e_value() } else { f64::NAN };
         let flags_p = if flags_e.is_nan() { f64::NAN } else { (1.0 / state.flags_max_e.max(flags_e)).min(1.0) };
         let scores_p = if scores_apply { state.scores.anytime_p_value() } else { f64::NAN };
-        let (member_fraction, certificate) = match self.counts {
+        let (member_fraction, certificate) = match self.rate_intervals {
             Some((fpr, tpr)) => {
-                let s = anytime::member_fraction_sequence(state.flagged, state.all.total(), fpr, tpr, CS_ALPHA);
+                let n = state.all.total();
+                let s = anytime::member_fraction_within(state.flagged, n, fpr, tpr, CS_ALPHA / 3.0);
                 ((s.low, s.high), s.certificate)
             }
             None => ((f64::NAN, f64::NAN), None),
