@@ -300,7 +300,9 @@ int main(int argc, char **argv) {
       if (a.certificate == a.certificate) /* not NaN */
         printf("             certificate: fewer than %.1f%% of this cohort were training members (95%%)\n",
                100.0 * a.certificate);
-      else
+      else if (a.member_fraction_high >= 1.0)
+        printf("             certificate: nothing to certify: up to 100%% members is consistent with what was seen\n");
+      else /* uncalibrated */
         printf("             certificate: cannot certify with this head\n");
     }
   }

@@ -58,4 +58,19 @@ fn the_serving_demo_runs_both_heads_by_configuration_alone() {
     assert_eq!(evidence("suspect", "binomial").as_deref(), Some("1"), "{stdout}");
     assert_eq!(evidence("suspect", "rank").as_deref(), Some("1"), "{stdout}");
     assert_eq!(evidence("reference", "binomial").as_deref(), Some("0"), "{stdout}");
+    // The anytime evidence, as the demo prints it and as its gauges say: both e-values of the
+    // members past 1/alpha, the non-members' flag e-value below it and certified.
+    let gauge = |name: &str, labels: &str| -> f64 {
+        let key = format!("{name}{{{labels}}} ");
+        let line =
+            stdout.lines().find(|l| l.trim_start().starts_with(&key)).unwrap_or_else(|| panic!("{key}: {stdout}"));
+        line.trim_start()[key.len()..].trim().parse().unwrap()
+    };
+    assert!(gauge("mint_cohort_e_value", r#"cohort="suspect",test="flags""#) >= 100.0, "{stdout}");
+    assert!(gauge("mint_cohort_e_value", r#"cohort="suspect",test="scores""#) >= 100.0, "{stdout}");
+    assert!(gauge("mint_cohort_e_value", r#"cohort="reference",test="flags""#) < 100.0, "{stdout}");
+    let certified = gauge("mint_cohort_non_membership_certificate", r#"cohort="reference""#);
+    assert!(certified > 0.0 && certified < 1.0, "{stdout}");
+    assert!(stdout.contains(&format!("certificate: fewer than {:.1}% of this cohort", 100.0 * certified)), "{stdout}");
+    assert!(stdout.contains("nothing to certify: up to 100% members is consistent"), "{stdout}");
 }
