@@ -152,6 +152,13 @@ pub struct RateCounts {
     pub of: u64,
 }
 
+impl RateCounts {
+    /// The counts behind a rate a calibration block states (`estimate` of `of` samples).
+    pub fn from_rate(estimate: f64, of: u64) -> RateCounts {
+        RateCounts { hits: (estimate * of as f64).round() as u64, of }
+    }
+}
+
 /// The false-positive rate of a threshold chosen as the `(m + 1)`-th highest of `n`
 /// calibration non-member scores (`m` of them at or above it) is Beta(m + 1, n − m)
 /// distributed over calibration draws (continuous scores): its interval at `1 − alpha`.

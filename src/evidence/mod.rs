@@ -271,11 +271,10 @@ impl Evidence {
             (interval(c.fpr), interval(c.tpr))
         });
         let rate_intervals = config.calibration().map(|c| {
-            let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
             let part = CS_ALPHA / 3.0;
             (
-                anytime::fpr_interval(hits(c.fpr.estimate, c.non_members), part),
-                anytime::clopper_pearson(hits(c.tpr.estimate, c.members), part),
+                anytime::fpr_interval(RateCounts::from_rate(c.fpr.estimate, c.non_members), part),
+                anytime::clopper_pearson(RateCounts::from_rate(c.tpr.estimate, c.members), part),
             )
         });
         let evidence = Evidence {

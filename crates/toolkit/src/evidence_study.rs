@@ -123,15 +123,14 @@ fn run_anytime(args: &Options, settings: &anytime_study::Settings) -> Result<Str
     for dir in &args.models {
         let pools = pools_of(args, dir).with_context(|| format!("studying {}", dir.display()))?;
         let c = &pools.calibration;
-        let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
         let p = anytime_study::Pools {
             members: &pools.scored.pos,
             non_members: &pools.scored.neg,
             check: &pools.check,
             threshold: pools.config.threshold(),
             fpr_high: c.fpr.high,
-            fpr: hits(c.fpr.estimate, c.non_members),
-            tpr: hits(c.tpr.estimate, c.members),
+            fpr: RateCounts::from_rate(c.fpr.estimate, c.non_members),
+            tpr: RateCounts::from_rate(c.tpr.estimate, c.members),
         };
         let mut study = anytime_study::study(&p, settings);
         study["model"] = json!(pools.config.model.id);
@@ -209,7 +208,7 @@ fn anytime_of_pools(args: &Options, settings: &anytime_study::Settings, dir: &st
         threshold: c.threshold,
         fpr_high: c.fpr_interval.1,
         fpr: RateCounts { hits: c.flagged.0 as u64, of: c.flagged.1 as u64 },
-        tpr: RateCounts { hits: (c.tpr.0 * c.members as f64).round() as u64, of: c.members as u64 },
+        tpr: RateCounts::from_rate(c.tpr.0, c.members as u64),
     };
     let mut study = anytime_study::study(&p, settings);
     study["model"] = about["model"].clone();

@@ -253,8 +253,7 @@ pub fn compute(
 
     let replicas: BTreeSet<_> = cohorts.values().flat_map(|c| c.replicas.iter().cloned()).collect();
     let counts = calibration.map(|c| {
-        let hits = |rate: f64, of: u64| RateCounts { hits: (rate * of as f64).round() as u64, of };
-        (hits(c.fpr_estimate, c.non_members), hits(c.tpr_estimate, c.members))
+        (RateCounts::from_rate(c.fpr_estimate, c.non_members), RateCounts::from_rate(c.tpr_estimate, c.members))
     });
     let reference = cohorts.get(REFERENCE);
     let mut out = Vec::new();
