@@ -25,7 +25,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Python packages that Debian does not ship, pinned; in a venv so that /usr/bin/python3 stays as Debian made it.
-if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy, pytriton, torch, pytest, prometheus_client, maturin, transformers, ruff, mypy" 2>/dev/null; then
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c "import onnxruntime, numpy, pytriton, torch, pytest, prometheus_client, maturin, transformers, cryptography, ruff, mypy" 2>/dev/null; then
   echo "setup: creating .venv (onnxruntime, nvidia-pytriton, pytest, prometheus_client, maturin, transformers, ruff, mypy; sees Debian's torch)"
   /usr/bin/python3 -m venv --clear --system-site-packages .venv
   .venv/bin/pip install -q --disable-pip-version-check -r scripts/requirements.txt

@@ -10,9 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
+use mint_toolkit::attest::{self, OperatorKey};
 use mint_toolkit::fleet::prometheus::Client;
 use mint_toolkit::fleet::{self, Request};
-use mint_toolkit::formats::fleet::FleetEvidence;
+use mint_toolkit::formats::fleet::{FleetEvidence, SignedFleetEvidence};
 use mint_toolkit::report::{self, Check};
 
 #[derive(clap::Args)]
@@ -56,6 +57,16 @@ pub struct Args {
     /// (or does not) reach 1/alpha. Repeatable.
     #[arg(long = "expect", value_name = "COHORT=evidence|no-evidence")]
     expect: Vec<String>,
+    /// The ed25519 key (PKCS#8 PEM, `mint keygen`) that signs the report for --attest and --attest-log.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// Write the report signed (an in-toto statement in a DSSE envelope) here.
+    #[arg(long, requires = "signing_key")]
+    attest: Option<PathBuf>,
+    /// Append the report, signed and chained to the previous one, to this log (created if
+    /// missing; one envelope per line): `mint verify` then shows whether any look was dropped.
+    #[arg(long, requires = "signing_key")]
+    attest_log: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -93,6 +104,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         alpha: args.alpha,
         fdr: args.fdr,
     };
+    // The key is read before Prometheus is asked, so that a bad key costs no queries.
+    let signing_key = args.signing_key.as_deref().map(OperatorKey::load).transpose()?;
     let evidence = fleet::read(&client, &args.prometheus, &request)?;
 
     let mut checks = Vec::new();
@@ -118,6 +131,22 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&evidence)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(key) = &signing_key {
+        let issued_at = SystemTime::now();
+        if let Some(path) = &args.attest {
+            let statement = SignedFleetEvidence::statement(evidence.clone(), issued_at, &key.public(), None);
+            let envelope = attest::seal(&statement, key)?;
+            std::fs::write(path, serde_json::to_string_pretty(&envelope)? + "\n")
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("  signed by {}: {}", key.public().fingerprint(), path.display());
+        }
+        if let Some(path) = &args.attest_log {
+            let link = attest::chain::append(path, key, |link| {
+                SignedFleetEvidence::statement(evidence.clone(), issued_at, &key.public(), Some(link))
+            })?;
+            println!("  signed by {}: entry {} of {}", key.public().fingerprint(), link.sequence, path.display());
+        }
     }
     if let Some(path) = &args.junit {
         let xml = report::junit("mint fleet evidence", &checks, started.elapsed().as_secs_f64(), &summary);

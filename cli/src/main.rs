@@ -14,7 +14,9 @@
 //!   integration recorded (the tap, channel and sample that differ, and the likely cause).
 //! - `mint serve`     serves the transparency console: a data owner uploads images and learns
 //!   whether the audited models trained on them, with an evidence bundle to file;
-//!   `mint verify-bundle` recomputes a bundle from the same images.
+//!   `mint verify-bundle` checks a bundle's signature and recomputes it from the same images.
+//! - `mint keygen` makes an operator's signing key; `mint verify` checks any signed file of
+//!   ours (bundle, signed fleet report, a log of them) against the key the verifier trusts.
 //! - `mint evidence-study` validates those tests on calibrated models and writes docs/evidence.md's tables.
 
 mod conformance;
@@ -25,8 +27,10 @@ mod evidence;
 mod evidence_study;
 mod extract;
 mod inspect;
+mod keygen;
 mod split;
 mod train;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -70,6 +74,8 @@ enum Command {
     Serve(console::Args),
     Conformance(conformance::Args),
     VerifyBundle(console::bundle::Args),
+    Verify(verify::Args),
+    Keygen(keygen::Args),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +96,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => console::run(args),
         Command::Conformance(args) => conformance::run(args),
         Command::VerifyBundle(args) => console::bundle::run(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Keygen(args) => keygen::run(args),
     };
     match outcome {
         Ok(code) => code,

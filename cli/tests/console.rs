@@ -1,6 +1,6 @@
 //! `mint serve` over HTTP, as a browser or a script would use it: the shipped memorising
 //! model's known members give set-level evidence and its non-members do not; the bundle
-//! re-verifies with `mint verify-bundle`; bad uploads get clear refusals; the limits hold;
+//! is signed by the console's key and re-verifies with `mint verify-bundle`; bad uploads get clear refusals; the limits hold;
 //! nothing is written or logged of the uploads.
 
 mod common;
@@ -77,45 +77,87 @@ fn members_give_evidence_non_members_do_not_and_the_bundle_reverifies() {
     assert_eq!(s["verdict"]["outcome"], "shift", "{}", s["verdict"]);
     assert_eq!(s["images"][0]["note"], "resized from 64×48 to 28×28, converted from colour to grey");
 
-    // The bundle re-verifies from the same files, byte for byte; a changed one does not.
+    // The bundle verifies under the console's key and recomputes from the same files, byte for
+    // byte; an edited, backdated or re-signed one does not.
     let images = dir.join("images");
     std::fs::create_dir_all(&images).unwrap();
     for (name, bytes) in &members {
         std::fs::write(images.join(name), bytes).unwrap();
     }
+    let (_, key) = console.get("/api/key");
+    let key: serde_json::Value = serde_json::from_str(&key).unwrap();
+    let fingerprint = key["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(bundle["signer"]["fingerprint"], fingerprint.as_str());
+    assert_eq!(models["signer"]["fingerprint"], fingerprint.as_str());
+    let (status, envelope) = console.analyze_signed(MODEL, &members);
+    assert_eq!(status, 200);
+    assert_eq!(predicate_of(&envelope)["evidence"], bundle["evidence"], "the same images, the same evidence");
     let bundle_path = dir.join("bundle.json");
-    std::fs::write(&bundle_path, serde_json::to_string_pretty(&bundle).unwrap()).unwrap();
-    let verify = |bundle: &std::path::Path| {
+    std::fs::write(&bundle_path, serde_json::to_string_pretty(&envelope).unwrap()).unwrap();
+    let verify = |bundle: &std::path::Path, trust: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_mint"))
             .args(["verify-bundle", "--bundle"])
             .arg(bundle)
+            .args(trust)
             .args(members.iter().rev().map(|(name, _)| images.join(name)))
             .current_dir(repo())
             .output()
             .unwrap()
     };
-    let out = verify(&bundle_path);
+    let out = verify(&bundle_path, &["--fingerprint", &fingerprint]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success() && stdout.contains("byte for byte"),
+        out.status.success() && stdout.contains("byte for byte") && stdout.contains(&fingerprint),
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // A changed score, with the digest made to match: recomputation finds it.
-    let mut forged = bundle.clone();
-    forged["evidence"]["images"][3]["score"] = serde_json::json!(0.5);
-    forged["evidence_sha256"] = format!("{:x}", Sha256::digest(forged["evidence"].to_string().as_bytes())).into();
-    let forged_path = dir.join("forged.json");
-    std::fs::write(&forged_path, forged.to_string()).unwrap();
-    let out = verify(&forged_path);
+    // The public key as a file does as well; no trusted key at all is refused, naming the signer.
+    let public = dir.join("console.pub");
+    std::fs::write(&public, key["public_key_pem"].as_str().unwrap()).unwrap();
+    assert!(verify(&bundle_path, &["--key", public.to_str().unwrap()]).status.success());
+    let out = verify(&bundle_path, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("give the key you trust") && stderr.contains(&fingerprint), "{stderr}");
+    // `mint verify` checks the signature alone.
+    let out = Command::new(env!("CARGO_BIN_EXE_mint"))
+        .args(["verify", "--fingerprint", &fingerprint])
+        .arg(&bundle_path)
+        .output()
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("evidence.images[3].score: 0.5 ->"), "{stdout}");
-    // A changed file without its digest: refused as altered.
-    forged["evidence_sha256"] = bundle["evidence_sha256"].clone();
-    std::fs::write(&forged_path, forged.to_string()).unwrap();
-    let out = verify(&forged_path);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("changed after it was issued"));
+    assert!(out.status.success() && stdout.contains("evidence bundle issued"), "{stdout}");
+    // The independent verifier (Python over `cryptography`, sharing no code with ours) agrees.
+    let independent = |file: &std::path::Path, pin: &str| {
+        Command::new(repo().join(".venv/bin/python"))
+            .arg(repo().join("examples/python/verify_evidence.py"))
+            .args(["--fingerprint", pin])
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    let out = independent(&bundle_path, &fingerprint);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let other_key = format!("sha256:{}", "0".repeat(64));
+    assert_eq!(independent(&bundle_path, &other_key).status.code(), Some(1));
+    // Edited inside the signed payload (a score, the date): the signature fails.
+    for (what, edit) in [
+        (
+            "score",
+            Box::new(|p: &mut serde_json::Value| p["evidence"]["images"][3]["score"] = 0.5.into())
+                as Box<dyn Fn(&mut serde_json::Value)>,
+        ),
+        ("date", Box::new(|p: &mut serde_json::Value| p["issued_at"] = "2020-01-01T00:00:00Z".into())),
+    ] {
+        let forged = edit_predicate(&envelope, edit);
+        let forged_path = dir.join(format!("forged-{what}.json"));
+        std::fs::write(&forged_path, forged.to_string()).unwrap();
+        let out = verify(&forged_path, &["--fingerprint", &fingerprint]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{what}: {stdout}");
+        assert!(stdout.contains("NOT verified") && stdout.contains("does not verify"), "{what}: {stdout}");
+        assert_eq!(independent(&forged_path, &fingerprint).status.code(), Some(1), "{what}");
+    }
 
     // Bad requests, each with words a person understands.
     let (status, r) = console.analyze(MODEL, &[("notes.txt".into(), b"dear regulator".to_vec())]);
@@ -211,4 +253,16 @@ fn the_limits_hold_and_say_so() {
     assert_eq!(response.status().as_u16(), 429);
     let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+}
+
+/// `envelope` with its statement's predicate changed by `edit`, the signature kept.
+fn edit_predicate(envelope: &serde_json::Value, edit: impl Fn(&mut serde_json::Value)) -> serde_json::Value {
+    use base64::Engine;
+    let engine = base64::engine::general_purpose::STANDARD;
+    let mut statement: serde_json::Value =
+        serde_json::from_slice(&engine.decode(envelope["payload"].as_str().unwrap()).unwrap()).unwrap();
+    edit(&mut statement["predicate"]);
+    let mut forged = envelope.clone();
+    forged["payload"] = engine.encode(statement.to_string()).into();
+    forged
 }

@@ -219,6 +219,17 @@ fn a_person_uploads_members_then_non_members_and_reads_the_verdicts() {
     let sha = browser.script("return state.bundle.evidence.images[29].sha256");
     assert!(printable.contains(sha.as_str().unwrap()) && !printable.contains("<img"));
 
+    // What the page shows is the signed statement's content, and what it saves is the envelope
+    // itself, signed by the key the page names (the console's /api/key).
+    let (_, key) = console.get("/api/key");
+    let fingerprint =
+        serde_json::from_str::<serde_json::Value>(&key).unwrap()["fingerprint"].as_str().unwrap().to_string();
+    assert!(browser.text("#signer").starts_with(&fingerprint), "{}", browser.text("#signer"));
+    assert_eq!(browser.script("return state.bundle.signer.fingerprint"), json!(fingerprint));
+    assert_eq!(browser.script("return state.envelope.payloadType"), json!("application/vnd.in-toto+json"));
+    assert_eq!(browser.script("return state.envelope.signatures[0].keyid"), json!(fingerprint));
+    assert!(printable.contains(&fingerprint));
+
     // Known non-members, dropped on the page (a drop event carrying the files, as a drag from
     // a file manager gives) after choosing something else: the drop replaces the choice.
     browser.choose(&non_members);

@@ -391,6 +391,11 @@ fn a_fleet_of_four_replicas_gives_one_processs_evidence_through_prometheus() {
     assert_eq!(fleet.discoveries, ["suspect"]);
     assert!(suspect.planned_look.rank_p_value.unwrap() < 1e-20);
 
+    // Signed and chained as a regulator keeps them: two looks through `mint evidence` appended
+    // to a log, which `mint verify` and an independent verifier (Python, DSSE's PAE over
+    // `cryptography`'s ed25519) accept, and which neither accepts with a look removed.
+    signed_looks_verify_and_a_removed_one_is_found(&base, &dir);
+
     // A server that is not a Prometheus API: a clear error, naming the query.
     let wrong =
         mint_toolkit::fleet::prometheus::Client::new(&format!("http://{}", single.1), None, Duration::from_secs(10));
@@ -404,4 +409,75 @@ fn a_fleet_of_four_replicas_gives_one_processs_evidence_through_prometheus() {
     };
     let err = format!("{:#}", mint_toolkit::fleet::read(&wrong, "wrong", &request).unwrap_err());
     assert!(err.contains("query_range") && err.contains("not the Prometheus API's JSON"), "{err}");
+}
+
+fn signed_looks_verify_and_a_removed_one_is_found(base: &str, dir: &std::path::Path) {
+    let mint = repo().join("target/debug/mint");
+    assert!(mint.is_file(), "{} is built by `cargo test --workspace` (mint-cli's tests)", mint.display());
+    let python = repo().join(".venv/bin/python");
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = std::process::Command::new(program).args(args).current_dir(repo()).output().unwrap();
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.code(), text)
+    };
+    let key = dir.join("regulator.pem");
+    let public = dir.join("regulator.pem.pub");
+    let log = dir.join("looks.jsonl");
+    let (key_s, public_s, log_s) = (key.to_str().unwrap(), public.to_str().unwrap(), log.to_str().unwrap());
+    assert_eq!(run(&mint, &["keygen", "--out", key_s]).0, Some(0));
+    for _ in 0..3 {
+        let (code, text) = run(
+            &mint,
+            &[
+                "evidence",
+                "--prometheus",
+                base,
+                "--selector",
+                "job=\"mint-fleet\"",
+                "--range",
+                "300",
+                "--step",
+                "1",
+                "--signing-key",
+                key_s,
+                "--attest-log",
+                log_s,
+                "--expect",
+                "suspect=evidence",
+            ],
+        );
+        assert_eq!(code, Some(0), "{text}");
+    }
+    let (code, text) = run(&mint, &["verify", log_s, "--key", public_s, "--expect-entries", "3"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("holds 3 entries in order") && text.contains("discoveries [suspect]"), "{text}");
+    let verifier = repo().join("examples/python/verify_evidence.py");
+    let (code, text) = run(&python, &[verifier.to_str().unwrap(), "--key", public_s, log_s]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("3 entries in order"), "{text}");
+
+    // The middle look removed; then the newest (found only against the count seen before).
+    let lines: Vec<String> = std::fs::read_to_string(&log).unwrap().lines().map(String::from).collect();
+    let cut = dir.join("cut.jsonl");
+    let cut_s = cut.to_str().unwrap();
+    std::fs::write(&cut, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+    let (code, text) = run(&mint, &["verify", cut_s, "--key", public_s]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("removed or reordered"), "{text}");
+    let (code, text) = run(&python, &[verifier.to_str().unwrap(), "--key", public_s, cut_s]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("removed or reordered"), "{text}");
+    std::fs::write(&cut, format!("{}\n{}\n", lines[0], lines[1])).unwrap();
+    let (code, text) = run(&mint, &["verify", cut_s, "--key", public_s, "--expect-entries", "3"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("its newest were removed"), "{text}");
+    // Another key: refused by both.
+    let stranger = dir.join("stranger.pem");
+    assert_eq!(run(&mint, &["keygen", "--out", stranger.to_str().unwrap()]).0, Some(0));
+    let stranger_public = dir.join("stranger.pem.pub");
+    let (code, text) = run(&mint, &["verify", log_s, "--key", stranger_public.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{text}");
+    let (code, text) = run(&python, &[verifier.to_str().unwrap(), "--key", stranger_public.to_str().unwrap(), log_s]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("no signature verifies"), "{text}");
 }

@@ -1,5 +1,6 @@
-//! `mint verify-bundle`: recomputes an evidence bundle ([`Bundle`]) from the same images and
-//! model and compares the evidence's JSON byte for byte.
+//! `mint verify-bundle`: checks an evidence bundle's ([`Bundle`]) signature against the
+//! console's key, recomputes its evidence from the same images and model, and compares the
+//! evidence's JSON byte for byte.
 //!
 //! Scores come from floating-point kernels chosen for the CPU, so a bundle made on a machine
 //! with other instruction sets may differ in the last digits: the command then says what
@@ -23,6 +24,8 @@ pub struct Args {
     /// The bundle (JSON) the console gave.
     #[arg(long)]
     bundle: PathBuf,
+    #[command(flatten)]
+    trust: crate::verify::TrustArgs,
     /// The model's console registration (console.json or its folder); by default the shipped
     /// model whose id the bundle names.
     #[arg(long)]
@@ -35,7 +38,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    let bundle = Bundle::load(&args.bundle)?;
+    let trust = args.trust.trust(&args.bundle)?;
+    let bundle = match Bundle::load(&args.bundle, &trust) {
+        Ok((bundle, _)) => bundle,
+        Err(e) => {
+            println!("NOT verified: {e:#}");
+            return Ok(ExitCode::from(1));
+        }
+    };
     let evidence = &bundle.evidence;
     let id = evidence["model"]["id"].as_str().context("the bundle names no model")?;
     let model_path = match &args.model {
@@ -88,8 +98,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let (recomputed, filed) = (again.to_string(), evidence.to_string());
     if recomputed.as_bytes() == filed.as_bytes() {
         println!(
-            "verified: the evidence of {} recomputes byte for byte ({} images, model {id}, sha256 {})",
+            "verified: {} is signed by {} as issued {}, and its evidence recomputes byte for byte ({} images, model {id}, sha256 {})",
             args.bundle.display(),
+            bundle.signer.fingerprint,
+            bundle.issued_at,
             decoded.samples.len(),
             digest(evidence)
         );

@@ -28,6 +28,7 @@ use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
 use super::clients::{Client, Clients};
+use mint_toolkit::attest::OperatorKey;
 use mint_toolkit::console::analysis;
 use mint_toolkit::console::registry::{Registry, State};
 use mint_toolkit::console::uploads::{self, Limits, Upload};
@@ -62,6 +63,9 @@ pub struct Settings {
     pub max_connections_per_client: usize,
     /// Bytes of uploads held in memory at once, arriving or waiting for their analysis.
     pub max_buffered_bytes: usize,
+    /// The key bundles are signed with, and whether it lives only as long as the process.
+    pub signing_key: Arc<OperatorKey>,
+    pub ephemeral_key: bool,
 }
 
 struct Shared {
@@ -133,8 +137,9 @@ async fn route(request: Request<Incoming>, peer: SocketAddr, shared: &Shared) ->
         (&Method::GET, "/console.js") => asset(SCRIPT, "text/javascript; charset=utf-8"),
         (&Method::GET, "/console.css") => asset(STYLE, "text/css; charset=utf-8"),
         (&Method::GET, "/api/models") => reply(StatusCode::OK, &models(shared)),
+        (&Method::GET, "/api/key") => reply(StatusCode::OK, &signing_key(&shared.settings)),
         (&Method::POST, "/api/analyze") => analyze(request, Client::of(peer.ip()), shared).await,
-        (_, "/" | "/console.js" | "/console.css" | "/api/models" | "/api/analyze") => {
+        (_, "/" | "/console.js" | "/console.css" | "/api/models" | "/api/key" | "/api/analyze") => {
             problem(StatusCode::METHOD_NOT_ALLOWED, "This address does not take that kind of request.")
         }
         _ => problem(StatusCode::NOT_FOUND, "There is nothing at this address."),
@@ -159,7 +164,15 @@ fn models(shared: &Shared) -> Value {
         "limits": {"max_upload_bytes": s.max_upload_bytes, "max_images": s.limits.max_images,
                    "max_side": s.limits.max_side, "rate_per_minute": s.rate_per_minute},
         "mint_version": mint_audit::VERSION,
+        "signer": signing_key(s),
     })
+}
+
+/// The key this console signs bundles with, to pin when verifying them.
+fn signing_key(settings: &Settings) -> Value {
+    let public = settings.signing_key.public();
+    json!({"algorithm": "ed25519", "fingerprint": public.fingerprint(), "public_key_pem": public.to_pem(),
+           "ephemeral": settings.ephemeral_key})
 }
 
 async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) -> Response<Full<Bytes>> {
@@ -249,6 +262,7 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
         Err(message) => return problem(StatusCode::BAD_REQUEST, &message),
     };
     let limits = shared.settings.limits;
+    let key = Arc::clone(&shared.settings.signing_key);
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         // Held by the work itself, so that a client that hangs up does not free its slot early.
@@ -256,14 +270,16 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
         let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(Rejection::Input)?;
         drop((uploads, buffered));
         let evidence = analysis::analyze(&model, &decoded).map_err(|e| Rejection::Internal(format!("{e:#}")))?;
-        Ok::<_, Rejection>((decoded.samples.len(), bundle::Bundle::new(evidence, SystemTime::now())))
+        let signed = bundle::Bundle::issue(evidence, SystemTime::now(), &key)
+            .map_err(|e| Rejection::Internal(format!("signing: {e:#}")))?;
+        Ok::<_, Rejection>((decoded.samples.len(), signed))
     })
     .await;
     match outcome {
         Ok(Ok((n, bundle))) => {
             // Counts only: never a file name, a hash or an address.
             eprintln!("mint serve: analysed {n} images for {} in {:.2} s", entry.id, started.elapsed().as_secs_f64());
-            reply(StatusCode::OK, &bundle.to_json())
+            reply(StatusCode::OK, &serde_json::to_value(&bundle).expect("an envelope is JSON"))
         }
         Ok(Err(Rejection::Input(message))) => problem(StatusCode::UNPROCESSABLE_ENTITY, &message),
         Ok(Err(Rejection::Internal(why))) => {

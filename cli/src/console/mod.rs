@@ -4,8 +4,8 @@
 //! The path of an upload: [`http`] receives the form (bounded, rate-limited, in memory, fair
 //! between [`clients`]) → the toolkit's console part (`mint_toolkit::console`: uploads →
 //! analysis against the registry's reference) computes the evidence →
-//! `mint_toolkit::formats::bundle` seals it for filing, and [`bundle`] (`mint verify-bundle`)
-//! recomputes it.
+//! `mint_toolkit::formats::bundle` signs it for filing with the operator's key, and [`bundle`]
+//! (`mint verify-bundle`) checks the signature and recomputes it.
 
 pub mod bundle;
 mod clients;
@@ -17,6 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 
+use mint_toolkit::attest::OperatorKey;
 use mint_toolkit::console::registry::{shipped_models, Registry};
 use mint_toolkit::console::uploads::Limits;
 
@@ -81,6 +82,12 @@ pub struct Args {
     /// Threads for the start-up scoring.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// The operator's ed25519 key (PKCS#8 PEM, from `mint keygen` or `openssl genpkey
+    /// -algorithm ed25519`) that signs the evidence bundles. Without it the console draws a key
+    /// that lives as long as the process: its bundles verify only against the fingerprint it
+    /// prints at start and shows on its page.
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -91,6 +98,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if models.is_empty() {
         models = shipped_models();
     }
+    let (signing_key, ephemeral_key) = match &args.signing_key {
+        Some(path) => (OperatorKey::load(path)?, false),
+        None => (OperatorKey::generate()?, true),
+    };
     let listener =
         std::net::TcpListener::bind(&args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
     let registry = Registry::start(&models, args.card_members, args.threads)?;
@@ -98,6 +109,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
     println!(
         "mint serve: the console is at http://{addr}/ (models: {})",
         registry.entries.iter().map(|e| e.id.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    // On stderr with the console's other log lines: stdout's one line is the address.
+    eprintln!(
+        "mint serve: bundles are signed by {} ({})",
+        signing_key.public().fingerprint(),
+        if ephemeral_key { "a key drawn for this process: give --signing-key to keep one" } else { "--signing-key" }
     );
     std::io::stdout().flush()?;
     let settings = http::Settings {
@@ -115,6 +132,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         max_connections: args.max_connections,
         max_connections_per_client: args.max_connections_per_client,
         max_buffered_bytes: args.max_buffered_mib.saturating_mul(1 << 20),
+        signing_key: std::sync::Arc::new(signing_key),
+        ephemeral_key,
     };
     http::serve(listener, registry, settings)?;
     Ok(ExitCode::SUCCESS)

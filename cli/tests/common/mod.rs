@@ -73,8 +73,15 @@ impl Console {
         (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
     }
 
-    /// POSTs a multipart form of `files` (name, bytes) for `model`.
+    /// POSTs a multipart form of `files` (name, bytes) for `model`: the status and, on success,
+    /// the bundle the signed answer carries (the error's body otherwise).
     pub fn analyze(&self, model: &str, files: &[(String, Vec<u8>)]) -> (u16, serde_json::Value) {
+        let (status, body) = self.analyze_signed(model, files);
+        (status, if status == 200 { predicate_of(&body) } else { body })
+    }
+
+    /// As [`Console::analyze`], the answer as it came: a DSSE envelope on success.
+    pub fn analyze_signed(&self, model: &str, files: &[(String, Vec<u8>)]) -> (u16, serde_json::Value) {
         let (content_type, body) = multipart(files);
         self.post(&format!("/api/analyze?model={model}"), &content_type, body)
     }
@@ -97,6 +104,15 @@ impl Drop for Console {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The predicate of the in-toto statement a DSSE envelope carries (unverified: for reading).
+pub fn predicate_of(envelope: &serde_json::Value) -> serde_json::Value {
+    use base64::Engine;
+    let payload = envelope["payload"].as_str().unwrap_or_else(|| panic!("not an envelope: {envelope}"));
+    let bytes = base64::engine::general_purpose::STANDARD.decode(payload).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    statement["predicate"].clone()
 }
 
 pub fn agent() -> ureq::Agent {

@@ -22,6 +22,7 @@
 //!   bootstrap intervals for the rates it gives.
 //! - [`power`]: how many suspect samples a dataset test needs at the effect seen.
 //! - [`report`]: ROC plots (SVG) and JUnit reports.
+//! - [`attest`]: signed, chained evidence (in-toto statements in DSSE envelopes, ed25519).
 //! - [`formats`]: one type per file format (features sidecar, training report, eval and
 //!   dataset-test reports, evidence bundle), each with its JSON schema in docs/schemas/.
 //!
@@ -38,6 +39,7 @@
 //! - [`fleet`]: a fleet's evidence from its replicas' series, read through the Prometheus API.
 
 pub mod anytime_study;
+pub mod attest;
 pub mod baselines;
 pub mod blind;
 pub mod calibrate;

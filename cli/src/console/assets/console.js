@@ -4,7 +4,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], files: [], bundle: null, limits: null };
+const state = { models: [], files: [], bundle: null, envelope: null, signer: null, limits: null };
 
 function text(tag, content, className) {
   const el = document.createElement(tag);
@@ -28,7 +28,9 @@ async function loadModels() {
   }
   state.models = body.models;
   state.limits = body.limits;
+  state.signer = body.signer;
   $("version").textContent = body.mint_version;
+  $("signer").textContent = body.signer.fingerprint + (body.signer.ephemeral ? " (a key drawn when this console started)" : "");
   const select = $("model");
   const chosen = select.value;
   select.replaceChildren(
@@ -139,8 +141,10 @@ function analyze() {
     $("progress-box").hidden = true;
     updateButton();
     const body = request.response;
-    if (request.status === 200 && body && body.evidence) {
-      showReport(body);
+    const bundle = request.status === 200 && body && body.payload ? signedBundle(body) : null;
+    if (bundle && bundle.evidence) {
+      state.envelope = body;
+      showReport(bundle);
     } else {
       showError(body && body.error ? body.error : `The console answered ${request.status}; try again.`);
     }
@@ -151,6 +155,17 @@ function analyze() {
     showError("The connection to the console failed; check that it is still running and try again.");
   };
   request.send(form);
+}
+
+// The bundle is the signed statement's predicate: decoded from the envelope's payload, so that
+// the page shows exactly what was signed.
+function signedBundle(envelope) {
+  try {
+    const bytes = Uint8Array.from(atob(envelope.payload), (c) => c.charCodeAt(0));
+    return JSON.parse(new TextDecoder().decode(bytes)).predicate;
+  } catch (e) {
+    return null;
+  }
 }
 
 function showReport(bundle) {
@@ -244,12 +259,13 @@ function printable(bundle) {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MINT evidence: ${escapeHtml(e.model.id)}</title>
 <style>body{font:11pt/1.4 sans-serif;margin:2cm}table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:3px 6px;text-align:left}th{font-weight:normal;color:#555}</style></head><body>
 <h1>MINT evidence report</h1>
-<p>Issued ${escapeHtml(bundle.issued_at)} by mint-audit ${escapeHtml(e.mint_version)}. Evidence sha256: <code>${escapeHtml(bundle.evidence_sha256)}</code></p>
+<p>Issued ${escapeHtml(bundle.issued_at)} by mint-audit ${escapeHtml(e.mint_version)}. Evidence sha256: <code>${escapeHtml(bundle.evidence_sha256)}</code>.
+Signed by <code>${escapeHtml(bundle.signer.fingerprint)}</code>.</p>
 <h2>${escapeHtml(e.verdict.headline)}</h2><p>${escapeHtml(e.verdict.explanation)}</p>
 <h3>Caveats</h3><ul>${e.caveats.map((c) => `<li>${escapeHtml(c)}</li>`).join("")}</ul>
 <h3>Numbers</h3><table>${rows}</table>
 <h3>Images</h3><table><tr><th>File</th><th>Score</th><th>One by one</th><th>Like the model's data</th><th>sha256</th></tr>${images}</table>
-<h3>Verify</h3><p>With the same image files and the JSON bundle: <code>mint verify-bundle --bundle BUNDLE.json IMAGES…</code></p>
+<h3>Verify</h3><p>With the same image files and the JSON bundle: <code>mint verify-bundle --bundle BUNDLE.json --fingerprint ${escapeHtml(bundle.signer.fingerprint)} IMAGES…</code></p>
 </body></html>`;
 }
 
@@ -262,7 +278,7 @@ function setup() {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFiles(e.dataTransfer.files); });
   $("analyze").addEventListener("click", analyze);
   $("download-json").addEventListener("click", () =>
-    download(`mint-evidence-${state.bundle.evidence.model.id}.json`, "application/json", JSON.stringify(state.bundle, null, 2)));
+    download(`mint-evidence-${state.bundle.evidence.model.id}.json`, "application/json", JSON.stringify(state.envelope, null, 2)));
   $("download-html").addEventListener("click", () =>
     download(`mint-evidence-${state.bundle.evidence.model.id}.html`, "text/html", printable(state.bundle)));
   $("print").addEventListener("click", () => window.print());

@@ -110,3 +110,43 @@ impl FleetEvidence {
         })
     }
 }
+
+/// The predicate type of a signed fleet report.
+pub const SIGNED_FLEET_PREDICATE_TYPE: &str = "https://mint-audit.dev/attestations/fleet-evidence/v1";
+
+/// A fleet report as signed by the regulator's (or auditor's) key: the predicate of an in-toto
+/// statement whose subject is the fleet (its API and selector, by the report's sha256). Issued
+/// alone (`mint evidence --attest`) or as an entry of a chained log (`--attest-log`), which
+/// shows a later reader that no look was dropped.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SignedFleetEvidence {
+    /// When the report was signed, `YYYY-MM-DDTHH:MM:SSZ` (UTC).
+    pub issued_at: String,
+    pub report: FleetEvidence,
+    /// The entry's place in its log; absent for a report signed alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain: Option<crate::attest::chain::Link>,
+    pub signer: crate::attest::Signer,
+}
+
+impl SignedFleetEvidence {
+    /// The statement of `report`, as of `issued_at`, signed by `signer`, at `chain` in a log.
+    pub fn statement(
+        report: FleetEvidence,
+        issued_at: std::time::SystemTime,
+        signer: &crate::attest::PublicKey,
+        chain: Option<crate::attest::chain::Link>,
+    ) -> crate::attest::Statement<SignedFleetEvidence> {
+        use sha2::{Digest, Sha256};
+        let digest = format!("{:x}", Sha256::digest(serde_json::to_vec(&report).expect("a report is JSON")));
+        let subject = crate::attest::Subject::sha256(format!("{} {{{}}}", report.prometheus, report.selector), digest);
+        let predicate = SignedFleetEvidence {
+            issued_at: super::bundle::rfc3339(issued_at),
+            report,
+            chain,
+            signer: crate::attest::Signer::of(signer),
+        };
+        crate::attest::Statement::new(vec![subject], SIGNED_FLEET_PREDICATE_TYPE, predicate)
+    }
+}

@@ -9,10 +9,11 @@
 //! | training report | [`train_report::TrainReport`] | the training recipes, [`crate::train`] | `mint train`, auditors |
 //! | split | [`crate::split::Split`] | `mint split` | `mint extract`, `mint eval` |
 //! | conformance kit | [`crate::conformance::Kit`] | `mint conformance write` | `mint conformance check` |
-//! | evidence bundle | [`bundle::Bundle`] | the console | `mint verify-bundle` |
+//! | evidence bundle (signed) | [`bundle::Bundle`] in a DSSE envelope | the console | `mint verify-bundle`, `mint verify` |
 //! | eval report | [`reports::EvalReport`] | `mint eval` | CI systems, `mint_toolkit::eval` |
 //! | dataset-test report | [`reports::DatasetTestReport`] | `mint dataset-test` | CI systems, regulators |
 //! | fleet evidence | [`fleet::FleetEvidence`] | `mint evidence` | regulators, CI systems |
+//! | signed fleet evidence, its log | [`fleet::SignedFleetEvidence`] in DSSE envelopes | `mint evidence --attest[-log]` | `mint verify` |
 //!
 //! The calibration block of an auditor configuration (`mint_audit::config::Calibration`) and
 //! the conformance recording (`mint_audit::Recording`) are the library's own types; their
@@ -39,6 +40,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("eval_report.schema.json", of::<reports::EvalReport>()),
         ("dataset_test_report.schema.json", of::<reports::DatasetTestReport>()),
         ("fleet_evidence.schema.json", of::<fleet::FleetEvidence>()),
+        ("signed_fleet_evidence.schema.json", of::<fleet::SignedFleetEvidence>()),
         ("calibration.schema.json", of::<mint_audit::config::Calibration>()),
         ("conformance_recording.schema.json", of::<mint_audit::Recording>()),
     ]
