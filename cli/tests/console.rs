@@ -43,7 +43,6 @@ fn members_give_evidence_non_members_do_not_and_the_bundle_reverifies() {
     assert_eq!(status, 200, "{bundle}");
     let e = &bundle["evidence"];
     assert_eq!(e["verdict"]["outcome"], "evidence", "{}", e["verdict"]);
-    assert!(e["set"]["rank_test"]["p_value"].as_f64().unwrap() < 1e-4, "{}", e["set"]);
     assert_eq!(e["set"]["distribution_shift"]["detected"], false);
     assert_eq!(e["images"].as_array().unwrap().len(), 30);
     assert_eq!(e["images"][0]["sha256"], format!("{:x}", Sha256::digest(&members[0].1)));
@@ -51,14 +50,19 @@ fn members_give_evidence_non_members_do_not_and_the_bundle_reverifies() {
     let (status, as_idx) = console.analyze(MODEL, &[("members-idx3-ubyte".into(), demo_idx("members", 30))]);
     assert_eq!(status, 200, "{as_idx}");
     for i in 0..30 {
-        assert_eq!(as_idx["evidence"]["images"][i]["score"], e["images"][i]["score"], "image {i}");
+        assert_eq!(as_idx["evidence"]["images"][i]["flagged"], e["images"][i]["flagged"], "image {i}");
     }
+    assert_eq!(as_idx["evidence"]["set"], e["set"]);
+    // The public default: flags, no score, p-values in bands.
+    assert_eq!(e["disclosure"], "flags");
+    assert!(e["images"][0].get("score").is_none() && e["images"][0]["flagged"].is_boolean(), "{}", e["images"][0]);
+    assert_eq!(e["set"]["rank_test"]["p_value"], "< 0.01", "{}", e["set"]);
 
     // Known non-members: no evidence.
     let (status, other) = console.analyze(MODEL, &demo_pngs("non-members", 30));
     assert_eq!(status, 200, "{other}");
     assert_eq!(other["evidence"]["verdict"]["outcome"], "no_evidence", "{}", other["evidence"]["verdict"]);
-    assert!(other["evidence"]["set"]["rank_test"]["p_value"].as_f64().unwrap() > 0.01);
+    assert_eq!(other["evidence"]["set"]["rank_test"]["p_value"], "≥ 0.01");
 
     // Images unlike the model's domain: the control says the verdict means nothing.
     let bright: Vec<(String, Vec<u8>)> = (0..12)
@@ -148,6 +152,7 @@ fn members_give_evidence_non_members_do_not_and_the_bundle_reverifies() {
                 as Box<dyn Fn(&mut serde_json::Value)>,
         ),
         ("date", Box::new(|p: &mut serde_json::Value| p["issued_at"] = "2020-01-01T00:00:00Z".into())),
+        ("disclosure", Box::new(|p: &mut serde_json::Value| p["evidence"]["disclosure"] = "scores".into())),
     ] {
         let forged = edit_predicate(&envelope, edit);
         let forged_path = dir.join(format!("forged-{what}.json"));
@@ -211,7 +216,18 @@ fn the_limits_hold_and_say_so() {
     let dir = scratch("limits");
     let console = Console::start(
         &dir,
-        &["--max-upload-mib", "1", "--max-images", "5", "--max-side", "100", "--rate-per-minute", "4"],
+        &[
+            "--max-upload-mib",
+            "1",
+            "--max-images",
+            "5",
+            "--max-side",
+            "100",
+            "--rate-per-minute",
+            "4",
+            "--min-set",
+            "1",
+        ],
     );
     let one = demo_pngs("members", 6);
     // Too many images, as files or inside an array file.
@@ -253,6 +269,100 @@ fn the_limits_hold_and_say_so() {
     assert_eq!(response.status().as_u16(), 429);
     let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
     assert!((1..=60).contains(&retry), "{retry}");
+}
+
+/// What the console tells a stranger (docs/security.md): no answer on fewer than `--min-set`
+/// images; at `scores` every number, at `flags` flags and bands, at `sets` nothing per image;
+/// a bundle recomputes at its own level; the daily budget counts new images only and bounds
+/// the sets one image is analysed in, whoever asks, with a Retry-After.
+#[test]
+fn the_console_discloses_what_its_level_allows_within_a_daily_budget() {
+    let dir = scratch("disclosure");
+    let members = demo_pngs("members", 12);
+    let run = |level: &str| {
+        std::fs::create_dir_all(dir.join(level)).unwrap();
+        let console = Console::start(
+            &dir.join(level),
+            &[
+                "--disclosure",
+                level,
+                "--rate-per-minute",
+                "1000",
+                "--daily-images",
+                "20",
+                "--daily-sets-per-image",
+                "3",
+            ],
+        );
+        let (status, bundle) = console.analyze(MODEL, &members);
+        assert_eq!(status, 200, "{level}: {bundle}");
+        (console, bundle)
+    };
+    let (_, scores) = run("scores");
+    let s = &scores["evidence"];
+    assert!(s["images"][0]["score"].is_f64() && s["set"]["rank_test"]["p_value"].is_f64(), "{s}");
+    let (_, sets) = run("sets");
+    let e = &sets["evidence"];
+    assert_eq!(e["images"][0].as_object().unwrap().keys().filter(|k| *k == "score" || *k == "flagged").count(), 0);
+    assert!(e["set"]["flagged"].is_null() && e["set"]["rank_test"]["p_value"].is_string(), "{}", e["set"]);
+    assert!(!e["verdict"]["explanation"].as_str().unwrap().contains("above the calibrated threshold one by one"));
+    assert_eq!(s["verdict"]["outcome"], e["verdict"]["outcome"], "the level changes what is said, not the verdict");
+
+    let (console, flags) = run("flags");
+    // Fewer than ten images: refused, saying why.
+    let (status, r) = console.analyze(MODEL, &members[..9]);
+    assert_eq!(status, 422, "{r}");
+    assert!(r["error"].as_str().unwrap().contains("sets of at least 10 images"), "{r}");
+    // The bundle recomputes at its own level, byte for byte.
+    let images = dir.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for (name, bytes) in &members {
+        std::fs::write(images.join(name), bytes).unwrap();
+    }
+    let (_, envelope) = console.analyze_signed(MODEL, &members);
+    assert_eq!(predicate_of(&envelope)["evidence"], flags["evidence"]);
+    let bundle_path = dir.join("flags-bundle.json");
+    std::fs::write(&bundle_path, envelope.to_string()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mint"))
+        .args(["verify-bundle", "--bundle"])
+        .arg(&bundle_path)
+        .args(["--fingerprint", flags["signer"]["fingerprint"].as_str().unwrap()])
+        .args(members.iter().map(|(name, _)| images.join(name)))
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    // The budget: 12 images spent (the nine refused spent nothing; the same twelve again are
+    // free); eight new ones fit, one more does not.
+    let more = demo_pngs("non-members", 10);
+    let mut set: Vec<_> = members[..2].to_vec();
+    set.extend(more[..8].iter().cloned());
+    assert_eq!(console.analyze(MODEL, &set).0, 200);
+    let mut over: Vec<_> = members[..9].to_vec();
+    over.push(more[8].clone());
+    let (content_type, body) = multipart(&over);
+    let response = agent()
+        .post(format!("{}/api/analyze?model={MODEL}", console.url))
+        .header("Content-Type", &content_type)
+        .send(&body[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
+    assert!(retry > 23 * 3600 && retry <= 24 * 3600, "{retry}");
+    let (status, r) = console.analyze(MODEL, &over);
+    assert_eq!(status, 429);
+    assert!(r["error"].as_str().unwrap().contains("20 images analysed today"), "{r}");
+    // Re-encoded as an IDX file, the same pixels are the same images: still free.
+    assert_eq!(console.analyze(MODEL, &[("members-idx3-ubyte".into(), demo_idx("members", 12))]).0, 200);
+    // members[0] has been in two sets (the twelve, the ten; the IDX's twelve is the first set
+    // again): a third is allowed, a fourth is not, whoever asks.
+    let addr = console.url.trim_start_matches("http://").to_string();
+    let (status, body) = analyze_from(&addr, [127, 0, 0, 7], MODEL, &members[..11]);
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = analyze_from(&addr, [127, 0, 0, 8], MODEL, &members[..10]);
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("in 3 different sets today"), "{body}");
 }
 
 /// `envelope` with its statement's predicate changed by `edit`, the signature kept.

@@ -38,7 +38,18 @@ fn one_client_cannot_shut_the_console_for_the_others() {
     let dir = scratch("availability");
     let console = Console::start(
         &dir,
-        &["--rate-per-minute", "1000", "--max-concurrent", "1", "--max-side", "2048", "--max-megapixels", "4"],
+        &[
+            "--rate-per-minute",
+            "1000",
+            "--max-concurrent",
+            "1",
+            "--max-side",
+            "2048",
+            "--max-megapixels",
+            "4",
+            "--min-set",
+            "1",
+        ],
     );
     let addr = addr(&console);
     let small = demo_pngs("members", 4);
@@ -108,7 +119,7 @@ fn one_client_cannot_shut_the_console_for_the_others() {
 #[test]
 fn an_upload_without_a_length_or_that_stops_arriving_is_refused() {
     let dir = scratch("body");
-    let console = Console::start(&dir, &["--rate-per-minute", "1000"]);
+    let console = Console::start(&dir, &["--rate-per-minute", "1000", "--min-set", "1"]);
     let addr = addr(&console);
     let answer = |stream: &mut TcpStream| {
         stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -183,7 +194,18 @@ fn normal_clients_are_served_beside_an_abusive_one() {
     let dir = scratch("load");
     let console = Console::start(
         &dir,
-        &["--rate-per-minute", "100000", "--max-concurrent", "2", "--max-side", "2048", "--max-megapixels", "4"],
+        &[
+            "--rate-per-minute",
+            "100000",
+            "--max-concurrent",
+            "2",
+            "--max-side",
+            "2048",
+            "--max-megapixels",
+            "4",
+            "--min-set",
+            "1",
+        ],
     );
     let addr = addr(&console);
     const CLIENTS: u8 = 3;

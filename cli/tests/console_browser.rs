@@ -195,6 +195,10 @@ fn a_person_uploads_members_then_non_members_and_reads_the_verdicts() {
     let numbers = browser.text("#set-numbers");
     assert!(numbers.contains("Images tested 30"), "{numbers}");
     assert!(numbers.contains("Distribution shift not detected"), "{numbers}");
+    // The public default tells flags and the test's decision, no score and no effect size.
+    assert!(numbers.contains("chance probability (rank test, p) < 0.01"), "{numbers}");
+    assert!(numbers.contains("only whether it is flagged") && !numbers.contains("AUC; 0.5"), "{numbers}");
+    assert_eq!(browser.script("return state.bundle.evidence.images.some(i => 'score' in i)"), json!(false));
     assert_eq!(browser.script("return document.querySelectorAll('#images tbody tr').length"), json!(30));
     // The thumbnails come from the browser's own copies of the files, and they load.
     wait_for("the thumbnails", Duration::from_secs(10), || {

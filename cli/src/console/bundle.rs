@@ -15,6 +15,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use mint_toolkit::console::analysis;
+use mint_toolkit::console::disclosure::Disclosure;
 use mint_toolkit::console::registry::Registry;
 use mint_toolkit::console::uploads::{self, Limits, Upload};
 
@@ -93,7 +94,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         max_work: std::time::Duration::MAX,
     };
     let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(anyhow::Error::msg)?;
-    let again = analysis::analyze(&model, &decoded)?;
+    // Recomputed at the level the console disclosed (absent in bundles of earlier consoles: all).
+    let level = match evidence["disclosure"].as_str() {
+        Some(name) => name.parse::<Disclosure>().map_err(anyhow::Error::msg)?,
+        None => Disclosure::Scores,
+    };
+    let again = analysis::analyze(&model, &decoded, level)?;
     // The bytes, not the values: a number printed differently is a difference.
     let (recomputed, filed) = (again.to_string(), evidence.to_string());
     if recomputed.as_bytes() == filed.as_bytes() {

@@ -27,9 +27,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+use super::budget::{self, Budget, Refusal};
 use super::clients::{Client, Clients};
 use mint_toolkit::attest::OperatorKey;
 use mint_toolkit::console::analysis;
+use mint_toolkit::console::disclosure::Disclosure;
 use mint_toolkit::console::registry::{Registry, State};
 use mint_toolkit::console::uploads::{self, Limits, Upload};
 use mint_toolkit::formats::bundle;
@@ -66,6 +68,12 @@ pub struct Settings {
     /// The key bundles are signed with, and whether it lives only as long as the process.
     pub signing_key: Arc<OperatorKey>,
     pub ephemeral_key: bool,
+    /// How much the console tells whoever asks, the smallest set it answers on, and the daily
+    /// budget (docs/security.md).
+    pub disclosure: Disclosure,
+    pub min_set: usize,
+    pub daily_images: usize,
+    pub daily_sets_per_image: usize,
 }
 
 struct Shared {
@@ -73,6 +81,7 @@ struct Shared {
     settings: Settings,
     clients: Arc<Clients>,
     analyses: Arc<Semaphore>,
+    budget: Arc<Budget>,
     /// `max_buffered_bytes` in KiB, one permit each.
     buffered_kib: Arc<Semaphore>,
 }
@@ -92,6 +101,7 @@ pub fn serve(listener: std::net::TcpListener, registry: Arc<Registry>, settings:
         registry,
         clients: Clients::new(settings.max_connections_per_client, settings.rate_per_minute),
         analyses: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+        budget: Arc::new(Budget::new(settings.daily_images, settings.daily_sets_per_image)),
         buffered_kib: Arc::new(Semaphore::new(buffered_kib)),
         settings,
     });
@@ -162,7 +172,10 @@ fn models(shared: &Shared) -> Value {
         "models": models,
         "alpha": analysis::ALPHA,
         "limits": {"max_upload_bytes": s.max_upload_bytes, "max_images": s.limits.max_images,
-                   "max_side": s.limits.max_side, "rate_per_minute": s.rate_per_minute},
+                   "max_side": s.limits.max_side, "rate_per_minute": s.rate_per_minute,
+                   "min_set": s.min_set, "daily_images": s.daily_images,
+                   "daily_sets_per_image": s.daily_sets_per_image},
+        "disclosure": s.disclosure.name(),
         "mint_version": mint_audit::VERSION,
         "signer": signing_key(s),
     })
@@ -263,13 +276,29 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
     };
     let limits = shared.settings.limits;
     let key = Arc::clone(&shared.settings.signing_key);
+    let (disclosure, min_set) = (shared.settings.disclosure, shared.settings.min_set);
+    let budget = Arc::clone(&shared.budget);
+    let model_id = entry.id.clone();
     let started = Instant::now();
     let outcome = tokio::task::spawn_blocking(move || {
         // Held by the work itself, so that a client that hangs up does not free its slot early.
         let _held = (permit, held);
         let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(Rejection::Input)?;
         drop((uploads, buffered));
-        let evidence = analysis::analyze(&model, &decoded).map_err(|e| Rejection::Internal(format!("{e:#}")))?;
+        let n = decoded.samples.len();
+        if n < min_set {
+            return Err(Rejection::Input(format!(
+                "This console answers on sets of at least {min_set} images, and {} {} sent. One image says little about \
+                 training, and a console that answered on single images would tell anyone whether a stranger's photo \
+                 was used.",
+                n,
+                if n == 1 { "was" } else { "were" }
+            )));
+        }
+        let keys: Vec<_> = (0..n).map(|i| budget::image_key(&model_id, decoded.images.sample(i))).collect();
+        budget.spend(client, &keys).map_err(Rejection::Budget)?;
+        let evidence =
+            analysis::analyze(&model, &decoded, disclosure).map_err(|e| Rejection::Internal(format!("{e:#}")))?;
         let signed = bundle::Bundle::issue(evidence, SystemTime::now(), &key)
             .map_err(|e| Rejection::Internal(format!("signing: {e:#}")))?;
         Ok::<_, Rejection>((decoded.samples.len(), signed))
@@ -282,6 +311,13 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
             reply(StatusCode::OK, &serde_json::to_value(&bundle).expect("an envelope is JSON"))
         }
         Ok(Err(Rejection::Input(message))) => problem(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        Ok(Err(Rejection::Budget(refusal))) => {
+            let mut r = problem(StatusCode::TOO_MANY_REQUESTS, &refusal.message());
+            if let Ok(v) = HeaderValue::from_str(&refusal.renews_in().as_secs().max(1).to_string()) {
+                r.headers_mut().insert("Retry-After", v);
+            }
+            r
+        }
         Ok(Err(Rejection::Internal(why))) => {
             eprintln!("mint serve: analysis failed: {why}");
             problem(
@@ -295,6 +331,7 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
 
 enum Rejection {
     Input(String),
+    Budget(Refusal),
     Internal(String),
 }
 

@@ -7,6 +7,7 @@
 //! `mint_toolkit::formats::bundle` signs it for filing with the operator's key, and [`bundle`]
 //! (`mint verify-bundle`) checks the signature and recomputes it.
 
+mod budget;
 pub mod bundle;
 mod clients;
 mod http;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 
 use mint_toolkit::attest::OperatorKey;
+use mint_toolkit::console::disclosure::Disclosure;
 use mint_toolkit::console::registry::{shipped_models, Registry};
 use mint_toolkit::console::uploads::Limits;
 
@@ -88,6 +90,22 @@ pub struct Args {
     /// prints at start and shows on its page.
     #[arg(long)]
     signing_key: Option<PathBuf>,
+    /// What the console tells whoever asks: `flags` (calibrated flags per image, set-level
+    /// numbers in bands), `sets` (set-level statements only) or `scores` (every score and exact
+    /// p-value: a membership oracle for anyone who can reach it; for loopback or a trusted
+    /// audience). docs/security.md measures what each leaks.
+    #[arg(long, default_value = "flags", value_parser = str::parse::<Disclosure>)]
+    disclosure: Disclosure,
+    /// The fewest images one analysis answers on.
+    #[arg(long, default_value_t = 10)]
+    min_set: usize,
+    /// Distinct images one client (an IPv4 address, an IPv6 /64) may have analysed a day;
+    /// images analysed before count nothing again.
+    #[arg(long, default_value_t = 500)]
+    daily_images: usize,
+    /// Distinct sets one image may be analysed in a day, whoever asks.
+    #[arg(long, default_value_t = 5)]
+    daily_sets_per_image: usize,
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
@@ -134,6 +152,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         max_buffered_bytes: args.max_buffered_mib.saturating_mul(1 << 20),
         signing_key: std::sync::Arc::new(signing_key),
         ephemeral_key,
+        disclosure: args.disclosure,
+        min_set: args.min_set.max(1),
+        daily_images: args.daily_images,
+        daily_sets_per_image: args.daily_sets_per_image,
     };
     http::serve(listener, registry, settings)?;
     Ok(ExitCode::SUCCESS)

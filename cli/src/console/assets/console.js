@@ -14,8 +14,17 @@ function text(tag, content, className) {
 }
 
 const pct = (x, digits = 1) => (x === null || x === undefined ? "unknown" : (100 * x).toFixed(digits) + "%");
-const num = (x, digits = 3) => (x === null || x === undefined ? "—" : Number(x).toFixed(digits));
-const pval = (p) => (p === null || p === undefined ? "—" : p < 1e-4 ? Number(p).toExponential(1) : Number(p).toFixed(4));
+// Below the `scores` disclosure the console sends bands ("< 0.001", "0.7–0.8") as text: shown as sent.
+const num = (x, digits = 3) => (x === null || x === undefined ? "—" : typeof x === "string" ? x : Number(x).toFixed(digits));
+const pval = (p) => (p === null || p === undefined ? "—" : typeof p === "string" ? p : p < 1e-4 ? Number(p).toExponential(1) : Number(p).toFixed(4));
+const flagText = (img) => (img.flagged === undefined ? "not disclosed" : img.flagged ? "flagged" : "not flagged");
+// What this console discloses, in words (docs/security.md).
+const DISCLOSURE = {
+  scores: "This console shows every score.",
+  flags: "This console shows, per image, only whether it is flagged at the calibrated threshold, and for the set the test's " +
+    "decision and what follows from the flags: exact scores would let anyone test whether a stranger's photo was used.",
+  sets: "This console answers about sets only: the set-level test's decision, nothing per image.",
+};
 
 async function loadModels() {
   let body;
@@ -179,27 +188,31 @@ function showReport(bundle) {
   $("caveats").replaceChildren(...e.caveats.map((c) => text("li", c)));
 
   const s = e.set;
+  const exact = e.disclosure === undefined || e.disclosure === "scores";
+  const flagsTold = s.flagged !== null;
   const rows = [
     ["Images tested", s.images],
-    ["Flagged one by one (score ≥ the calibrated threshold)", `${s.flagged} of ${s.images}`],
+    flagsTold && ["Flagged one by one (score ≥ the calibrated threshold)", `${s.flagged} of ${s.images}`],
     ["Set-level test: chance probability (rank test, p)", pval(s.rank_test.p_value)],
     ["Decision level", `p < ${e.alpha}`],
-    ["How far your images' scores lie above the unused ones' (AUC; 0.5 = no difference)", num(s.rank_test.auc)],
-    ["Flags against the false-alarm rate (binomial test, p)", pval(s.binomial_test.p_value)],
-    ["Share of your images probably in the training data (95%)",
-      s.member_fraction.estimate === null ? "cannot be estimated with this head" :
+    exact && ["How far your images' scores lie above the unused ones' (AUC; 0.5 = no difference)", num(s.rank_test.auc)],
+    flagsTold && ["Flags against the false-alarm rate (binomial test, p)", pval(s.binomial_test.p_value)],
+    flagsTold && ["Share of your images probably in the training data (95%)",
+      s.member_fraction.low === null ? "cannot be estimated with this head" :
         s.member_fraction.high - s.member_fraction.low >= 0.9 ?
           `cannot be pinned down from these images (95%: ${pct(s.member_fraction.low, 0)}–${pct(s.member_fraction.high, 0)})` :
-          `${pct(s.member_fraction.estimate, 0)} (95%: ${pct(s.member_fraction.low, 0)}–${pct(s.member_fraction.high, 0)})`],
-    ["Images needed to decide at the difference seen (80% power)", s.images_needed === null ? "no number would do" : s.images_needed],
+          s.member_fraction.estimate === null ? `${pct(s.member_fraction.low, 0)}–${pct(s.member_fraction.high, 0)} (95%)` :
+            `${pct(s.member_fraction.estimate, 0)} (95%: ${pct(s.member_fraction.low, 0)}–${pct(s.member_fraction.high, 0)})`],
+    exact && ["Images needed to decide at the difference seen (80% power)", s.images_needed === null ? "no number would do" : s.images_needed],
     ["Images that look unlike the model's data", `${s.distribution_shift.out_of_domain} of ${s.images}`],
     ["Raw-pixel classifier vs the model's data (AUC)", s.distribution_shift.blind_auc === null ? "needs 10 images or more" :
       `${num(s.distribution_shift.blind_auc)} (p = ${pval(s.distribution_shift.blind_p_value)})`],
     ["Distribution shift", s.distribution_shift.detected ? "DETECTED: the verdict means nothing" : "not detected"],
     ["Reference (never used in training)", e.reference.description],
     ["Model, version, head", `${e.model.id} v${e.model.version}, ${e.head.kind} head ${e.head.sha256.slice(0, 16)}…`],
+    ["What this console discloses", DISCLOSURE[e.disclosure] || e.disclosure],
   ];
-  $("set-numbers").tBodies[0].replaceChildren(...rows.map(([k, v]) => {
+  $("set-numbers").tBodies[0].replaceChildren(...rows.filter(Boolean).map(([k, v]) => {
     const tr = document.createElement("tr");
     tr.append(text("th", k), text("td", v));
     return tr;
@@ -223,7 +236,7 @@ function showReport(bundle) {
       thumb,
       fileCell,
       text("td", num(img.score, 4)),
-      text("td", img.flagged ? "flagged" : "not flagged", img.flagged ? "flag" : ""),
+      text("td", flagText(img), img.flagged ? "flag" : ""),
       text("td", img.in_domain ? "yes" : "no", img.in_domain ? "" : "out"),
       text("td", img.sha256, "hash")
     );
@@ -254,7 +267,7 @@ function printable(bundle) {
   const rows = Array.from($("set-numbers").tBodies[0].rows)
     .map((r) => `<tr><th>${escapeHtml(r.cells[0].textContent)}</th><td>${escapeHtml(r.cells[1].textContent)}</td></tr>`).join("");
   const images = e.images.map((i) => `<tr><td>${escapeHtml(i.file)}${i.index === null ? "" : " #" + i.index}</td>` +
-    `<td>${num(i.score, 4)}</td><td>${i.flagged ? "flagged" : "not flagged"}</td><td>${i.in_domain ? "yes" : "no"}</td>` +
+    `<td>${num(i.score, 4)}</td><td>${flagText(i)}</td><td>${i.in_domain ? "yes" : "no"}</td>` +
     `<td style="font-family:monospace;font-size:9pt">${escapeHtml(i.sha256)}</td></tr>`).join("");
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>MINT evidence: ${escapeHtml(e.model.id)}</title>
 <style>body{font:11pt/1.4 sans-serif;margin:2cm}table{border-collapse:collapse;width:100%}th,td{border-bottom:1px solid #ccc;padding:3px 6px;text-align:left}th{font-weight:normal;color:#555}</style></head><body>

@@ -10,12 +10,14 @@
 //!   fraction, how many images the rank test would need at the effect seen, and the
 //!   distribution-shift control (blind classifier on raw pixels, and the per-image check).
 //! - A verdict in plain words, and the caveats that always apply.
+//! - All of it as the console's disclosure level allows ([`super::disclosure`]).
 
 use anyhow::Result;
 use mint_audit::evidence::stats::{self, Interval, ScoreBins};
 use serde_json::{json, Value};
 use statrs::distribution::{ContinuousCDF, Normal};
 
+use super::disclosure::{self, disclose, Disclosure};
 use super::registry::ConsoleModel;
 use super::uploads::Decoded;
 use crate::blind;
@@ -39,14 +41,14 @@ const SHIFT_P: f64 = 0.001;
 /// A member-fraction interval at least this wide says nothing worth a sentence.
 const UNINFORMATIVE_SPAN: f64 = 0.9;
 
-/// Scores the decoded uploads and builds their evidence.
-pub fn analyze(model: &ConsoleModel, decoded: &Decoded) -> Result<Value> {
+/// Scores the decoded uploads and builds their evidence, as `level` discloses it.
+pub fn analyze(model: &ConsoleModel, decoded: &Decoded, level: Disclosure) -> Result<Value> {
     let none = Images { data: Vec::new(), shape: model.input_shape, labels: None };
     let scored = score_sets_with(&model.model, 1, 64, &model.config, &decoded.images, &none)?;
-    Ok(evidence(model, decoded, &scored.pos, &scored.head_sha256))
+    Ok(disclose(evidence(model, decoded, &scored.pos, &scored.head_sha256, level), level))
 }
 
-fn evidence(model: &ConsoleModel, decoded: &Decoded, scores: &[f64], head_sha256: &str) -> Value {
+fn evidence(model: &ConsoleModel, decoded: &Decoded, scores: &[f64], head_sha256: &str, level: Disclosure) -> Value {
     let config = &model.config;
     let calibration = config.calibration().expect("a console model is calibrated (checked at load)");
     let threshold = config.threshold();
@@ -109,6 +111,7 @@ fn evidence(model: &ConsoleModel, decoded: &Decoded, scores: &[f64], head_sha256
         needed,
         fraction,
         reference: reference.scores.len(),
+        level,
     });
     let interval = |i: Interval| json!({"estimate": finite(i.estimate), "low": finite(i.low), "high": finite(i.high)});
     json!({
@@ -152,6 +155,7 @@ struct VerdictInput {
     needed: Option<u64>,
     fraction: Interval,
     reference: usize,
+    level: Disclosure,
 }
 
 /// The outcome in plain words: a headline, then why.
@@ -181,21 +185,31 @@ fn verdict(v: VerdictInput) -> Value {
              A difference this large would arise by chance with probability {} (below the {} this console requires).",
             images(v.n),
             v.reference,
-            p_words(v.p),
+            p_words(v.p, v.level),
             ALPHA
         );
-        if v.fraction.estimate.is_finite() && v.fraction.high - v.fraction.low < UNINFORMATIVE_SPAN {
+        if v.level != Disclosure::Sets
+            && v.fraction.estimate.is_finite()
+            && v.fraction.high - v.fraction.low < UNINFORMATIVE_SPAN
+        {
+            // Below `scores`, the interval widened to tens of percent, as the numbers are.
+            let (low, high) = match v.level {
+                Disclosure::Scores => (v.fraction.low, v.fraction.high),
+                _ => ((v.fraction.low * 10.0).floor() / 10.0, ((v.fraction.high * 10.0).ceil() / 10.0).min(1.0)),
+            };
             why.push_str(&format!(
                 " Between {:.0}% and {:.0}% of them were probably in the training data (95% interval).",
-                100.0 * v.fraction.low,
-                100.0 * v.fraction.high
+                100.0 * low,
+                100.0 * high
             ));
         } else {
             why.push_str(" How many of them were used cannot be pinned down from these images alone.");
         }
         ("evidence", "Strong evidence that this model was trained on these images, taken as a set.".to_string(), why)
     } else {
+        // The images needed follow from the set's effect size, which below `scores` is not told.
         let more = match v.needed {
+            _ if v.level != Disclosure::Scores => " More images of the same kind may still decide it.".to_string(),
             Some(m) if m as usize > v.n => format!(
                 " If the difference seen held, about {m} images would be needed to decide ({} more).",
                 m as usize - v.n
@@ -211,18 +225,20 @@ fn verdict(v: VerdictInput) -> Value {
              This does not show they were not used: the test finds only what the model remembers.{more}",
             images(v.n),
             v.reference,
-            p_words(v.p)
+            p_words(v.p, v.level)
         );
         ("no_evidence", "No evidence that this model was trained on these images.".to_string(), why)
     };
-    if v.flagged > 0 && !v.shift {
+    if v.flagged > 0 && !v.shift && v.level != Disclosure::Sets {
         why.push_str(&format!(" {} of {} scored above the calibrated threshold one by one.", v.flagged, images(v.n)));
     }
     json!({"outcome": outcome, "headline": headline, "explanation": why})
 }
 
-fn p_words(p: f64) -> String {
-    if p < 1e-4 {
+fn p_words(p: f64, level: Disclosure) -> String {
+    if level != Disclosure::Scores {
+        format!("p {}", disclosure::p_band(p))
+    } else if p < 1e-4 {
         format!("p = {p:.1e}")
     } else {
         format!("p = {p:.4}")
