@@ -9,7 +9,7 @@ use crate::config::MAX_COHORTS;
 /// One cohort of an auditor, as [`Auditor::cohort`](crate::Auditor::cohort) finds it by name.
 /// Cheap to copy; pass it with every [`Auditor::submit_in`](crate::Auditor::submit_in).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Cohort(u16);
+pub struct Cohort(u32);
 
 impl Cohort {
     /// The `default` cohort, which [`Auditor::submit`](crate::Auditor::submit) uses.
@@ -23,13 +23,13 @@ impl Cohort {
     /// The cohort at `index`, for bindings that pass cohorts as numbers; whether the auditor
     /// declares it is checked on submit. `None` past the most cohorts any auditor may have.
     pub fn from_index(index: usize) -> Option<Cohort> {
-        (index < MAX_COHORTS).then_some(Cohort(index as u16))
+        (index < MAX_COHORTS).then_some(Cohort(index as u32))
     }
 
-    /// The cohort numbered `n` by a binding, declared or not: a number no auditor declares
-    /// stays undeclared (it saturates), so that submitting with it is refused and counted.
+    /// The cohort numbered `n` by a binding, declared or not: submitting with a number the
+    /// auditor does not declare is refused and counted, and the error names `n` itself.
     pub fn from_number(n: u32) -> Cohort {
-        Cohort(u16::try_from(n).unwrap_or(u16::MAX))
+        Cohort(n)
     }
 }
 
@@ -55,7 +55,8 @@ mod tests {
         assert_eq!(r, vec![(0, 0..2), (2, 2..5), (0, 5..6)]);
         assert_eq!(runs(&[]).count(), 0);
         assert!(Cohort::from_index(MAX_COHORTS).is_none());
-        assert_eq!(Cohort::from_number(u32::MAX).index(), u16::MAX as usize);
+        assert_eq!(Cohort::from_number(u32::MAX).index(), u32::MAX as usize);
+        assert_eq!(Cohort::from_number(65_536).index(), 65_536, "numbers past u16 are kept, not saturated");
         assert_eq!(Cohort::from_number(3).index(), 3);
     }
 }

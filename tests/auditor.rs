@@ -218,13 +218,19 @@ fn cohorts_are_counted_apart_and_an_unknown_one_is_refused_and_counted() {
     let undeclared = mint_audit::Cohort::from_number(3);
     let e = auditor.submit_in(undeclared, &[7, 8], &reduced_views(&data, 2)).unwrap_err();
     assert!(matches!(e, Error::InvalidInput(_)) && e.to_string().contains("cohort 3"), "{e}");
+    // A number past 16 bits is named as given (it was reported as 65535).
+    let far = mint_audit::Cohort::from_number(70_000);
+    let e = auditor.submit_in(far, &[9], &reduced_views(&data, 1)).unwrap_err();
+    assert!(e.to_string().contains("cohort 70000 is not declared"), "{e}");
+    let e = auditor.evidence(far).unwrap_err();
+    assert!(e.to_string().contains("cohort 70000"), "{e}");
     auditor.close(Duration::from_secs(60));
     assert_exact_accounting(&auditor, &got);
 
     let by = |c| auditor.cohort_stats(c).unwrap();
     assert_eq!((by(reference).audited(), by(suspect).audited()), (300, 300));
     let default = by(mint_audit::Cohort::DEFAULT);
-    assert_eq!((default.audited(), default.dropped(DropReason::InvalidInput)), (50, 2));
+    assert_eq!((default.audited(), default.dropped(DropReason::InvalidInput)), (50, 3));
     assert!(auditor.cohort_stats(undeclared).is_err());
 
     let evidence = auditor.evidence(suspect).unwrap();
@@ -234,7 +240,7 @@ fn cohorts_are_counted_apart_and_an_unknown_one_is_refused_and_counted() {
     let metrics = auditor.render_metrics();
     for series in [
         r#"mint_samples_audited_total{cohort="suspect",verdict="member"}"#,
-        r#"mint_samples_dropped_total{cohort="default",reason="invalid_input"} 2"#,
+        r#"mint_samples_dropped_total{cohort="default",reason="invalid_input"} 3"#,
         r#"mint_evidence_windows_total{cohort="suspect",result="quiet",test="rank"} 3"#,
         r#"mint_membership_score_bucket{cohort="reference","#,
     ] {

@@ -111,7 +111,18 @@ pub fn parse_idx(raw: Vec<u8>, max_bytes: usize) -> Result<(Vec<usize>, Vec<u8>)
         // One byte past the limit tells a file that is too large from one that fits exactly.
         let limit = u64::try_from(max_bytes).unwrap_or(u64::MAX).saturating_add(64);
         flate2::read::GzDecoder::new(&raw[..]).take(limit).read_to_end(&mut out).context("gunzip")?;
-        ensure!((out.len() as u64) < limit, "the unpacked IDX file is larger than {max_bytes} bytes");
+        if out.len() as u64 >= limit {
+            // Past the limit: a header that asks for that much is a large file; one that asks
+            // for less, but whose stream goes on, is a bomb (or damaged), named as such.
+            let declared = idx_declared_bytes(&out);
+            match declared {
+                Some(declared) if declared <= max_bytes as u64 => bail!(
+                    "the gzip'd IDX file unpacks past {limit} bytes although its header declares {declared}: \
+                     a decompression bomb, or a damaged file"
+                ),
+                _ => bail!("the unpacked IDX file is larger than {max_bytes} bytes"),
+            }
+        }
         out
     } else {
         raw
@@ -127,6 +138,19 @@ pub fn parse_idx(raw: Vec<u8>, max_bytes: usize) -> Result<(Vec<usize>, Vec<u8>)
     ensure!(len <= max_bytes, "IDX data of {len} bytes is more than the {max_bytes} allowed");
     ensure!(bytes.len() == header + len, "IDX data is {} bytes, dimensions {dims:?} need {len}", bytes.len() - header);
     Ok((dims, bytes[header..].to_vec()))
+}
+
+/// The bytes an IDX file's header declares (header and data), if its start is an IDX header.
+fn idx_declared_bytes(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
+        return None;
+    }
+    let rank = bytes[3] as usize;
+    let header = bytes.get(4..4 + 4 * rank)?;
+    let data = header
+        .chunks_exact(4)
+        .try_fold(1u64, |a, d| a.checked_mul(u64::from(u32::from_be_bytes(d.try_into().ok()?))))?;
+    data.checked_add(4 + 4 * rank as u64)
 }
 
 /// Class labels for `n` samples: an IDX file of unsigned bytes, or an NPY array `[n]` of any

@@ -232,7 +232,10 @@ fn decode_array(upload: &Upload, kind: Kind, input: [usize; 3], room: usize, per
 
 fn too_many_or(e: anyhow::Error, room: usize) -> String {
     let text = format!("{e:#}");
-    if text.contains("allowed") || text.contains("larger than") {
+    if text.contains("decompression bomb") {
+        "it unpacks to far more data than its header declares: a decompression bomb, or a damaged file. It was not read."
+            .into()
+    } else if text.contains("allowed") || text.contains("larger than") {
         format!("it holds more images than this request has room for ({room}). Split it into several requests.")
     } else {
         format!("not a readable IDX or NPY image file ({text}).")
@@ -325,5 +328,22 @@ mod tests {
         assert!(e.contains("more images than this request has room for (4)"), "{e}");
         let e = decode(&[Upload { name: "x".into(), bytes: idx(1, 32) }], [1, 28, 28], &LIMITS).unwrap_err();
         assert!(e.contains("this model takes [1, 28, 28]"), "{e}");
+
+        // Gzip'd: one that declares too many images is "too many"; one whose header declares
+        // one image and whose stream unpacks to 64 MiB of zeros is a bomb, named as such.
+        let gz = |bytes: &[u8]| {
+            use std::io::Write;
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            e.write_all(bytes).unwrap();
+            e.finish().unwrap()
+        };
+        let e = decode(&[Upload { name: "x".into(), bytes: gz(&idx(5, 28)) }], [1, 28, 28], &LIMITS).unwrap_err();
+        assert!(e.contains("more images than this request has room for (4)"), "{e}");
+        let mut bomb = idx(1, 28);
+        bomb.resize(64 << 20, 0);
+        let bomb = gz(&bomb);
+        assert!(bomb.len() < 128 * 1024, "{} bytes", bomb.len());
+        let e = decode(&[Upload { name: "x".into(), bytes: bomb }], [1, 28, 28], &LIMITS).unwrap_err();
+        assert!(e.contains("a decompression bomb") && !e.contains("room for"), "{e}");
     }
 }
