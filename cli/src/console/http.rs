@@ -7,7 +7,9 @@
 //!   arriving (a grace period, then at least `MIN_BODY_BYTES_PER_SECOND`), the bodies held at
 //!   once bounded in bytes; at most `max_concurrent` analyses run, the others wait in arrival
 //!   order (one per client, so a client waits behind at most one request of each other
-//!   client), up to `QUEUE_WAIT`; each analysis bounded in pixels and time ([`uploads::Limits`]);
+//!   client), up to `QUEUE_WAIT`; heavy ones (over `HEAVY_PIXELS` of decoding) wait in a lane
+//!   of their own (half the slots) and run at the lowest CPU priority; each analysis bounded in
+//!   pixels and time ([`uploads::Limits`]);
 //! - uploads held in memory for one analysis, never written, never logged;
 //! - no cookies, no third-party anything: the page, its script and style are built in, and a
 //!   Content-Security-Policy forbids everything else.
@@ -81,6 +83,8 @@ struct Shared {
     settings: Settings,
     clients: Arc<Clients>,
     analyses: Arc<Semaphore>,
+    /// Heavy requests' slots: half of `max_concurrent`, at least one.
+    heavy_analyses: Arc<Semaphore>,
     budget: Arc<Budget>,
     /// `max_buffered_bytes` in KiB, one permit each.
     buffered_kib: Arc<Semaphore>,
@@ -101,6 +105,7 @@ pub fn serve(listener: std::net::TcpListener, registry: Arc<Registry>, settings:
         registry,
         clients: Clients::new(settings.max_connections_per_client, settings.rate_per_minute),
         analyses: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+        heavy_analyses: Arc::new(Semaphore::new((settings.max_concurrent / 2).max(1))),
         budget: Arc::new(Budget::new(settings.daily_images, settings.daily_sets_per_image)),
         buffered_kib: Arc::new(Semaphore::new(buffered_kib)),
         settings,
@@ -266,13 +271,17 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
             )
         }
     };
-    // Slots are handed out in arrival order; each client waits with at most one request.
-    let Ok(Ok(permit)) = tokio::time::timeout(QUEUE_WAIT, Arc::clone(&shared.analyses).acquire_owned()).await else {
-        return busy();
-    };
     let uploads = match read_form(body, boundary, &shared.settings.limits).await {
         Ok(u) => u,
         Err(message) => return problem(StatusCode::BAD_REQUEST, &message),
+    };
+    // Slots are handed out in arrival order; each client waits with at most one request. A
+    // heavy request (much decoding) takes a slot of its own lane, so that light requests keep
+    // every slot of theirs beside any number of heavy ones.
+    let heavy = uploads::declared_pixels(&uploads) > HEAVY_PIXELS;
+    let lane = if heavy { &shared.heavy_analyses } else { &shared.analyses };
+    let Ok(Ok(permit)) = tokio::time::timeout(QUEUE_WAIT, Arc::clone(lane).acquire_owned()).await else {
+        return busy();
     };
     let limits = shared.settings.limits;
     let key = Arc::clone(&shared.settings.signing_key);
@@ -280,7 +289,7 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
     let budget = Arc::clone(&shared.budget);
     let model_id = entry.id.clone();
     let started = Instant::now();
-    let outcome = tokio::task::spawn_blocking(move || {
+    let outcome = run_work(heavy, move || {
         // Held by the work itself, so that a client that hangs up does not free its slot early.
         let _held = (permit, held);
         let decoded = uploads::decode(&uploads, model.input_shape, &limits).map_err(Rejection::Input)?;
@@ -326,6 +335,40 @@ async fn analyze(request: Request<Incoming>, client: Client, shared: &Shared) ->
             )
         }
         Err(_) => problem(StatusCode::INTERNAL_SERVER_ERROR, "The analysis failed on the console's side."),
+    }
+}
+
+/// Requests asking to decode more than this many pixels are heavy: they wait in a lane of their
+/// own and run at the lowest CPU priority, so that on a machine with few cores a client sending
+/// heavy requests within the limits slows the others' light ones as little as possible.
+const HEAVY_PIXELS: u64 = 1 << 20;
+
+/// Runs `work` off the async threads: on tokio's blocking pool, or, when `heavy`, on a thread
+/// of its own at the lowest priority (a thread of its own, because a thread cannot raise its
+/// priority back without privileges, and the pool's threads are reused).
+async fn run_work<T: Send + 'static>(heavy: bool, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ()> {
+    if !heavy {
+        return tokio::task::spawn_blocking(work).await.map_err(|_| ());
+    }
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("mint-serve-heavy".into()).spawn(move || {
+        lowest_priority();
+        let _ = tx.send(work());
+    });
+    match spawned {
+        Ok(_) => rx.await.map_err(|_| ()),
+        Err(_) => Err(()),
+    }
+}
+
+/// Puts the calling thread at nice 19 (Linux keeps a nice value per thread); elsewhere, or if
+/// refused, it stays as it is.
+fn lowest_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: setpriority and gettid take plain integers and touch no memory of ours; on
+        // Linux, PRIO_PROCESS with a thread id sets that thread's nice value.
+        let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 19) };
     }
 }
 

@@ -63,7 +63,9 @@ pub struct Args {
     /// Seconds one request's images may take to decode.
     #[arg(long, default_value_t = 30)]
     max_analysis_seconds: u64,
-    /// Analyses running at once; further requests wait their turn (one per client), up to a minute.
+    /// Analyses running at once; further requests wait their turn (one per client), up to a
+    /// minute. Heavy ones (over a megapixel of decoding) have a lane of their own beside it, of
+    /// half as many, at the lowest CPU priority.
     #[arg(long, default_value_t = 2)]
     max_concurrent: usize,
     /// Analyses one client address may ask for per minute.

@@ -57,7 +57,7 @@ pub fn decode(uploads: &[Upload], input: [usize; 3], limits: &Limits) -> Result<
         return Err("No images were uploaded: choose one or more image files.".into());
     }
     let per = input.iter().product::<usize>();
-    let pixels = pixels_of(uploads);
+    let pixels = declared_pixels(uploads);
     if pixels > limits.max_pixels {
         return Err(format!(
             "These images hold {:.1} million pixels together; this console analyses at most {:.1} million per \
@@ -107,8 +107,9 @@ pub fn decode(uploads: &[Upload], input: [usize; 3], limits: &Limits) -> Result<
 }
 
 /// The pixels of the request's PNG and JPEG images, read from their headers (a header that
-/// cannot be read counts nothing here: decoding refuses the file with its reason).
-fn pixels_of(uploads: &[Upload]) -> u64 {
+/// cannot be read counts nothing here: decoding refuses the file with its reason): the
+/// decoding work a request asks for.
+pub fn declared_pixels(uploads: &[Upload]) -> u64 {
     let mut total = 0u64;
     for upload in uploads.iter().filter(|u| sniff(&u.bytes) == Kind::Image) {
         let dimensions = image::ImageReader::new(Cursor::new(&upload.bytes))
@@ -302,7 +303,7 @@ mod tests {
             (0..3).map(|i| Upload { name: format!("{i}.png"), bytes: png(60, 60, true) }).collect();
         let e = decode(&three, [1, 28, 28], &LIMITS).unwrap_err();
         assert!(e.contains("0.0 million pixels together") && e.contains("at most 0.0 million"), "{e}");
-        assert_eq!(pixels_of(&three), 10_800);
+        assert_eq!(declared_pixels(&three), 10_800);
         assert_eq!(decode(&three[..2], [1, 28, 28], &LIMITS).unwrap().samples.len(), 2);
         // And in time: nothing is decoded once the budget is spent.
         let spent = Limits { max_work: Duration::ZERO, ..LIMITS };
