@@ -14,6 +14,7 @@ use crate::conformance::Recorder;
 use crate::delivery::Delivery;
 use crate::error::{Error, Result};
 use crate::evidence::{CohortEvidence, Evidence};
+use crate::evidence_log::{self, EvidenceLog};
 use crate::head;
 use crate::intake::{Intake, SubmitReport};
 use crate::ledger::{Ledger, Stats};
@@ -66,6 +67,8 @@ pub struct Auditor {
     http: Mutex<Option<MetricsServer>>,
     http_addr: Option<SocketAddr>,
     model: ServedModel,
+    /// The signed evidence log's writer, when configured.
+    evidence_log: Option<EvidenceLog>,
 }
 
 /// How often `close` looks whether the workers have stopped, before its deadline.
@@ -112,6 +115,20 @@ impl Auditor {
         let delivery =
             Arc::new(Delivery::new(Arc::clone(&ledger), metrics, evidence, sink, config.threshold(), recorder));
         let scorers = (0..config.workers).map(|_| plan.spawn(&delivery)).collect::<Result<Vec<_>>>()?;
+        // The evidence log's first snapshot, before any thread of ours starts: a key or a log
+        // that cannot be used fails the creation.
+        let evidence_log = match &config.evidence_log {
+            Some(log) => {
+                let (ledger, from) = (Arc::clone(&ledger), Arc::clone(&delivery));
+                let cohorts = ledger.cohorts();
+                let read: evidence_log::Reader =
+                    Box::new(move || (ledger.stats(), (0..cohorts).map(|c| from.evidence.snapshot(c)).collect()));
+                let names = config.cohort_names().into_iter().map(String::from).collect();
+                let model = (config.model.id.clone(), config.model.version.clone());
+                Some(EvidenceLog::start(log, model, plan.sha256(), names, read, Arc::clone(&delivery))?)
+            }
+            None => None,
+        };
 
         let render: Render = {
             let (delivery, plan) = (Arc::clone(&delivery), Arc::clone(&plan));
@@ -173,6 +190,7 @@ impl Auditor {
             http: Mutex::new(http),
             http_addr,
             model: ServedModel::new(),
+            evidence_log,
         })
     }
 
@@ -399,6 +417,10 @@ impl Auditor {
             if let Err(e) = recorder.write() {
                 self.delivery.note_error(format!("writing the conformance recording: {e}"));
             }
+        }
+        // The log's last snapshot holds the final counts.
+        if let Some(log) = &self.evidence_log {
+            log.stop();
         }
         *report = Some(done);
         done

@@ -90,6 +90,9 @@ pub struct Config {
     /// Conformance recording, for a vendor's CI (`mint conformance`): off unless given.
     #[serde(default)]
     pub conformance: Option<ConformanceConfig>,
+    /// The auditor's own signed, chained evidence log: off unless given.
+    #[serde(default)]
+    pub evidence_log: Option<EvidenceLogConfig>,
     /// Folder relative paths were resolved against (the configuration file's).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -738,6 +741,26 @@ pub struct ConformanceConfig {
     pub max_samples: usize,
 }
 
+/// The signed evidence log (`mint_audit::evidence::log`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EvidenceLogConfig {
+    /// The log (one DSSE envelope per line), appended to; created if missing. Relative to the
+    /// configuration's folder.
+    pub path: PathBuf,
+    /// The operator's ed25519 key, PKCS#8 PEM (`mint keygen`); relative to the configuration's
+    /// folder. A log is only ever extended by the key that wrote it.
+    pub signing_key: PathBuf,
+    /// Seconds between snapshots (one more at creation and at close).
+    #[serde(default = "default_evidence_log_interval")]
+    pub interval_seconds: f64,
+}
+
+fn default_evidence_log_interval() -> f64 {
+    60.0
+}
+
 fn default_conformance_samples() -> usize {
     1024
 }
@@ -790,6 +813,10 @@ impl Config {
         if let Some(conformance) = &mut self.conformance {
             resolve(&mut conformance.record);
         }
+        if let Some(log) = &mut self.evidence_log {
+            resolve(&mut log.path);
+            resolve(&mut log.signing_key);
+        }
         match &mut self.head {
             HeadConfig::Vanilla { path, .. } => resolve(path),
             // A bare file name ("libmint_backend_cpu.so") is looked up by the loader instead.
@@ -812,6 +839,14 @@ impl Config {
         }
         if self.model.onnx.is_some() && self.model.input_shape.is_none() {
             return Err(Error::config("model.input_shape", "is needed with model.onnx"));
+        }
+        if let Some(log) = &self.evidence_log {
+            if !(1.0..=86_400.0).contains(&log.interval_seconds) {
+                return Err(Error::config(
+                    "evidence_log.interval_seconds",
+                    format!("must be between 1 and 86400, not {}", log.interval_seconds),
+                ));
+            }
         }
         if !self.model.runtime.available() {
             return Err(self.model.runtime.not_built());

@@ -53,6 +53,7 @@ mod conformance;
 mod delivery;
 mod error;
 pub mod evidence;
+pub mod evidence_log;
 mod head;
 mod identity;
 mod intake;

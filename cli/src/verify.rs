@@ -1,5 +1,5 @@
-//! `mint verify`: checks a signed statement of ours (an evidence bundle, a signed fleet report)
-//! or a log of them against the key the verifier trusts: the signature, and for a log the
+//! `mint verify`: checks a signed statement of ours (an evidence bundle, a signed fleet report,
+//! a replica's evidence snapshot) or a log of them against the key the verifier trusts: the signature, and for a log the
 //! chain (no entry edited, removed or reordered). `mint verify-bundle` also recomputes a
 //! bundle's evidence from its images.
 //!
@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Result};
+use mint_audit::evidence_log::{EvidenceSnapshot, SNAPSHOT_PREDICATE_TYPE};
 use mint_toolkit::attest::{self, chain, Opened, PublicKey, Trust};
 use mint_toolkit::formats::bundle::{Bundle, BUNDLE_PREDICATE_TYPE};
 use mint_toolkit::formats::fleet::{SignedFleetEvidence, SIGNED_FLEET_PREDICATE_TYPE};
@@ -125,6 +126,19 @@ fn describe(opened: &Opened) -> Result<()> {
                 signed.report.replicas,
                 signed.report.cohorts.len(),
                 signed.report.discoveries.join(", ")
+            );
+        }
+        SNAPSHOT_PREDICATE_TYPE => {
+            let snapshot: EvidenceSnapshot = opened.predicate()?;
+            let alarms: u64 = snapshot.cohorts.iter().map(|c| c.alarms.iter().sum::<u64>()).sum();
+            println!(
+                "  replica snapshot #{} issued {}{}: {} audited, {} dropped, {} cohorts, {alarms} window alarms",
+                snapshot.chain.sequence,
+                snapshot.issued_at,
+                if snapshot.last { " (at close)" } else { "" },
+                snapshot.audited,
+                snapshot.dropped,
+                snapshot.cohorts.len()
             );
         }
         other => println!("  a statement of type {other}"),

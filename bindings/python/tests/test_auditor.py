@@ -1,12 +1,13 @@
 """The Auditor from Python: configurations, tensors read in place, results, errors, closing."""
 
 import json
+import os
 import threading
 
 import numpy as np
 import pytest
 import torch
-from conftest import MEMORIZING, random_taps
+from conftest import MEMORIZING, ROOT, random_taps
 
 import mint_audit
 
@@ -205,3 +206,45 @@ def test_a_slow_callback_holds_close_no_longer_than_its_deadline(vanilla_config)
     release.set()
     assert report.timed_out and report.workers_busy == 1
     assert took < 0.2 + mint_audit.CLOSE_GRACE_S + 0.5, took
+
+
+def test_the_evidence_log_is_signed_chained_and_verifies_independently(vanilla_config, tmp_path):
+    """A key made with `cryptography` (PKCS#8 PEM, as `openssl genpkey` writes it) signs the
+    auditor's own evidence log, which the independent verifier accepts, and refuses one edit."""
+    import subprocess
+    import sys
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    (tmp_path / "operator.pem").write_bytes(pem)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "operator.pub").write_bytes(public)
+    with open(vanilla_config) as f:
+        config = json.load(f)
+    config["metrics"] = {}
+    config["evidence_log"] = {
+        "path": str(tmp_path / "evidence.jsonl"),
+        "signing_key": str(tmp_path / "operator.pem"),
+    }
+    with mint_audit.Auditor(config, base_dir=MEMORIZING) as auditor:
+        auditor.submit([1, 2, 3, 4], random_taps(4))
+        auditor.close(10.0)
+    lines = (tmp_path / "evidence.jsonl").read_text().splitlines()
+    assert len(lines) == 2, "a snapshot at creation and one at close"
+    verifier = os.path.join(ROOT, "examples", "python", "verify_evidence.py")
+    log = str(tmp_path / "evidence.jsonl")
+    run = subprocess.run(
+        [sys.executable, str(verifier), "--key", str(tmp_path / "operator.pub"), log], capture_output=True, text=True
+    )
+    assert run.returncode == 0 and "2 entries in order" in run.stdout, run.stdout + run.stderr
+    (tmp_path / "swapped.jsonl").write_text(lines[1] + "\n" + lines[0] + "\n")
+    swapped = str(tmp_path / "swapped.jsonl")
+    run = subprocess.run(
+        [sys.executable, str(verifier), "--key", str(tmp_path / "operator.pub"), swapped],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 1 and "removed or reordered" in run.stdout, run.stdout

@@ -39,7 +39,8 @@
 //! - [`fleet`]: a fleet's evidence from its replicas' series, read through the Prometheus API.
 
 pub mod anytime_study;
-pub mod attest;
+/// Signed, chained evidence: the `mint-attest` crate.
+pub use mint_attest as attest;
 pub mod baselines;
 pub mod blind;
 pub mod calibrate;

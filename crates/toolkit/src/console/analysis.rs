@@ -237,7 +237,7 @@ fn verdict(v: VerdictInput) -> Value {
 
 fn p_words(p: f64, level: Disclosure) -> String {
     if level != Disclosure::Scores {
-        format!("p {}", disclosure::p_band(p))
+        format!("p {}", disclosure::p_band(p, ALPHA))
     } else if p < 1e-4 {
         format!("p = {p:.1e}")
     } else {

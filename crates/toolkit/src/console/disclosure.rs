@@ -19,8 +19,6 @@ use std::str::FromStr;
 
 use serde_json::{json, Value};
 
-use super::analysis::ALPHA;
-
 /// How much the console discloses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disclosure {
@@ -54,14 +52,14 @@ impl FromStr for Disclosure {
     }
 }
 
-/// A p-value below `scores`: only on which side of the console's decision level it falls.
-pub fn p_band(p: f64) -> String {
+/// A p-value below `scores`: only on which side of the decision level `alpha` it falls.
+pub fn p_band(p: f64, alpha: f64) -> String {
     if !p.is_finite() {
         "unknown".into()
-    } else if p < ALPHA {
-        format!("< {ALPHA}")
+    } else if p < alpha {
+        format!("< {alpha}")
     } else {
-        format!("≥ {ALPHA}")
+        format!("≥ {alpha}")
     }
 }
 
@@ -96,8 +94,10 @@ pub fn disclose(mut evidence: Value, level: Disclosure) -> Value {
             }
         }
     }
+    // The evidence's own decision level.
+    let alpha = evidence["alpha"].as_f64().unwrap_or(f64::NAN);
     let set = &mut evidence["set"];
-    let band = |v: &Value| v.as_f64().map_or(json!(null), |p| json!(p_band(p)));
+    let band = |v: &Value| v.as_f64().map_or(json!(null), |p| json!(p_band(p, alpha)));
     set["rank_test"] = json!({"p_value": band(&set["rank_test"]["p_value"]), "auc": null});
     set["images_needed"] = json!(null);
     match level {
@@ -126,7 +126,7 @@ mod tests {
     use super::*;
 
     fn full() -> Value {
-        json!({"images": [{"file": "a", "score": 0.93, "flagged": true}],
+        json!({"alpha": 0.01, "images": [{"file": "a", "score": 0.93, "flagged": true}],
                "set": {"images": 12, "flagged": 3,
                        "rank_test": {"p_value": 0.0004, "z": 3.3, "auc": 0.734},
                        "binomial_test": {"p_value": 0.02, "null_fpr": 0.015},
@@ -158,9 +158,9 @@ mod tests {
 
     #[test]
     fn bands() {
-        assert_eq!(p_band(3e-7), "< 0.01");
-        assert_eq!(p_band(0.01), "≥ 0.01");
-        assert_eq!(p_band(f64::NAN), "unknown");
+        assert_eq!(p_band(3e-7, 0.01), "< 0.01");
+        assert_eq!(p_band(0.01, 0.01), "≥ 0.01");
+        assert_eq!(p_band(f64::NAN, 0.01), "unknown");
         assert_eq!("sets".parse::<Disclosure>(), Ok(Disclosure::Sets));
         assert!("all".parse::<Disclosure>().is_err());
     }

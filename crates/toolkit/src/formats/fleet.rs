@@ -126,8 +126,8 @@ pub struct SignedFleetEvidence {
     pub report: FleetEvidence,
     /// The entry's place in its log; absent for a report signed alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain: Option<crate::attest::chain::Link>,
-    pub signer: crate::attest::Signer,
+    pub chain: Option<mint_attest::chain::Link>,
+    pub signer: mint_attest::Signer,
 }
 
 impl SignedFleetEvidence {
@@ -135,18 +135,18 @@ impl SignedFleetEvidence {
     pub fn statement(
         report: FleetEvidence,
         issued_at: std::time::SystemTime,
-        signer: &crate::attest::PublicKey,
-        chain: Option<crate::attest::chain::Link>,
-    ) -> crate::attest::Statement<SignedFleetEvidence> {
+        signer: &mint_attest::PublicKey,
+        chain: Option<mint_attest::chain::Link>,
+    ) -> mint_attest::Statement<SignedFleetEvidence> {
         use sha2::{Digest, Sha256};
         let digest = format!("{:x}", Sha256::digest(serde_json::to_vec(&report).expect("a report is JSON")));
-        let subject = crate::attest::Subject::sha256(format!("{} {{{}}}", report.prometheus, report.selector), digest);
+        let subject = mint_attest::Subject::sha256(format!("{} {{{}}}", report.prometheus, report.selector), digest);
         let predicate = SignedFleetEvidence {
             issued_at: super::bundle::rfc3339(issued_at),
             report,
             chain,
-            signer: crate::attest::Signer::of(signer),
+            signer: mint_attest::Signer::of(signer),
         };
-        crate::attest::Statement::new(vec![subject], SIGNED_FLEET_PREDICATE_TYPE, predicate)
+        mint_attest::Statement::new(vec![subject], SIGNED_FLEET_PREDICATE_TYPE, predicate)
     }
 }

@@ -14,6 +14,7 @@
 //! | dataset-test report | [`reports::DatasetTestReport`] | `mint dataset-test` | CI systems, regulators |
 //! | fleet evidence | [`fleet::FleetEvidence`] | `mint evidence` | regulators, CI systems |
 //! | signed fleet evidence, its log | [`fleet::SignedFleetEvidence`] in DSSE envelopes | `mint evidence --attest[-log]` | `mint verify` |
+//! | a replica's evidence log | `mint_audit::evidence_log::EvidenceSnapshot` in DSSE envelopes | the library (`evidence_log`) | `mint verify` |
 //!
 //! The calibration block of an auditor configuration (`mint_audit::config::Calibration`) and
 //! the conformance recording (`mint_audit::Recording`) are the library's own types; their
@@ -41,6 +42,7 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("dataset_test_report.schema.json", of::<reports::DatasetTestReport>()),
         ("fleet_evidence.schema.json", of::<fleet::FleetEvidence>()),
         ("signed_fleet_evidence.schema.json", of::<fleet::SignedFleetEvidence>()),
+        ("replica_evidence_snapshot.schema.json", of::<mint_audit::evidence_log::EvidenceSnapshot>()),
         ("calibration.schema.json", of::<mint_audit::config::Calibration>()),
         ("conformance_recording.schema.json", of::<mint_audit::Recording>()),
     ]

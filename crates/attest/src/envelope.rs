@@ -143,7 +143,7 @@ fn named_signer(envelope: &dsse::Envelope) -> Result<PublicKey> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attest::statement::Subject;
+    use crate::statement::Subject;
     use serde_json::json;
 
     fn signed(key: &OperatorKey, body: Value) -> dsse::Envelope {

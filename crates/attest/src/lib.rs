@@ -21,7 +21,9 @@ pub mod chain;
 pub mod envelope;
 pub mod key;
 pub mod statement;
+mod time;
 
 pub use envelope::{open, seal, Opened, Trust};
 pub use key::{OperatorKey, PublicKey};
 pub use statement::{Signer, Statement, Subject};
+pub use time::rfc3339;

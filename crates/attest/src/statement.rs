@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::key::PublicKey;
@@ -15,7 +14,8 @@ pub const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v1";
 pub const PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 
 /// An in-toto Statement v1 with a predicate of type `P`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Statement<P> {
     /// [`STATEMENT_TYPE`].
     #[serde(rename = "_type")]
@@ -35,7 +35,8 @@ impl<P> Statement<P> {
 }
 
 /// One artefact the statement is about.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Subject {
     pub name: String,
     /// Algorithm → hex digest (`sha256`).
@@ -50,7 +51,8 @@ impl Subject {
 
 /// Who signed, inside what is signed: a verifier names the key before deciding to trust it,
 /// and a statement cannot be re-signed by another key without saying so.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Signer {
     /// `ed25519`.
     pub algorithm: String,

@@ -10,7 +10,6 @@ use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -19,7 +18,8 @@ use super::key::OperatorKey;
 use super::statement::Statement;
 
 /// Where a statement sits in its log.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Link {
     /// The log's id: 32 hex digits drawn when its first entry was written.
     pub log: String,
@@ -174,7 +174,7 @@ fn random_id() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attest::statement::{Signer, Subject};
+    use crate::statement::{Signer, Subject};
     use serde_json::json;
 
     fn entry(key: &OperatorKey, n: u64) -> impl FnOnce(Link) -> Statement<Value> + '_ {
