@@ -260,19 +260,14 @@ fn the_limits_hold_and_say_so() {
     assert!(reply.contains("at most 1 MB per request"), "{reply}");
     // Four analyses a minute from one address, then a wait with Retry-After. Every request
     // for an analysis spends one, refused or not: the four above did.
-    let (content_type, body) = multipart(&one[..1]);
-    let response = agent()
-        .post(format!("{}/api/analyze?model={MODEL}", console.url))
-        .header("Content-Type", &content_type)
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 429);
-    let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
-    assert!((1..=60).contains(&retry), "{retry}");
+    let (status, retry) = console.retry_after(MODEL, &one[..1]);
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|s| (1..=60).contains(&s)), "{retry:?}");
 }
 
 /// What the console tells a stranger (docs/security.md): no answer on fewer than `--min-set`
-/// images; at `scores` every number, at `flags` flags and bands, at `sets` nothing per image;
+/// images; at `scores` every number, at `flags` the flags and the test's decision, at `sets`
+/// nothing per image;
 /// a bundle recomputes at its own level; the daily budget counts new images only and bounds
 /// the sets one image is analysed in, whoever asks, with a Retry-After.
 #[test]
@@ -341,15 +336,9 @@ fn the_console_discloses_what_its_level_allows_within_a_daily_budget() {
     assert_eq!(console.analyze(MODEL, &set).0, 200);
     let mut over: Vec<_> = members[..9].to_vec();
     over.push(more[8].clone());
-    let (content_type, body) = multipart(&over);
-    let response = agent()
-        .post(format!("{}/api/analyze?model={MODEL}", console.url))
-        .header("Content-Type", &content_type)
-        .send(&body[..])
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 429);
-    let retry: u64 = response.headers().get("retry-after").unwrap().to_str().unwrap().parse().unwrap();
-    assert!(retry > 23 * 3600 && retry <= 24 * 3600, "{retry}");
+    let (status, retry) = console.retry_after(MODEL, &over);
+    assert_eq!(status, 429);
+    assert!(retry.is_some_and(|s| s > 23 * 3600 && s <= 24 * 3600), "{retry:?}");
     let (status, r) = console.analyze(MODEL, &over);
     assert_eq!(status, 429);
     assert!(r["error"].as_str().unwrap().contains("20 images analysed today"), "{r}");

@@ -80,6 +80,18 @@ impl Console {
         (status, if status == 200 { predicate_of(&body) } else { body })
     }
 
+    /// The status of an analysis of `files` and its `Retry-After` header, in seconds.
+    pub fn retry_after(&self, model: &str, files: &[(String, Vec<u8>)]) -> (u16, Option<u64>) {
+        let (content_type, body) = multipart(files);
+        let response = agent()
+            .post(format!("{}/api/analyze?model={model}", self.url))
+            .header("Content-Type", &content_type)
+            .send(&body[..])
+            .unwrap();
+        let retry = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+        (response.status().as_u16(), retry)
+    }
+
     /// As [`Console::analyze`], the answer as it came: a DSSE envelope on success.
     pub fn analyze_signed(&self, model: &str, files: &[(String, Vec<u8>)]) -> (u16, serde_json::Value) {
         let (content_type, body) = multipart(files);
