@@ -17,7 +17,7 @@ memorizing model in PyTorch (examples/python/fmnist_model.py), one thread, at ea
   repeatedly.
 
 usage: .venv/bin/python benches/torch_hooks.py [--batches 1 16] [--pairs 2000]
-Needs the mint_audit package in .venv (`pip install ./python` for the release build these
+Needs the mint_audit package in .venv (`pip install ./bindings/python` for the release build these
 figures are for) and Debian's python3-torch (the venv sees system packages).
 """
 

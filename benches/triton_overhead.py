@@ -15,7 +15,7 @@ unaudited server's p50 request latency, is the audit's share of it.
 usage: .venv/bin/python benches/triton_overhead.py [--rounds 10] [--requests 200] [--batch 1]
                                                     [--concurrency 2]
 Needs scripts/setup.sh and the mint_audit package in .venv (scripts/python_tests.sh installs
-a debug build; `pip install ./python` a release one: the figures are for a release build).
+a debug build; `pip install ./bindings/python` a release one: the figures are for a release build).
 """
 
 import argparse
