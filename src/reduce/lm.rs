@@ -69,9 +69,17 @@ fn given_scores(view: &TensorView<'_>, n: usize, lp: &mut Vec<f32>, z: &mut Vec<
     }
 }
 
-/// How many of `len` sorted values the lowest fraction `k` takes: at least one.
+/// How many of `len` sorted values the lowest fraction `k` takes: ⌈k·len⌉, at least one.
+///
+/// The published code of Min-K% and Min-K%++ takes ⌊k·len⌋ (and has no value when that is
+/// 0): the two agree when k·len is a whole number, and this one takes one token more
+/// otherwise (docs/design.md, "Min-K%: which tokens"). `k` is read to six decimals and the
+/// count computed in integers: in f32, 0.3 × 50 is 15.000001, whose ceiling took a 16th token.
 fn lowest(len: usize, k: f32) -> usize {
-    ((len as f32 * k).ceil() as usize).clamp(1, len)
+    const SCALE: u64 = 1_000_000;
+    let millionths = (f64::from(k) * SCALE as f64).round() as u64; // k in (0, 1]: at most SCALE
+    let count = (len as u64 * millionths).div_ceil(SCALE);
+    (count as usize).clamp(1, len)
 }
 
 fn mean(values: &[f32]) -> f32 {
@@ -129,5 +137,25 @@ mod tests {
         assert!(!lm_features(&v, 1, &features, &mut out), "a NaN log-probability among the valid tokens");
         assert!(lm_features(&v, 0, &features, &mut out));
         assert_eq!(out[0], -2.1);
+    }
+
+    #[test]
+    fn the_lowest_fraction_is_counted_exactly() {
+        // k·len whole: exactly k·len tokens, the published code's count too (f32 arithmetic
+        // took 16 of 50 at k = 0.3, 31 of 100).
+        for (len, k, count) in [(50, 0.3, 15), (100, 0.3, 30), (90, 0.3, 27), (20, 0.05, 1), (10, 0.5, 5), (7, 1.0, 7)]
+        {
+            assert_eq!(lowest(len, k), count, "{k} of {len}");
+        }
+        // Otherwise one more than the published ⌊k·len⌋, and at least one.
+        for (len, k, count) in [(51, 0.3, 16), (7, 0.2, 2), (3, 0.05, 1), (1, 0.05, 1), (19, 0.1, 2)] {
+            assert_eq!(lowest(len, k), count, "{k} of {len}");
+        }
+        // Against the exact fractions, every length up to 4096.
+        for (k, num, den) in [(0.05f32, 1, 20), (0.1, 1, 10), (0.2, 1, 5), (0.3, 3, 10), (0.5, 1, 2), (0.25, 1, 4)] {
+            for len in 1..=4096usize {
+                assert_eq!(lowest(len, k), (len * num).div_ceil(den).max(1), "{k} of {len}");
+            }
+        }
     }
 }

@@ -155,3 +155,59 @@ def test_hooks_hand_the_logits_to_the_library(lm):
         assert auditor.close(10.0).stats.audited == 10
     for i in range(10):
         assert got[100 + i] == pytest.approx(got[i], abs=1e-4)
+
+
+def published_min_k(values, ratio):
+    """Min-K% (and, on standardised scores, Min-K%++) as the papers' published code computes it
+    (Shi et al., detect-pretrain-code; Zhang et al., mink-plus-plus): the mean of the lowest
+    ``int(len * ratio)`` values, in float64; NaN when that is 0."""
+    k_length = int(len(values) * ratio)
+    topk = np.sort(values)[:k_length]
+    return np.mean(topk) if k_length else float("nan")
+
+
+def test_min_k_against_the_published_code():
+    """docs/design.md, "Min-K%: which tokens": ⌈k·n⌉ tokens, at least one; the published code's
+    ⌊k·n⌋ wherever k·n is whole, one token more elsewhere."""
+    ks = [0.05, 0.1, 0.2, 0.3, 0.5]
+    config = {
+        "model": {"id": "min-k", "version": "1"},
+        "taps": [
+            {
+                "name": "scores",
+                "channels": 3,
+                "kind": "token_logprobs",
+                "max_tokens": 128,
+                "features": [f"min_k:{k}" for k in ks] + [f"min_kpp:{k}" for k in ks],
+            }
+        ],
+        "head": {"kind": "vanilla", "path": "head.onnx", "sha256": "0" * 64},  # rows only: never loaded
+    }
+    rng = np.random.default_rng(7)
+    lengths = np.arange(1, 121)  # every length up to 120, one text each
+    scores = np.zeros((len(lengths), 128, 3), np.float32)
+    for i, n in enumerate(lengths):
+        scores[i, :n, 0] = -rng.exponential(2.0, n)
+        scores[i, :n, 1] = -rng.exponential(3.0, n)
+        scores[i, :n, 2] = rng.uniform(0.5, 2.0, n)
+    rows, left_out = mint_audit.features(config, [scores], lengths=lengths)
+    assert left_out == []
+    rows = np.frombuffer(rows, np.float32).reshape(len(lengths), 2 * len(ks))
+    checked = {"equal": 0, "one more": 0, "published has none": 0}
+    for i, n in enumerate(lengths):
+        lp, mu, sigma = (scores[i, :n, c].astype(np.float64) for c in range(3))
+        for j, k in enumerate(ks):
+            for column, values in [(j, lp), (len(ks) + j, (lp - mu) / sigma)]:
+                published = published_min_k(values, k)
+                whole = round(n * k * 1e6) % 1_000_000 == 0
+                if whole:
+                    np.testing.assert_allclose(rows[i, column], published, rtol=1e-5, err_msg=f"n={n} k={k}")
+                    checked["equal"] += 1
+                else:
+                    # One token more than the published count (a value where it has none).
+                    ours = np.mean(np.sort(values)[: int(n * k) + 1])
+                    np.testing.assert_allclose(rows[i, column], ours, rtol=1e-5, err_msg=f"n={n} k={k}")
+                    checked["published has none" if np.isnan(published) else "one more"] += 1
+    # Each case occurs: whole counts (k = 0.3 at n = 50, 90, 100 among them), and both kinds of
+    # difference.
+    assert min(checked.values()) >= 40, checked
