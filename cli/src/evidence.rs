@@ -178,7 +178,13 @@ fn render(e: &FleetEvidence) -> String {
         "planned look (rank p)"
     ));
     for c in &e.cohorts {
-        let share = c.member_fraction.map_or("-".to_string(), |[lo, hi]| format!("[{lo:.2}, {hi:.2}]"));
+        let share = c.member_fraction.map_or("-".to_string(), |[lo, hi]| {
+            if lo <= 0.0 && hi >= 1.0 {
+                "not identifiable".to_string()
+            } else {
+                format!("[{lo:.2}, {hi:.2}]")
+            }
+        });
         let cert = c.certificate.map_or("-".to_string(), |v| format!("< {:.1}%", 100.0 * v));
         s.push_str(&format!(
             "  {:<14} {:>8} {:>8} {:>10} {:>10} {:>10.3e} {:>15} {:>11}  {}{}\n",

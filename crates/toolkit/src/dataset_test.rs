@@ -204,12 +204,7 @@ pub fn run(args: &Options) -> Result<Outcome> {
                 "  binomial test: {flagged} of {n} flagged at {threshold} against FPR <= {:.4}: p = {:.3e}\n",
                 fpr.high, t.p_value
             ));
-            summary.push_str(&if f.estimate.is_nan() {
-                "  member fraction: not identifiable (the head's calibrated TPR is within the FPR's reach)\n"
-                    .to_string()
-            } else {
-                format!("  member fraction {:.3} [{:.3}, {:.3}] (95%)\n", f.estimate, f.low, f.high)
-            });
+            summary.push_str(&member_fraction_line(f));
         }
         None => summary.push_str(
             "  (uncalibrated head: no binomial test, no member fraction; calibrate with mint eval --calibrate)\n",
@@ -220,6 +215,18 @@ pub fn run(args: &Options) -> Result<Outcome> {
 
     let model = config.model.id.clone();
     Ok(Outcome { report, summary, model, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The member fraction for people: never an estimate without its interval, and "not
+/// identifiable" where nothing can be said (no separation, or an interval of [0, 1]).
+fn member_fraction_line(f: mint_audit::evidence::stats::Interval) -> String {
+    if f.estimate.is_nan() {
+        "  member fraction: not identifiable (the head's calibrated TPR is within the FPR's reach)\n".to_string()
+    } else if f.low <= 0.0 && f.high >= 1.0 {
+        "  member fraction: not identifiable from these samples (95% interval [0, 1])\n".to_string()
+    } else {
+        format!("  member fraction {:.3} [{:.3}, {:.3}] (95%)\n", f.estimate, f.low, f.high)
+    }
 }
 
 fn load_sets(args: &Options, input: [usize; 3]) -> Result<(Images, Images, serde_json::Value)> {
@@ -257,4 +264,18 @@ pub fn power_line(power: &serde_json::Value) -> String {
         n(&row["rank_with_equal_reference"]),
         n(&row["binomial"])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::member_fraction_line;
+    use mint_audit::evidence::stats::Interval;
+
+    #[test]
+    fn the_member_fraction_is_never_a_bare_estimate() {
+        let line = |estimate, low, high| member_fraction_line(Interval { estimate, low, high });
+        assert_eq!(line(0.3, 0.1, 0.5), "  member fraction 0.300 [0.100, 0.500] (95%)\n");
+        assert!(line(0.5, 0.0, 1.0).contains("not identifiable from these samples"));
+        assert!(line(f64::NAN, f64::NAN, f64::NAN).contains("not identifiable (the head's"));
+    }
 }
