@@ -9,6 +9,9 @@
 //!   `--calibrate FPR` chooses the live threshold and writes it into the configuration.
 //! - `mint dataset-test` tests whether a suspect dataset was in the training set, against a
 //!   reference of known non-members: p-values, effect size, member fraction, a power table.
+//! - `mint dataset-inference` asks the same of an owner's texts from per-text feature tables
+//!   (Maini et al. 2024: features combined on one half, a t-test on the other), with a power
+//!   study and its null control.
 //! - `mint split` makes a balanced, seeded, hash-pinned split file from member and non-member sources.
 //! - `mint conformance write|check` golden vectors for a vendor's CI, and the check of what its
 //!   integration recorded (the tap, channel and sample that differ, and the likely cause).
@@ -21,6 +24,7 @@
 
 mod conformance;
 mod console;
+mod dataset_inference;
 mod dataset_test;
 mod eval;
 mod evidence;
@@ -68,6 +72,7 @@ enum Command {
     Train(train::Args),
     Eval(eval::Args),
     DatasetTest(dataset_test::Args),
+    DatasetInference(dataset_inference::Args),
     Evidence(evidence::Args),
     EvidenceStudy(evidence_study::Args),
     Split(split::Args),
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::DatasetTest(args) => dataset_test::run(args),
+        Command::DatasetInference(args) => dataset_inference::run(args),
         Command::Evidence(args) => evidence::run(args),
         Command::EvidenceStudy(args) => evidence_study::run(args),
         Command::Split(args) => split::run(args),

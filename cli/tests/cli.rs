@@ -799,3 +799,70 @@ fn the_anytime_study_holds_its_claims() {
     );
     assert!(m["certificates"]["rows"][2]["median_epsilon"].as_f64().is_some_and(|e| e < 0.5), "{}", m["certificates"]);
 }
+
+/// Writes a feature table of `n` texts: `loss` and `zlib` shifted by `shift` for members, two
+/// noise features, and `head`, a score in [0, 1] that leans on `loss` (a deterministic LCG, so
+/// the test needs no generator crate).
+fn feature_table(path: &Path, n: usize, shift: f64, seed: u64) {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut uniform = move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    let mut normal = move || (-2.0 * uniform().ln()).sqrt() * (std::f64::consts::TAU * uniform()).cos();
+    let lines: Vec<String> = (0..n)
+        .map(|i| {
+            let (loss, zlib) = (normal() + shift, normal() + shift);
+            let head = 1.0 / (1.0 + (-(loss + normal())).exp());
+            format!(
+                r#"{{"id": "text-{i}", "loss": {loss}, "zlib": {zlib}, "a": {}, "b": {}, "head": {head}}}"#,
+                normal(),
+                normal()
+            )
+        })
+        .collect();
+    std::fs::write(path, lines.join("\n") + "\n").unwrap();
+}
+
+/// `mint dataset-inference` finds a weak signal spread over features, keeps quiet on two
+/// non-member sets, runs its power study with the null control, writes a report its schema
+/// accepts, and refuses a malformed table by line.
+#[test]
+fn dataset_inference_finds_members_and_holds_its_null_control() {
+    let dir = scratch("dataset-inference");
+    let (members, suspect, validation, other) =
+        (dir.join("members.jsonl"), dir.join("suspect.jsonl"), dir.join("validation.jsonl"), dir.join("other.jsonl"));
+    feature_table(&members, 300, 0.35, 1);
+    feature_table(&suspect, 300, 0.35, 2);
+    feature_table(&validation, 400, 0.0, 3);
+    feature_table(&other, 300, 0.0, 4);
+    let run = |suspect: &Path, expect: &str, extra: &[&str]| {
+        let out_dir = dir.join(format!("out-{expect}"));
+        let mut args = vec!["dataset-inference", "--suspect", s(suspect), "--validation", s(&validation)];
+        args.extend(["--rank-feature", "head", "--expect", expect, "--out-dir", s(&out_dir)]);
+        args.extend(extra);
+        (mint(&args), out_dir)
+    };
+    let (out, out_dir) = run(&suspect, "evidence", &["--members", s(&members), "--sizes", "20,150", "--draws", "60"]);
+    let stdout = ok(&out);
+    assert!(stdout.contains("EVIDENCE of membership"), "{stdout}");
+    let report = json(&out_dir.join("report.json"));
+    assert!(report["inference"]["p_value"].as_f64().unwrap() < 0.01, "{report}");
+    assert_eq!(report["features"], serde_json::json!(["a", "b", "head", "loss", "zlib"]));
+    let power = &report["power"]["rows"];
+    assert!(power[1]["inference"]["rate"].as_f64().unwrap() > power[0]["inference"]["rate"].as_f64().unwrap());
+    assert!(power[1]["inference_null"]["low"].as_f64().unwrap() <= 0.01, "{power}");
+    valid_by_schema("dataset_inference_report.schema.json", &[&out_dir.join("report.json")]);
+
+    // Non-members as the suspect set: no evidence, and an expectation of evidence fails (1).
+    let (out, _) = run(&other, "no-evidence", &[]);
+    assert!(ok(&out).contains("no evidence of membership"));
+    let (out, _) = run(&other, "evidence", &["--features", "loss,zlib"]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // A malformed table is an error (2) that names the line.
+    std::fs::write(dir.join("bad.jsonl"), "{\"loss\": 1.0}\n{\"loss\": null}\n").unwrap();
+    let (out, _) = run(&dir.join("bad.jsonl"), "evidence", &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"), "{}", String::from_utf8_lossy(&out.stderr));
+}

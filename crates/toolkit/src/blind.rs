@@ -8,6 +8,7 @@
 //! cross-validation, so every score comes from a model that never saw that sample.
 
 use crate::data::Images;
+use crate::logistic::{dot, fit};
 use crate::roc::SplitMix;
 
 const FOLDS: usize = 5;
@@ -139,34 +140,6 @@ fn standardize(x: &mut [Vec<f64>]) {
             r[j] = (r[j] - mean) / sd;
         }
     }
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
-}
-
-/// Logistic regression by full-batch gradient descent (the loss is convex and the data
-/// standardised, so a fixed step converges), L2 penalty 1e-2 on all but the bias.
-fn fit(x: &[Vec<f64>], y: &[f64], rows: &[usize]) -> Vec<f64> {
-    let d = x[0].len();
-    let mut w = vec![0.0; d];
-    let (lr, l2, iters) = (0.5, 1e-2, 300);
-    let mut grad = vec![0.0; d];
-    for _ in 0..iters {
-        grad.iter_mut().for_each(|g| *g = 0.0);
-        for &i in rows {
-            let p = 1.0 / (1.0 + (-dot(&w, &x[i])).exp());
-            let e = p - y[i];
-            for (g, xi) in grad.iter_mut().zip(&x[i]) {
-                *g += e * xi;
-            }
-        }
-        for j in 0..d {
-            let reg = if j + 1 < d { l2 * w[j] } else { 0.0 };
-            w[j] -= lr * (grad[j] / rows.len() as f64 + reg);
-        }
-    }
-    w
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! - [`split`]: split files (which samples train and which evaluate a head, as members and
 //!   non-members), made balanced and seeded, read with errors that name the field, sources
 //!   pinned by sha256.
+//! - [`logistic`]: L2-regularised logistic regression, for the two parts that learn a line.
 //! - [`blind`]: the distribution-shift control, a classifier on the raw inputs alone;
 //!   [`baselines`]: the outcome's confidence and loss, scores that need no head.
 //! - [`calibrate`]: the live threshold for a target false-positive rate, with exact and
@@ -32,6 +33,8 @@
 //!   auditor configuration that serves it.
 //! - [`eval`]: a head's figures beside the baselines and the shift control, gates, calibration.
 //! - [`dataset_test`]: was a suspect set in the training set, against known non-members.
+//! - [`dataset_inference`]: the same question for an owner's texts from per-text features,
+//!   combined by a linear model learnt on one half (Maini et al. 2024), with its power study.
 //! - [`conformance`]: the conformance kit a vendor's CI checks its integration with.
 //! - [`evidence_study`]: the validation of the evidence tests, regenerating docs/evidence.md;
 //!   [`anytime_study`]: that of the anytime-valid evidence, by simulation from the pools.
@@ -47,6 +50,7 @@ pub mod calibrate;
 pub mod conformance;
 pub mod console;
 pub mod data;
+pub mod dataset_inference;
 pub mod dataset_test;
 pub mod descriptor;
 pub mod eval;
@@ -55,6 +59,7 @@ pub mod extract;
 pub mod fleet;
 pub mod formats;
 pub mod inspect;
+pub mod logistic;
 pub mod paths;
 pub mod power;
 pub mod progress;

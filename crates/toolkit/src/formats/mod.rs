@@ -12,6 +12,8 @@
 //! | evidence bundle (signed) | [`bundle::Bundle`] in a DSSE envelope | the console | `mint verify-bundle`, `mint verify` |
 //! | eval report | [`reports::EvalReport`] | `mint eval` | CI systems, `mint_toolkit::eval` |
 //! | dataset-test report | [`reports::DatasetTestReport`] | `mint dataset-test` | CI systems, regulators |
+//! | per-sample feature table (JSON Lines) | [`feature_table::FeatureRow`] per line | owners' tools, `research/mint_research/lm_dataset_inference.py` | `mint dataset-inference` |
+//! | dataset-inference report | [`reports::DatasetInferenceReport`] | `mint dataset-inference` | CI systems, regulators |
 //! | fleet evidence | [`fleet::FleetEvidence`] | `mint evidence` | regulators, CI systems |
 //! | signed fleet evidence, its log | [`fleet::SignedFleetEvidence`] in DSSE envelopes | `mint evidence --attest[-log]` | `mint verify` |
 //! | a replica's evidence log | `mint_audit::evidence_log::EvidenceSnapshot` in DSSE envelopes | the library (`evidence_log`) | `mint verify` |
@@ -22,6 +24,7 @@
 //! library does not.
 
 pub mod bundle;
+pub mod feature_table;
 pub mod features;
 pub mod fleet;
 pub mod reports;
@@ -40,6 +43,8 @@ pub fn schemas() -> Vec<(&'static str, serde_json::Value)> {
         ("evidence_bundle.schema.json", of::<bundle::Bundle>()),
         ("eval_report.schema.json", of::<reports::EvalReport>()),
         ("dataset_test_report.schema.json", of::<reports::DatasetTestReport>()),
+        ("feature_table_row.schema.json", of::<feature_table::FeatureRow>()),
+        ("dataset_inference_report.schema.json", of::<reports::DatasetInferenceReport>()),
         ("fleet_evidence.schema.json", of::<fleet::FleetEvidence>()),
         ("signed_fleet_evidence.schema.json", of::<fleet::SignedFleetEvidence>()),
         ("replica_evidence_snapshot.schema.json", of::<mint_audit::evidence_log::EvidenceSnapshot>()),
