@@ -220,6 +220,16 @@ impl Auditor {
         Ok(config.taps[index].tensor.clone())
     }
 
+    /// How many channels tap ``tap`` has (a ``token_logprobs`` tap: 1, the log-probability of
+    /// each token, or 3, with the mean and spread Min-K%++ needs).
+    fn tap_channels(&self, tap: &str) -> PyResult<usize> {
+        let config = self.inner.config();
+        let index = config
+            .tap_index(tap)
+            .ok_or_else(|| invalid_input(format!("no tap is named '{tap}'; configured: {}", self.tap_names())))?;
+        Ok(config.taps[index].channels)
+    }
+
     /// How a token-sequence tap is pooled over its valid tokens (``max``, ``mean``, ``first``
     /// or ``last``); None for other taps.
     fn tap_pooling(&self, tap: &str) -> PyResult<Option<&'static str>> {

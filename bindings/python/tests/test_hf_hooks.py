@@ -342,3 +342,37 @@ def test_an_encoder_audited_by_its_cls_token(tmp_path, tokenizer):
     auditor.close(10.0)
     assert hooks.errors == {} and hooks.batches == 1
     assert got == want
+
+
+def test_a_one_channel_token_tap_is_given_log_probabilities_alone(tmp_path, tokenizer):
+    """A ``token_logprobs`` tap of one channel (Min-K% without Min-K%++) gets the tokens'
+    log-probabilities, computed in one pass over the vocabulary, equal to the first of the three
+    channels; the hooks' scores equal a direct submit."""
+    model = causal_lm("gpt2", len(tokenizer))
+    features = ["mean", "min_k:0.2"]
+    path, digest = head(tmp_path, len(features))
+    tap = {"name": "token_scores", "channels": 1, "kind": "token_logprobs", "max_tokens": 64, "features": features}
+    cfg = {
+        "model": {"id": "hf", "version": "1"},
+        "taps": [tap],
+        "head": {"kind": "vanilla", "path": str(path), "sha256": digest},
+        "workers": 1,
+    }
+    call = encode(tokenizer, "right")
+    ids = list(range(len(TEXTS)))
+    with torch.no_grad():
+        logits = model(**call).logits
+    one = token_scores(logits, call["input_ids"], channels=1)
+    assert one.shape == (len(TEXTS), call["input_ids"].shape[1] - 1)
+    torch.testing.assert_close(one, token_scores(logits, call["input_ids"])[..., 0], rtol=1e-5, atol=1e-5)
+    m = call["attention_mask"] != 0
+    direct, want = auditor_for(cfg)
+    direct.submit(ids, [one], mask=m[:, :-1] & m[:, 1:])
+    direct.close(10.0)
+    auditor, got = auditor_for(cfg)
+    hooks = attach(model, auditor)
+    with torch.no_grad(), hooks.samples(ids):
+        model(**call)
+    hooks.remove()
+    assert auditor.close(10.0).stats.audited == len(TEXTS) and hooks.errors == {}
+    assert got == pytest.approx(want, abs=1e-6)
