@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_host import cpu_flags  # benches/, beside this script
 
 import mint_audit
 from mint_audit.torch import attach
@@ -43,16 +44,6 @@ def load_model_script():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-def cpu_flags():
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-    wanted = ["avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16"]
-    return " ".join(f for f in wanted if f in flags) or "none of avx2/avx512"
 
 
 def synchronize(device):

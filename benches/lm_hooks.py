@@ -47,6 +47,7 @@ import warnings
 
 import numpy as np
 import torch
+from bench_host import cpu_flags  # benches/, beside this script
 
 import mint_audit
 from mint_audit.torch import attach, transformer_layers
@@ -56,15 +57,6 @@ sys.path.insert(0, os.path.join(ROOT, "research"))
 warnings.filterwarnings("ignore", module="transformers")
 
 GPT2_BLOCKS = (2, 5, 8, 11)  # which of the 12 blocks' hidden states are tapped
-
-
-def cpu_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return " ".join(f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_bf16") if f in flags)
-    return "unknown"
 
 
 def linear_head(directory, width):

@@ -32,6 +32,7 @@ import time
 
 import fmnist_model  # examples/python, importable from the checkout's venv (scripts/setup.sh)
 import torch
+from bench_host import cpu_flags  # benches/, beside this script
 
 import mint_audit
 from mint_audit.torch import attach, module_for_tensor
@@ -136,15 +137,6 @@ def reads_in_the_hook(base, auditor, maps, batch, forwards):
         )
         first, second = (statistics.median(t) * 1e6 for t in times[tap])
         yield tap, out.numel() * out.element_size() / 1024, first, second, warm
-
-
-def cpu_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return " ".join(f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_bf16") if f in flags)
-    return "?"
 
 
 def main():

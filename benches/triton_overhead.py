@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import tritonclient.http as http
+from bench_host import cpu_flags  # benches/, beside this script
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 
@@ -110,15 +111,6 @@ def load(port, images, requests, batch, concurrency, next_id):
     with ThreadPoolExecutor(concurrency) as pool:
         latencies = list(pool.map(one, range(requests)))
     return latencies, requests * batch / (time.perf_counter() - started)
-
-
-def cpu_flags():
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("flags"):
-                flags = line.split(":", 1)[1].split()
-                return ", ".join(f for f in ("avx2", "f16c", "avx512f", "avx512bw", "avx512_bf16") if f in flags)
-    return "?"
 
 
 def main():

@@ -11,15 +11,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 
 use mint_toolkit::dataset_inference::{self, Options, StudyOptions};
-use mint_toolkit::dataset_test;
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Expect {
-    /// The suspect set must be found (a regulator's control on a known-member set).
-    Evidence,
-    /// The suspect set must not be found.
-    NoEvidence,
-}
+use crate::expect::Expect;
 
 #[derive(clap::Args)]
 /// Dataset inference (Maini et al. 2024) on per-text feature tables (JSON Lines, docs/formats.md).
@@ -66,10 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         features: args.features,
         rank_feature: args.rank_feature,
         alpha: args.alpha,
-        expect: args.expect.map(|e| match e {
-            Expect::Evidence => dataset_test::Expect::Evidence,
-            Expect::NoEvidence => dataset_test::Expect::NoEvidence,
-        }),
+        expect: args.expect.map(Into::into),
         seed: args.seed,
         study: args.members.zip(args.sizes).map(|(members, sizes)| StudyOptions { members, sizes, draws: args.draws }),
     })?;

@@ -11,13 +11,7 @@ use anyhow::{bail, Result};
 
 use mint_toolkit::dataset_test::{self, Options, Sets};
 
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Expect {
-    /// The suspect set must be found (a regulator's control on a known-member set).
-    Evidence,
-    /// The suspect set must not be found (a vendor's gate: held-out data stays undetectable).
-    NoEvidence,
-}
+use crate::expect::Expect;
 
 #[derive(clap::Args)]
 /// Test whether a suspect dataset was in the training set, against a reference of known non-members.
@@ -77,10 +71,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         suspect_limit: args.suspect_limit,
         reference_limit: args.reference_limit,
         alpha: args.alpha,
-        expect: args.expect.map(|e| match e {
-            Expect::Evidence => dataset_test::Expect::Evidence,
-            Expect::NoEvidence => dataset_test::Expect::NoEvidence,
-        }),
+        expect: args.expect.map(Into::into),
         shift_auc: args.shift_auc,
         allow_shift: args.allow_shift,
         seed: args.seed,

@@ -29,6 +29,7 @@ mod dataset_test;
 mod eval;
 mod evidence;
 mod evidence_study;
+mod expect;
 mod extract;
 mod inspect;
 mod keygen;
