@@ -94,7 +94,8 @@ def text_features(
     model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 8, max_tokens: int | None = None
 ) -> Iterator[tuple[int, dict[str, float] | None]]:
     """For each text, in order: its index and its features (``FEATURES``), or None when it has
-    fewer than two tokens (or a non-finite score)."""
+    fewer than two tokens (or a non-finite score). Sets ``tokenizer`` to pad on the right, with
+    its end-of-sequence token where it has no pad token."""
     import torch
 
     from mint_audit.torch import token_scores
