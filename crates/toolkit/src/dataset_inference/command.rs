@@ -67,43 +67,23 @@ impl Outcome {
     }
 }
 
-/// The features combined, and each table's rows on them.
-struct Chosen {
-    names: Vec<String>,
-    suspect: Vec<Vec<f64>>,
-    validation: Vec<Vec<f64>>,
-}
-
-/// The two tables' rows on the features named (or all of the suspect table's), after checking
-/// that the validation table has them.
-fn columns(suspect: &FeatureTable, validation: &FeatureTable, chosen: Option<&[String]>) -> Result<Chosen> {
-    let names: Vec<String> = match chosen {
-        Some(list) => list.to_vec(),
-        None => suspect.names.clone(),
-    };
-    ensure!(!names.is_empty(), "no features to combine");
-    let pick = |t: &FeatureTable| -> Result<Vec<Vec<f64>>> {
-        let at: Vec<usize> = names.iter().map(|n| t.position(n)).collect::<Result<_>>()?;
-        Ok(t.rows.iter().map(|r| at.iter().map(|&j| r[j]).collect()).collect())
-    };
-    Ok(Chosen { suspect: pick(suspect)?, validation: pick(validation)?, names })
-}
-
 /// Reads the tables and runs the test (and the study).
 pub fn run(args: &Options) -> Result<Outcome> {
     let started = Instant::now();
     ensure!(args.alpha > 0.0 && args.alpha < 0.5, "--alpha must lie in (0, 0.5)");
     let suspect = FeatureTable::read(&args.suspect)?;
     let validation = FeatureTable::read(&args.validation)?;
-    let Chosen { names, suspect: s, validation: v } = columns(&suspect, &validation, args.features.as_deref())?;
+    // The features named, or all of the suspect table's; the other tables must have them.
+    let names = args.features.clone().unwrap_or_else(|| suspect.names.clone());
+    ensure!(!names.is_empty(), "no features to combine");
+    let (s, v) = (suspect.rows_on(&names)?, validation.rows_on(&names)?);
     let inference = infer(&s, &v, &names, args.seed)?;
     let evidence = inference.p_value < args.alpha;
 
     let rank = match &args.rank_feature {
         Some(name) => {
-            let (j, k) = (suspect.position(name)?, validation.position(name)?);
-            let column = |t: &FeatureTable, at: usize| t.rows.iter().map(|r| r[at]).collect::<Vec<f64>>();
-            let (a, b) = (column(&suspect, j), column(&validation, k));
+            let one = [name.clone()];
+            let (a, b) = (suspect.rows_on(&one)?.concat(), validation.rows_on(&one)?.concat());
             ensure!(
                 a.iter().chain(&b).all(|x| (0.0..=1.0).contains(x)),
                 "--rank-feature {name}: a score in [0, 1] (a head's) is needed"
@@ -118,7 +98,7 @@ pub fn run(args: &Options) -> Result<Outcome> {
     let power = match &args.study {
         Some(plan) => {
             let members = FeatureTable::read(&plan.members)?;
-            let m = columns(&members, &validation, Some(&names))?.suspect;
+            let m = members.rows_on(&names)?;
             let rank_at = match &args.rank_feature {
                 Some(name) => Some(names.iter().position(|x| x == name).with_context(|| {
                     format!("--rank-feature {name} must be among the combined features for the study")

@@ -100,13 +100,11 @@ impl FeatureTable {
             .with_context(|| format!("no feature '{name}' (there are {:?})", self.names))
     }
 
-    /// The rows at `indices`, in that order.
-    pub fn select(&self, indices: &[usize]) -> FeatureTable {
-        FeatureTable {
-            names: self.names.clone(),
-            ids: indices.iter().map(|&i| self.ids[i].clone()).collect(),
-            rows: indices.iter().map(|&i| self.rows[i].clone()).collect(),
-        }
+    /// Every row's values of the features `names`, in that order, or an error naming the one
+    /// missing.
+    pub fn rows_on(&self, names: &[String]) -> Result<Vec<Vec<f64>>> {
+        let at: Vec<usize> = names.iter().map(|n| self.position(n)).collect::<Result<_>>()?;
+        Ok(self.rows.iter().map(|r| at.iter().map(|&j| r[j]).collect()).collect())
     }
 }
 
@@ -136,5 +134,7 @@ mod tests {
             assert!(error.contains(says), "{text}: {error}");
         }
         assert!(format!("{:#}", table.position("min_k").unwrap_err()).contains("\"loss\", \"zlib\""));
+        assert_eq!(table.rows_on(&["zlib".to_string()]).unwrap(), [vec![0.1], vec![0.3]]);
+        assert!(table.rows_on(&["loss".to_string(), "min_k".to_string()]).is_err());
     }
 }
