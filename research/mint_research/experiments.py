@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+from mint_research.generated import replace_block
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MINT = os.path.join(ROOT, "target", "release", "mint")
 WORK = os.path.join(ROOT, "target", "experiments")
@@ -301,13 +303,13 @@ def main():
     with open(os.path.join(ROOT, "docs", "experiments.json"), "w") as f:
         json.dump(results, f, indent=1)
     # The tables replace the generated section of docs/experiments.md; the prose around stays.
-    path = os.path.join(ROOT, "docs", "experiments.md")
-    begin, end = "<!-- BEGIN GENERATED: research/mint_research/experiments.py -->", "<!-- END GENERATED -->"
-    text = open(path).read() if os.path.exists(path) else f"{begin}\n{end}\n"
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    with open(path, "w") as f:
-        f.write(head + begin + "\n" + render(results) + "\n" + end + tail)
+    replace_block(
+        os.path.join(ROOT, "docs", "experiments.md"),
+        "research/mint_research/experiments.py",
+        render(results),
+        "## Tables",
+        end="<!-- END GENERATED -->",
+    )
     print(f"done in {results['seconds']} s")
 
 

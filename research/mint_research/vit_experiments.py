@@ -30,6 +30,7 @@ from mint_research.experiments import (
     render,
     sh,
 )
+from mint_research.generated import replace_block
 
 MODEL = "fmnist-vit"
 VANILLA = [
@@ -219,18 +220,12 @@ def main():
     results["command"] = ".venv/bin/python -m mint_research.vit_experiments"
     with open(os.path.join(ROOT, "docs", "experiments-vit.json"), "w") as f:
         json.dump(results, f, indent=1)
-    path = os.path.join(ROOT, "docs", "experiments.md")
-    begin, end = (
-        "<!-- BEGIN GENERATED: research/mint_research/vit_experiments.py -->",
-        "<!-- END GENERATED: research/mint_research/vit_experiments.py -->",
+    replace_block(
+        os.path.join(ROOT, "docs", "experiments.md"),
+        "research/mint_research/vit_experiments.py",
+        render(results) + "\n" + render_dataset_tests(results["dataset_test"]),
+        "## Vision transformer",
     )
-    text = open(path).read()
-    block = begin + "\n" + render(results) + "\n" + render_dataset_tests(results["dataset_test"]) + "\n" + end
-    if begin in text:
-        text = text[: text.index(begin)] + block + text[text.index(end) + len(end) :]
-    else:
-        text = text.rstrip("\n") + "\n\n## Vision transformer\n\n" + block + "\n"
-    open(path, "w").write(text)
     print(f"done in {results['seconds']} s")
 
 
