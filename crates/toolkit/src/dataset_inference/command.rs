@@ -12,7 +12,7 @@ use super::recipe::infer;
 use super::study::{study, texts_needed, Pools};
 use crate::dataset_test::Expect;
 use crate::formats::feature_table::FeatureTable;
-use crate::formats::reports::{DatasetInferenceReport, FeatureRankTest, PowerStudy, TableRef};
+use crate::formats::reports::{DatasetInferenceReport, FeatureRankTest, PowerRow, PowerStudy, TableRef};
 use crate::report::{self, Check};
 
 /// The power a study's "texts needed" asks for.
@@ -128,26 +128,7 @@ pub fn run(args: &Options) -> Result<Outcome> {
         checks.push(Check { message: format!("p = {:.3e}", inference.p_value), name, passed });
     }
     if let Some(p) = &power {
-        // The null control: at each size, are the false positives consistent with alpha? An
-        // exact binomial test per size, Bonferroni over the sizes (the worst of several rates
-        // exceeds alpha by chance more often than any one does).
-        let threshold = NULL_CHECK_LEVEL / p.rows.len() as f64;
-        let tested = p.rows.iter().map(|r| {
-            let k = (r.inference_null.rate * r.draws as f64).round() as u64;
-            (r, k, binomial_test(k, r.draws as u64, args.alpha).p_value)
-        });
-        let (worst, k, p_value) = tested.min_by(|a, b| a.2.total_cmp(&b.2)).expect("a size");
-        checks.push(Check {
-            name: format!("null control: false positives consistent with alpha = {} (two non-member sets)", args.alpha),
-            passed: p_value >= threshold,
-            message: format!(
-                "worst at {} texts: {k} of {} draws, binomial p = {p_value:.3} (fails below {threshold:.4}: {NULL_CHECK_LEVEL} \
-                 over {} sizes)",
-                worst.n,
-                worst.draws,
-                p.rows.len()
-            ),
-        });
+        checks.push(null_check(&p.rows, args.alpha));
     }
     let passed = checks.iter().all(|c| c.passed);
     let mut summary = format!(
@@ -206,4 +187,60 @@ pub fn run(args: &Options) -> Result<Outcome> {
         run: json!({"seconds": started.elapsed().as_secs_f64(), "seed": args.seed}),
     };
     Ok(Outcome { report, summary, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// The null control's check: at each size, are the false positives consistent with alpha? An
+/// exact binomial test per size, Bonferroni over the sizes (the worst of several rates exceeds
+/// alpha by chance more often than any one does).
+fn null_check(rows: &[PowerRow], alpha: f64) -> Check {
+    let threshold = NULL_CHECK_LEVEL / rows.len() as f64;
+    let tested = rows.iter().map(|r| {
+        let k = (r.inference_null.rate * r.draws as f64).round() as u64;
+        (r, k, binomial_test(k, r.draws as u64, alpha).p_value)
+    });
+    let (worst, k, p_value) = tested.min_by(|a, b| a.2.total_cmp(&b.2)).expect("a size");
+    Check {
+        name: format!("null control: false positives consistent with alpha = {alpha} (two non-member sets)"),
+        passed: p_value >= threshold,
+        message: format!(
+            "worst at {} texts: {k} of {} draws, binomial p = {p_value:.3} (fails below {threshold:.4}: {NULL_CHECK_LEVEL} \
+             over {} sizes)",
+            worst.n,
+            worst.draws,
+            rows.len()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formats::reports::Rate;
+
+    fn row(n: usize, false_positives: usize) -> PowerRow {
+        let rate = |k: usize| Rate { rate: k as f64 / 200.0, low: 0.0, high: 1.0 };
+        PowerRow {
+            n,
+            draws: 200,
+            inference: rate(200),
+            inference_null: rate(false_positives),
+            rank_test: None,
+            rank_test_null: None,
+        }
+    }
+
+    #[test]
+    fn the_null_check_fails_on_too_many_false_positives_and_not_on_chance() {
+        // 5 of 200 at alpha 0.01 happens by chance (P = 0.052) and passes, even as the worst of
+        // seven sizes; 10 of 200 (P = 4e-5) fails.
+        let sizes: Vec<PowerRow> = [10, 20, 50, 100, 200, 500, 1000].iter().map(|&n| row(n, 2)).collect();
+        assert!(null_check(&sizes, 0.01).passed);
+        let mut chance = sizes.clone();
+        chance[4] = row(200, 5);
+        assert!(null_check(&chance, 0.01).passed, "{}", null_check(&chance, 0.01).message);
+        let mut too_many = sizes;
+        too_many[2] = row(50, 10);
+        let check = null_check(&too_many, 0.01);
+        assert!(!check.passed && check.message.contains("worst at 50 texts: 10 of 200"), "{}", check.message);
+    }
 }

@@ -136,5 +136,9 @@ mod tests {
         assert!(format!("{:#}", table.position("min_k").unwrap_err()).contains("\"loss\", \"zlib\""));
         assert_eq!(table.rows_on(&["zlib".to_string()]).unwrap(), [vec![0.1], vec![0.3]]);
         assert!(table.rows_on(&["loss".to_string(), "min_k".to_string()]).is_err());
+        // A table larger than MAX_BYTES is refused before it is read (a sparse file).
+        let big = dir.path().join("big.jsonl");
+        std::fs::File::create(&big).unwrap().set_len(MAX_BYTES + 1).unwrap();
+        assert!(format!("{:#}", FeatureTable::read(&big).unwrap_err()).contains("more than the"));
     }
 }
