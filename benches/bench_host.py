@@ -1,10 +1,21 @@
-"""What the Python benchmarks print about the machine they ran on: the CPU flags that decide
+"""What the Python benchmarks print about the machine they ran on: the CPU model, and the flags that decide
 which kernels run (AVX2-only and AVX-512 machines both occur), so that figures from different
 machines are never compared unknowingly."""
 
 from pathlib import Path
 
 WANTED = ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16", "avx512_fp16")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, as /proc/cpuinfo gives it."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown"
+    return next(
+        (line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "unknown"
+    )
 
 
 def cpu_flags() -> str:

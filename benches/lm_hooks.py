@@ -47,7 +47,7 @@ import warnings
 
 import numpy as np
 import torch
-from bench_host import cpu_flags  # benches/, beside this script
+from bench_host import cpu_flags, cpu_model  # benches/, beside this script
 
 import mint_audit
 from mint_audit.torch import attach, transformer_layers
@@ -216,7 +216,8 @@ def main():
     torch.set_num_threads(args.threads)
     device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
     header = (
-        f"{platform.machine()}, {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; device: {device_name}; "
+        f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} logical CPUs; flags: {cpu_flags()}; "
+        f"device: {device_name}; "
         f"torch {torch.__version__} on {args.threads} thread(s); mint_audit {mint_audit.__version__}; "
         f"{args.tokens} tokens padded, lengths {args.tokens // 2}-{args.tokens}"
     )
